@@ -1,0 +1,1 @@
+"""SEED RL re-implemented in PyTorch."""

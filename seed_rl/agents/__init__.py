@@ -1,0 +1,1 @@
+"""Agents (learner-side models, losses and training logic)."""

@@ -1,0 +1,1 @@
+"""IMPALA / V-trace agent components."""

@@ -1,0 +1,112 @@
+"""The IMPALA agent as the learner core sees it: sampling actions and V-trace training."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from seed_rl.agents.impala import losses, vtrace
+from seed_rl.agents.impala.config import ImpalaConfig
+from seed_rl.agents.impala.network import ActorCriticNet
+from seed_rl.core.agent import ActResult
+from seed_rl.envs import EnvSpec
+
+
+class ImpalaAgent:
+    """Actor-critic with V-trace off-policy correction (Espeholt et al. 2018)."""
+
+    def __init__(self, spec: EnvSpec, config: ImpalaConfig, device: torch.device, total_train_steps: int):
+        config.validate()
+        self.config = config
+        self.device = device
+        self.model = ActorCriticNet(
+            spec.observation_shape,
+            spec.observation_dtype,
+            spec.num_actions,
+            torso=config.torso,
+            use_lstm=config.use_lstm,
+            lstm_size=config.lstm_size,
+        ).to(device)
+        if config.optimizer == "rmsprop":
+            self.optimizer = torch.optim.RMSprop(
+                self.model.parameters(),
+                lr=config.learning_rate,
+                alpha=config.rmsprop_decay,
+                eps=config.rmsprop_epsilon,
+                momentum=config.rmsprop_momentum,
+            )
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
+        total = max(1, total_train_steps)
+        decay = (lambda step: max(0.0, 1.0 - step / total)) if config.lr_decay else (lambda step: 1.0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
+
+    def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        return self.model.initial_state(batch_size)
+
+    @torch.no_grad()
+    def act(self, observation: torch.Tensor, done: torch.Tensor, core_state) -> ActResult:
+        logits, _, core_state = self.model(observation.unsqueeze(0), done.unsqueeze(0), core_state)
+        logits = logits[0]
+        action = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
+        return ActResult(action, {"policy_logits": logits}, core_state)
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """IMPALA loss on a time-major batch of ``T + 1``-step unrolls (see ``Unroll``)."""
+        cfg = self.config
+        logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
+        rewards = batch["reward"][1:]
+        if cfg.reward_clipping == "abs_one":
+            rewards = rewards.clamp(-1.0, 1.0)
+        discounts = (~batch["done"][1:]).float() * cfg.discount
+        actions = batch["action"][:-1]
+        returns = vtrace.from_logits(
+            behaviour_logits=batch["agent_outputs"]["policy_logits"][:-1],
+            target_logits=logits[:-1],
+            actions=actions,
+            discounts=discounts,
+            rewards=rewards,
+            values=values[:-1],
+            bootstrap_value=values[-1],
+            clip_rho_threshold=cfg.clip_rho_threshold,
+            clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
+            clip_c_threshold=cfg.clip_c_threshold,
+            lambda_=cfg.vtrace_lambda,
+        )
+        pg_loss = losses.policy_gradient_loss(logits[:-1], actions, returns.pg_advantages)
+        v_loss = losses.baseline_loss(values[:-1], returns.vs)
+        entropy = losses.entropy_loss(logits[:-1])
+        total = pg_loss + cfg.baseline_cost * v_loss + cfg.entropy_cost * entropy
+        logs = {
+            "loss/total": total.item(),
+            "loss/policy": pg_loss.item(),
+            "loss/baseline": v_loss.item(),
+            "policy_entropy": -entropy.item(),
+            "mean_rho": returns.log_rhos.exp().mean().item(),
+        }
+        return total, logs
+
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict[str, float]:
+        loss, logs = self.compute_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        logs["grad_norm"] = float(grad_norm)
+        logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        with params_lock:
+            self.optimizer.step()
+        self.scheduler.step()
+        return logs
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

@@ -1,0 +1,43 @@
+"""IMPALA hyperparameters. Defaults are the IMPALA paper's Atari settings.
+
+Source for each default: Espeholt et al. 2018, "IMPALA", Appendix (Atari
+hyperparameters, shared by the single-task "deep" experiments), unless noted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ImpalaConfig:
+    unroll_length: int = 20  # IMPALA Atari: unroll length 20
+    batch_size: int = 32  # IMPALA Atari: batch size 32
+    discount: float = 0.99  # IMPALA Atari: discount 0.99
+    optimizer: str = "rmsprop"  # IMPALA: RMSProp; "adam" as in SEED's Football/DMLab configs
+    learning_rate: float = 6e-4  # IMPALA Atari: 0.0006
+    rmsprop_decay: float = 0.99  # IMPALA Atari: decay 0.99
+    rmsprop_epsilon: float = 0.01  # IMPALA Atari: epsilon 0.01
+    rmsprop_momentum: float = 0.0  # IMPALA Atari: momentum 0
+    adam_epsilon: float = 1e-8  # torch/Keras default, for --optimizer=adam
+    lr_decay: bool = True  # IMPALA: learning rate linearly annealed to 0 over training
+    entropy_cost: float = 0.01  # IMPALA Atari: entropy cost 0.01
+    baseline_cost: float = 0.5  # IMPALA Atari: baseline cost 0.5
+    max_grad_norm: float = 40.0  # IMPALA Atari: global gradient-norm clipping 40
+    reward_clipping: str = "abs_one"  # IMPALA Atari: rewards clipped to [-1, 1]; "none" to disable
+    vtrace_lambda: float = 1.0  # IMPALA: lambda 1 (pure V-trace)
+    clip_rho_threshold: float = 1.0  # IMPALA: rho-bar = 1
+    clip_pg_rho_threshold: float = 1.0  # IMPALA: rho-bar for the policy gradient = 1
+    clip_c_threshold: float = 1.0  # IMPALA: c-bar = 1
+    torso: str = "auto"  # IMPALA deep ResNet for images, MLP for vectors
+    use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
+    lstm_size: int = 256  # IMPALA deep network LSTM size 256
+
+    def validate(self) -> None:
+        if self.optimizer not in ("rmsprop", "adam"):
+            raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
+        if self.reward_clipping not in ("abs_one", "none"):
+            raise ValueError(f"--reward_clipping must be abs_one or none, got {self.reward_clipping!r}")
+        for name in ("unroll_length", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")

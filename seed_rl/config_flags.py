@@ -1,0 +1,48 @@
+"""absl flags generated from the configuration dataclasses.
+
+Each dataclass field becomes a flag of the same name whose default is ``None``,
+meaning "the dataclass default" (where the source of each value is cited).
+Agents that share a field name (``batch_size``, ``unroll_length``) share the
+flag, and each agent keeps its own default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+from absl import flags
+
+_DEFINERS = {
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_boolean,
+    str: flags.DEFINE_string,
+}
+
+
+def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if field.name in flag_values:
+            continue
+        define = _DEFINERS[hints[field.name]]
+        define(field.name, None, f"{cls.__name__}.{field.name} (default {field.default!r})", flag_values=flag_values)
+
+
+def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS):
+    overrides = {
+        f.name: flag_values[f.name].value
+        for f in dataclasses.fields(cls)
+        if f.name in flag_values and flag_values[f.name].value is not None
+    }
+    return cls(**overrides)
+
+
+def dataclass_to_argv(instance) -> list[str]:
+    """The flags that rebuild ``instance`` in another process."""
+    argv = []
+    for field in dataclasses.fields(instance):
+        value = getattr(instance, field.name)
+        argv.append(f"--{field.name}" if value is True else f"--no{field.name}" if value is False else f"--{field.name}={value}")
+    return argv

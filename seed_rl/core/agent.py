@@ -1,0 +1,38 @@
+"""The contract between the agent-independent learner core and an agent."""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple, Protocol
+
+import torch
+
+from seed_rl.core.env_state import CoreState
+
+
+class ActResult(NamedTuple):
+    action: torch.Tensor  # [B] int64
+    outputs: dict[str, torch.Tensor]  # per-environment tensors kept with the trajectory
+    core_state: CoreState  # recurrent state after the step
+
+
+class Agent(Protocol):
+    """What an agent provides to the learner core.
+
+    ``act`` runs on the inference thread, ``train_step`` on the training thread.
+    ``train_step`` must hold ``params_lock`` while it writes the parameters, and
+    ``act`` is called under the same lock, so inference always sees a complete,
+    newest set of parameters.
+    """
+
+    device: torch.device
+
+    def initial_core_state(self, batch_size: int) -> CoreState: ...
+
+    def act(self, observation: torch.Tensor, done: torch.Tensor, core_state: CoreState) -> ActResult: ...
+
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...

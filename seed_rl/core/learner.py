@@ -1,0 +1,191 @@
+"""The learner: serves inference to actors, assembles unrolls and trains on them.
+
+Threads: gRPC workers (one per actor stream) validate requests and wait on the
+dynamic batcher; the batcher thread runs inference and unroll assembly; the
+caller's thread (:meth:`Learner.run`) trains, logs and checkpoints. Finished
+unrolls cross from inference to training through a bounded queue, which is
+also the back-pressure that keeps actors from running far ahead of training.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from seed_rl.core import checkpoint
+from seed_rl.core.agent import Agent
+from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.env_state import Unroll, stack_unrolls
+from seed_rl.core.inference import InferenceEngine
+from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
+from seed_rl.core.server import LearnerServer
+from seed_rl.envs import EnvSpec
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointMismatch(ValueError):
+    """The logdir holds a checkpoint of a different run."""
+
+
+@dataclass
+class LearnerSettings:
+    logdir: str
+    env_name: str
+    total_environment_frames: int
+    unroll_length: int
+    batch_size: int
+    frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
+    server_address: str = "127.0.0.1:0"
+    inference_batch_size: int = 64
+    inference_timeout_ms: float = 10.0
+    unroll_queue_size: int = 0  # 0: 2 training batches
+    checkpoint_interval_s: float = 300.0
+    log_interval_s: float = 5.0
+    max_streams: int = 256
+
+    @property
+    def frames_per_train_step(self) -> int:
+        return self.batch_size * self.unroll_length * self.frames_per_step
+
+
+class Learner:
+    def __init__(self, agent: Agent, spec: EnvSpec, settings: LearnerSettings, run_config: dict):
+        self.agent = agent
+        self.settings = settings
+        self.run_config = run_config
+        self.frames = 0
+        self.train_steps = 0
+        self.params_lock = threading.Lock()
+        self.episodes = EpisodeStats()
+        self._stop = threading.Event()
+        queue_size = settings.unroll_queue_size or 2 * settings.batch_size
+        self.unrolls: queue.Queue[Unroll] = queue.Queue(maxsize=queue_size)
+        self.engine = InferenceEngine(agent, settings.unroll_length, self._enqueue_unroll, self.params_lock)
+        self._batch_sizes: list[int] = []
+        self.batcher = DynamicBatcher(
+            self.engine,
+            max_batch_size=settings.inference_batch_size,
+            timeout_s=settings.inference_timeout_ms / 1000.0,
+            on_batch=self._batch_sizes.append,
+        )
+        self.server = LearnerServer(
+            settings.server_address,
+            spec,
+            settings.env_name,
+            self.batcher,
+            self.engine,
+            on_episodes=self.episodes.add,
+            max_streams=settings.max_streams,
+        )
+        self.metrics = MetricsWriter(settings.logdir)
+        self._restore()
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def _restore(self) -> None:
+        path = checkpoint.latest_checkpoint(self.settings.logdir)
+        if path is None:
+            return
+        state = checkpoint.load_checkpoint(path, self.agent.device)
+        for key in ("agent", "env"):
+            stored, current = state["run_config"].get(key), self.run_config.get(key)
+            if stored != current:
+                raise CheckpointMismatch(
+                    f"{path} was written by a run with --{key}={stored}, this run has --{key}={current}; "
+                    f"use another --logdir or the same --{key}"
+                )
+        self.agent.load_state_dict(state["agent"])
+        self.frames = state["frames"]
+        self.train_steps = state["train_steps"]
+        log.info("resumed from %s at %d frames", path, self.frames)
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "agent": self.agent.state_dict(),
+            "frames": self.frames,
+            "train_steps": self.train_steps,
+            "run_config": self.run_config,
+        }
+        path = checkpoint.save_checkpoint(self.settings.logdir, state, self.frames)
+        log.info("checkpoint %s", path)
+
+    def _enqueue_unroll(self, unroll: Unroll) -> None:
+        while not self._stop.is_set():
+            try:
+                self.unrolls.put(unroll, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _next_batch(self) -> list[Unroll] | None:
+        batch: list[Unroll] = []
+        while len(batch) < self.settings.batch_size:
+            if self._stop.is_set():
+                return None
+            try:
+                batch.append(self.unrolls.get(timeout=0.1))
+            except queue.Empty:
+                continue
+        return batch
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        """Asks :meth:`run` to return; safe from any thread or a signal handler."""
+        self._stop.set()
+
+    def done(self) -> bool:
+        return self.frames >= self.settings.total_environment_frames
+
+    def run(self) -> None:
+        """Trains until the frame budget is spent or :meth:`stop` is called."""
+        s = self.settings
+        last_log = last_ckpt = time.monotonic()
+        frames_at_log = self.frames
+        logs: dict[str, float] = {}
+        while not self.done() and not self._stop.is_set():
+            unrolls = self._next_batch()
+            if unrolls is None:
+                break
+            batch = stack_unrolls(unrolls, self.agent.device)
+            logs = self.agent.train_step(batch, self.params_lock)
+            self.frames += s.frames_per_train_step
+            self.train_steps += 1
+            now = time.monotonic()
+            if now - last_log >= s.log_interval_s or self.done():
+                self._summarize(logs, (self.frames - frames_at_log) / (now - last_log))
+                last_log, frames_at_log = now, self.frames
+            if now - last_ckpt >= s.checkpoint_interval_s:
+                self.save_checkpoint()
+                last_ckpt = now
+
+    def _summarize(self, logs: dict[str, float], fps: float) -> None:
+        batch_sizes, self._batch_sizes[:] = list(self._batch_sizes), []
+        record = {
+            "fps": fps,
+            "train_steps": self.train_steps,
+            **self.episodes.summary(),
+            **logs,
+            "inference_batch_size": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
+            "unroll_queue": self.unrolls.qsize(),
+            "inference_queue": self.batcher.pending_requests(),
+            "actors_connected": self.server.active_streams,
+        }
+        self.metrics.write(self.frames, record)
+        log.info(console_line({"frames": self.frames, **record}))
+
+    def close(self, save: bool = True) -> None:
+        """Writes the final checkpoint and shuts the server down."""
+        self._stop.set()
+        if save and self.train_steps > 0:
+            self.save_checkpoint()
+        self.server.stop(grace_s=0.5)
+        self.batcher.close()
+        self.metrics.close()

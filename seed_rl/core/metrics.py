@@ -1,0 +1,75 @@
+"""Training summaries: TensorBoard scalars, ``metrics.jsonl`` and a console line."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+
+
+class EpisodeStats:
+    """Thread-safe record of finished episodes reported by the actors."""
+
+    def __init__(self, window: int = 100):
+        self._lock = threading.Lock()
+        self._returns: collections.deque[float] = collections.deque(maxlen=window)
+        self._lengths: collections.deque[int] = collections.deque(maxlen=window)
+        self.episodes = 0
+
+    def add(self, returns: np.ndarray, lengths: np.ndarray) -> None:
+        with self._lock:
+            self._returns.extend(float(r) for r in returns)
+            self._lengths.extend(int(n) for n in lengths)
+            self.episodes += len(returns)
+
+    def summary(self) -> dict[str, float | None]:
+        """Means over the last ``window`` episodes (None before the first one ends)."""
+        with self._lock:
+            if not self._returns:
+                return {"episode_return_mean": None, "episode_length_mean": None, "episodes": self.episodes}
+            return {
+                "episode_return_mean": float(np.mean(self._returns)),
+                "episode_length_mean": float(np.mean(self._lengths)),
+                "episodes": self.episodes,
+            }
+
+
+class MetricsWriter:
+    """Writes one summary step to TensorBoard and as one line of ``metrics.jsonl``."""
+
+    def __init__(self, logdir: str | Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.logdir = Path(logdir)
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._tb = SummaryWriter(str(self.logdir / "tensorboard"))
+        self._jsonl = open(self.logdir / "metrics.jsonl", "a", buffering=1)
+
+    def write(self, frames: int, values: dict) -> None:
+        record = {"frames": frames, **values}
+        self._jsonl.write(json.dumps(record) + "\n")
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and value is not None and math.isfinite(value):
+                self._tb.add_scalar(key, value, frames)
+        self._tb.flush()
+
+    def close(self) -> None:
+        self._tb.close()
+        self._jsonl.close()
+
+
+def console_line(record: dict) -> str:
+    def fmt(key: str, spec: str) -> str:
+        value = record.get(key)
+        return "n/a" if value is None else format(value, spec)
+
+    return (
+        f"frames {record['frames']:>11,d} | fps {fmt('fps', ',.0f'):>7} | "
+        f"return {fmt('episode_return_mean', '.2f'):>8} ({record.get('episodes', 0)} eps) | "
+        f"loss {fmt('loss/total', '.3f')} pg {fmt('loss/policy', '.3f')} "
+        f"v {fmt('loss/baseline', '.3f')} ent {fmt('policy_entropy', '.3f')}"
+    )

@@ -1,0 +1,94 @@
+"""What actors and the learner say to each other, and the checks on it.
+
+One bidirectional stream per actor, method ``/seed_rl.Learner/Act``. Every
+request is a :mod:`seed_rl.core.wire` message with the fields
+
+- ``observation`` ``[K, *observation_shape]`` of the environment's dtype,
+- ``reward`` ``[K]`` float32 and ``done`` ``[K]`` bool (the result of the
+  previous action; ``done`` marks an observation that starts an episode),
+- optionally ``episode_return`` / ``episode_length`` ``[n]`` for the episodes
+  that ended with this step (logging only).
+
+Every reply carries ``action`` ``[K]`` int64. Call metadata names the actor
+(``seed-actor-id``) and the environment it runs (``seed-env``), so an actor
+started for another game is refused before it sends anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seed_rl.core import wire
+from seed_rl.envs import EnvSpec
+
+SERVICE = "seed_rl.Learner"
+METHOD = "Act"
+FULL_METHOD = f"/{SERVICE}/{METHOD}"
+ACTOR_ID_KEY = "seed-actor-id"
+ENV_KEY = "seed-env"
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class ProtocolError(ValueError):
+    """A request broke the protocol; the text names the field and what was expected."""
+
+
+def encode_request(
+    observation: np.ndarray,
+    reward: np.ndarray,
+    done: np.ndarray,
+    episode_return: np.ndarray | None = None,
+    episode_length: np.ndarray | None = None,
+) -> bytes:
+    fields = {
+        "observation": observation,
+        "reward": np.asarray(reward, dtype=np.float32),
+        "done": np.asarray(done, dtype=bool),
+    }
+    if episode_return is not None and len(episode_return):
+        fields["episode_return"] = np.asarray(episode_return, dtype=np.float32)
+        fields["episode_length"] = np.asarray(episode_length, dtype=np.int32)
+    return wire.encode(fields)
+
+
+def decode_request(data: bytes, spec: EnvSpec, expected_envs: int | None) -> dict[str, np.ndarray]:
+    """Decodes and validates one actor request against the learner's environment spec."""
+    try:
+        fields = wire.decode(data)
+    except wire.WireError as e:
+        raise ProtocolError(str(e)) from None
+    for name in ("observation", "reward", "done"):
+        if name not in fields:
+            raise ProtocolError(f"request lacks the field {name!r}")
+    observation, reward, done = fields["observation"], fields["reward"], fields["done"]
+    if observation.ndim < 1 or observation.shape[0] == 0:
+        raise ProtocolError(f"observation must be [K, ...] with K >= 1 environments, got shape {observation.shape}")
+    num_envs = observation.shape[0]
+    if expected_envs is not None and num_envs != expected_envs:
+        raise ProtocolError(f"stream started with {expected_envs} environments but this step has {num_envs}")
+    if observation.shape[1:] != spec.observation_shape:
+        raise ProtocolError(
+            f"observation shape {observation.shape[1:]} does not match the learner's environment "
+            f"{spec.observation_shape}; start the actor with the learner's --env and env flags"
+        )
+    if observation.dtype.name != spec.observation_dtype:
+        raise ProtocolError(f"observation dtype {observation.dtype.name} should be {spec.observation_dtype}")
+    if reward.shape != (num_envs,) or reward.dtype != np.float32:
+        raise ProtocolError(f"reward must be float32 [{num_envs}], got {reward.dtype.name} {reward.shape}")
+    if not np.all(np.isfinite(reward)):
+        raise ProtocolError("reward contains NaN or infinity")
+    if done.shape != (num_envs,) or done.dtype != bool:
+        raise ProtocolError(f"done must be bool [{num_envs}], got {done.dtype.name} {done.shape}")
+    if "episode_return" in fields:
+        returns, lengths = fields["episode_return"], fields.get("episode_length")
+        if lengths is None or returns.ndim != 1 or lengths.shape != returns.shape:
+            raise ProtocolError("episode_return and episode_length must be 1-D arrays of equal length")
+    return fields
+
+
+def encode_reply(action: np.ndarray) -> bytes:
+    return wire.encode({"action": np.asarray(action, dtype=np.int64)})
+
+
+def decode_reply(data: bytes) -> np.ndarray:
+    return wire.decode(data)["action"]

@@ -1,0 +1,120 @@
+"""The learner's gRPC endpoint: one bidirectional stream per actor.
+
+Each request is validated (see :mod:`seed_rl.core.protocol`), queued on the
+dynamic batcher, and answered with the actions once its batch has run. A bad
+request ends only its own stream with ``INVALID_ARGUMENT``; the other streams
+and the learner carry on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from concurrent import futures
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from seed_rl.core import protocol
+from seed_rl.core.batcher import BatcherClosed, DynamicBatcher
+from seed_rl.core.inference import InferenceEngine, StepRequest
+from seed_rl.envs import EnvSpec
+
+log = logging.getLogger(__name__)
+
+EpisodeCallback = Callable[[np.ndarray, np.ndarray], None]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+class LearnerServer:
+    def __init__(
+        self,
+        address: str,
+        spec: EnvSpec,
+        env_name: str,
+        batcher: DynamicBatcher,
+        engine: InferenceEngine,
+        on_episodes: EpisodeCallback | None = None,
+        max_streams: int = 256,
+    ):
+        self.spec = spec
+        self.env_name = env_name
+        self._batcher = batcher
+        self._engine = engine
+        self._on_episodes = on_episodes
+        self._stream_ids = itertools.count()
+        self._active = 0
+        self._active_lock = threading.Lock()
+        options = [
+            ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
+        ]
+        # Every stream holds a worker thread for its lifetime, hence one per actor.
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_streams), options=options)
+        handler = grpc.method_handlers_generic_handler(
+            protocol.SERVICE,
+            {
+                protocol.METHOD: grpc.stream_stream_rpc_method_handler(
+                    self._act, request_deserializer=_identity, response_serializer=_identity
+                )
+            },
+        )
+        self._server.add_generic_rpc_handlers((handler,))
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"could not listen on {address}: is the port in use?")
+        self.address = f"{address.rsplit(':', 1)[0]}:{self.port}"
+
+    @property
+    def active_streams(self) -> int:
+        with self._active_lock:
+            return self._active
+
+    def start(self) -> None:
+        self._server.start()
+        log.info("learner listening on %s", self.address)
+
+    def stop(self, grace_s: float = 1.0) -> None:
+        self._server.stop(grace_s).wait()
+
+    def _act(self, request_iterator, context: grpc.ServicerContext):
+        metadata = dict(context.invocation_metadata())
+        actor = metadata.get(protocol.ACTOR_ID_KEY, context.peer())
+        env = metadata.get(protocol.ENV_KEY)
+        if env is not None and env != self.env_name:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"actor {actor} runs --env={env} but the learner trains --env={self.env_name}",
+            )
+        stream_id = next(self._stream_ids)
+        num_envs: int | None = None
+        with self._active_lock:
+            self._active += 1
+        log.info("actor %s connected (stream %d)", actor, stream_id)
+        try:
+            for data in request_iterator:
+                try:
+                    fields = protocol.decode_request(data, self.spec, num_envs)
+                except protocol.ProtocolError as e:
+                    log.warning("refusing actor %s: %s", actor, e)
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
+                num_envs = fields["observation"].shape[0]
+                if self._on_episodes is not None and "episode_return" in fields:
+                    self._on_episodes(fields["episode_return"], fields["episode_length"])
+                step = StepRequest(stream_id, fields["observation"], fields["reward"], fields["done"])
+                try:
+                    actions = self._batcher.submit(step, num_envs).result()
+                except BatcherClosed:
+                    context.abort(grpc.StatusCode.UNAVAILABLE, "the learner is shutting down")
+                yield protocol.encode_reply(actions)
+        finally:
+            if num_envs is not None:
+                self._engine.remove_stream(stream_id, num_envs)
+            with self._active_lock:
+                self._active -= 1
+            log.info("actor %s disconnected (stream %d)", actor, stream_id)

@@ -1,0 +1,7 @@
+"""Environments for seed_rl: Atari (SEED RL preprocessing) and gymnasium ids."""
+
+from seed_rl.envs.config import EnvConfig
+from seed_rl.envs.errors import EnvError
+from seed_rl.envs.factory import EnvSpec, env_spec, make_env
+
+__all__ = ["EnvConfig", "EnvError", "EnvSpec", "env_spec", "make_env"]

@@ -1,0 +1,198 @@
+"""Builds environments by name and describes them to the agents.
+
+``make_env('atari:Pong', seed)`` builds an Atari game with SEED RL's
+preprocessing; any other name is a registered gymnasium id such as
+``'CartPole-v1'``. ``env_spec(env)`` checks that an env is one seed_rl's
+agents can use (a Box observation, a Discrete action space) and returns its
+shapes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from seed_rl.envs.atari import make_atari
+from seed_rl.envs.config import EnvConfig
+from seed_rl.envs.errors import EnvError
+
+ATARI_PREFIX = "atari:"
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know about an environment.
+
+    Attributes:
+      observation_shape: shape of one observation, e.g. (4, 84, 84) or (4,).
+      observation_dtype: numpy dtype name of observations: 'uint8' or 'float32'.
+      num_actions: size of the Discrete action space (actions are 0..n-1).
+    """
+
+    observation_shape: tuple[int, ...]
+    observation_dtype: str
+    num_actions: int
+
+
+class Float32Observation(gymnasium.ObservationWrapper):
+    """Returns floating Box observations as float32 numpy arrays."""
+
+    def __init__(self, env: gymnasium.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+            raise EnvError(
+                f"Float32Observation needs a floating Box observation space, got {space}; "
+                "only wrap envs with float observations"
+            )
+        with np.errstate(over="ignore"):  # float64 bounds past float32's range become inf
+            low = space.low.astype(np.float32)
+            high = space.high.astype(np.float32)
+        self.observation_space = spaces.Box(low, high, space.shape, np.float32)
+
+    def observation(self, observation):
+        return np.asarray(observation, dtype=np.float32)
+
+
+class OneHotObservation(gymnasium.ObservationWrapper):
+    """Turns a Discrete observation space into float32 one-hot vectors."""
+
+    def __init__(self, env: gymnasium.Env):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Discrete):
+            raise EnvError(
+                f"OneHotObservation needs a Discrete observation space, got {space}"
+            )
+        self._n = int(space.n)
+        self._start = int(space.start)
+        self.observation_space = spaces.Box(0.0, 1.0, (self._n,), np.float32)
+
+    def observation(self, observation):
+        one_hot = np.zeros(self._n, np.float32)
+        one_hot[int(observation) - self._start] = 1.0
+        return one_hot
+
+
+def _env_name(env: gymnasium.Env) -> str:
+    spec = env.spec
+    if spec is not None and spec.id:
+        return spec.id
+    return type(env.unwrapped).__name__
+
+
+def _is_ale_id(env_name: str) -> bool:
+    spec = gymnasium.registry.get(env_name)
+    if spec is not None and isinstance(spec.entry_point, str):
+        return spec.entry_point.startswith("ale_py")
+    return env_name.startswith("ALE/") or "NoFrameskip" in env_name
+
+
+def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasium.Env:
+    """Builds an environment.
+
+    Args:
+      env_name: 'atari:<Game>' (e.g. 'atari:Pong', 'atari:space_invaders') for
+        an Atari game with SEED RL's preprocessing (see ``make_atari``), or
+        any registered gymnasium id (e.g. 'CartPole-v1').
+      seed: seeds the action space; the actor seeds episodes with the first
+        ``env.reset(seed=...)``.
+      config: Atari preprocessing settings; ignored by other environments.
+
+    Returns:
+      The env. Floating observations are returned as float32 arrays.
+
+    Raises:
+      EnvError: an unknown game or id, a raw ALE id, or a missing dependency.
+    """
+    if env_name.startswith(ATARI_PREFIX):
+        return make_atari(env_name[len(ATARI_PREFIX):], seed, config)
+
+    if _is_ale_id(env_name):
+        game = env_name.split("/")[-1].split("-v")[0]
+        for suffix in ("NoFrameskip", "Deterministic"):
+            game = game.removesuffix(suffix)
+        raise EnvError(
+            f"{env_name!r} is a raw ALE id without SEED RL's preprocessing; "
+            f"write it as atari:{game} (frame skip, 84x84 grayscale, frame stack "
+            "and sticky actions come from EnvConfig)"
+        )
+
+    if env_name not in gymnasium.registry:
+        candidates = [name for name in gymnasium.registry if not _is_ale_id(name)]
+        close = difflib.get_close_matches(env_name, candidates, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ";"
+        raise EnvError(
+            f"unknown environment id {env_name!r}{hint} "
+            "Atari games are written atari:<Game>, e.g. atari:Pong"
+        )
+
+    try:
+        env = gymnasium.make(env_name)
+    except gymnasium.error.DependencyNotInstalled as e:
+        raise EnvError(
+            f"environment {env_name!r} needs a package that is not installed: {e}"
+        ) from None
+    space = env.observation_space
+    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+        env = Float32Observation(env)
+    env.action_space.seed(seed)
+    return env
+
+
+def env_spec(env: gymnasium.Env) -> EnvSpec:
+    """Checks that seed_rl's agents can use ``env`` and describes it.
+
+    Supported: a Box observation space (any shape) of dtype uint8 or floating
+    (floating observations are float32, see ``make_env``), and a Discrete
+    action space whose actions start at 0.
+
+    Raises:
+      EnvError: naming the unsupported space and what is supported.
+    """
+    name = _env_name(env)
+    obs_space = env.observation_space
+    if isinstance(obs_space, spaces.Discrete):
+        raise EnvError(
+            f"observation space {obs_space} of {name!r} is not supported: seed_rl's agents "
+            "need a Box observation space; wrap the env in "
+            "seed_rl.envs.factory.OneHotObservation to get one-hot float32 vectors"
+        )
+    if not isinstance(obs_space, spaces.Box):
+        raise EnvError(
+            f"observation space {obs_space} of {name!r} is not supported: seed_rl's agents "
+            "need a Box observation space of dtype uint8 or float (flatten Dict/Tuple "
+            "spaces with gymnasium.wrappers.FlattenObservation)"
+        )
+    if obs_space.dtype == np.uint8:
+        dtype = "uint8"
+    elif np.issubdtype(obs_space.dtype, np.floating):
+        dtype = "float32"
+    else:
+        raise EnvError(
+            f"observation space {obs_space} of {name!r} is not supported: seed_rl's agents "
+            f"need a Box of dtype uint8 or float, not {obs_space.dtype}; cast the "
+            "observations with an ObservationWrapper"
+        )
+
+    act_space = env.action_space
+    if not isinstance(act_space, spaces.Discrete):
+        raise EnvError(
+            f"action space {act_space} of {name!r} is not supported: "
+            "seed_rl's agents need a Discrete action space"
+        )
+    if int(act_space.start) != 0:
+        raise EnvError(
+            f"action space {act_space} of {name!r} is not supported: seed_rl's agents "
+            "need a Discrete action space starting at 0; shift the actions with an "
+            "ActionWrapper"
+        )
+    return EnvSpec(
+        observation_shape=tuple(int(d) for d in obs_space.shape),
+        observation_dtype=dtype,
+        num_actions=int(act_space.n),
+    )

@@ -1,0 +1,111 @@
+"""Observation encoders ("torsos") that map one observation to a feature vector."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class _ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaDeepTorso(nn.Module):
+    """The IMPALA "deep" ResNet (Espeholt et al. 2018, Fig. 3, right).
+
+    Three sections of (conv 3x3, max-pool 3x3 stride 2, two residual blocks) with
+    16, 32, 32 channels, then a 256-unit fully connected layer. Takes uint8
+    images ``[N, C, H, W]`` and scales them to [0, 1].
+    """
+
+    def __init__(self, observation_shape: tuple[int, ...], channels=(16, 32, 32), output_size: int = 256):
+        super().__init__()
+        in_channels, height, width = observation_shape
+        sections = []
+        for out_channels in channels:
+            sections += [
+                nn.Conv2d(in_channels, out_channels, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                _ResidualBlock(out_channels),
+                _ResidualBlock(out_channels),
+            ]
+            in_channels = out_channels
+            height, width = math.ceil(height / 2), math.ceil(width / 2)
+        self.sections = nn.Sequential(*sections)
+        self.fc = nn.Linear(in_channels * height * width, output_size)
+        self.output_size = output_size
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        x = observation.float() / 255.0
+        x = torch.relu(self.sections(x))
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+class NatureTorso(nn.Module):
+    """The DQN "Nature" CNN (Mnih et al. 2015): a cheaper image torso for small machines."""
+
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 512):
+        super().__init__()
+        in_channels = observation_shape[0]
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1),
+            nn.ReLU(),
+        )
+        with torch.no_grad():
+            flat = self.convs(torch.zeros(1, *observation_shape)).numel()
+        self.fc = nn.Linear(flat, output_size)
+        self.output_size = output_size
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        x = self.convs(observation.float() / 255.0)
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+class MLPTorso(nn.Module):
+    """A fully connected encoder for vector observations (flattened if multi-dimensional)."""
+
+    def __init__(self, observation_shape: tuple[int, ...], hidden_sizes=(64, 64)):
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = int(math.prod(observation_shape))
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(size, hidden), nn.Tanh()]
+            size = hidden
+        self.layers = nn.Sequential(*layers)
+        self.output_size = size
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        return self.layers(observation.float().flatten(1))
+
+
+TORSOS = ("auto", "impala_deep", "nature", "mlp")
+
+
+def make_torso(name: str, observation_shape: tuple[int, ...], observation_dtype: str) -> nn.Module:
+    """Builds a torso; ``auto`` picks the IMPALA deep CNN for uint8 images, else an MLP."""
+    if name == "auto":
+        is_image = observation_dtype == "uint8" and len(observation_shape) == 3
+        name = "impala_deep" if is_image else "mlp"
+    if name in ("impala_deep", "nature") and len(observation_shape) != 3:
+        raise ValueError(
+            f"torso {name!r} needs image observations [C, H, W], got shape {observation_shape}; use --torso=mlp"
+        )
+    if name == "impala_deep":
+        return ImpalaDeepTorso(observation_shape)
+    if name == "nature":
+        return NatureTorso(observation_shape)
+    if name == "mlp":
+        return MLPTorso(observation_shape)
+    raise ValueError(f"unknown torso {name!r}; choose one of {', '.join(TORSOS)}")

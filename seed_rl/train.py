@@ -1,0 +1,204 @@
+"""Single-machine training: ``python -m seed_rl.train --agent=impala --env=atari:Pong``.
+
+Starts the learner in this process and ``--num_actors`` actor processes that
+connect to it over gRPC on localhost. Re-running the same command with the same
+``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
+writes a final checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import threading
+import time
+
+import torch
+from absl import app, flags
+
+from seed_rl.agents import registry
+from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
+from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
+from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
+from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
+from seed_rl.envs.factory import ATARI_PREFIX
+
+log = logging.getLogger("seed_rl.train")
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
+flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1) or atari:<Game>")
+flags.DEFINE_integer("num_actors", 2, "actor processes on this machine")
+flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")
+flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
+flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
+flags.DEFINE_string("server_address", "127.0.0.1:0", "learner gRPC address; port 0 picks a free port")
+flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them")
+flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
+flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
+flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
+flags.DEFINE_integer("seed", 0, "random seed")
+flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
+flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads on the learner; 0: torch's default")
+registry.define_agent_flags()
+define_dataclass_flags(EnvConfig)
+
+ACTOR_CONFIG_ERROR = 3
+
+
+def _local_actor(settings: ActorSettings) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process stops us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s actor %(message)s")
+    torch.set_num_threads(1)
+    try:
+        run_actor(settings)
+    except (ActorConfigError, EnvError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(ACTOR_CONFIG_ERROR)
+
+
+class LocalActors:
+    """Actor processes on this machine; restarts crashed ones, stops the run on config errors."""
+
+    def __init__(self, make_settings, count: int, on_fatal):
+        self._context = multiprocessing.get_context("spawn")
+        self._make_settings = make_settings
+        self._on_fatal = on_fatal
+        self._processes = [self._spawn(i) for i in range(count)]
+        self._closing = threading.Event()
+        self._watcher = threading.Thread(target=self._watch, name="actor-watcher", daemon=True)
+        self._watcher.start()
+
+    def _spawn(self, actor_id: int):
+        process = self._context.Process(target=_local_actor, args=(self._make_settings(actor_id),), daemon=True)
+        process.start()
+        return process
+
+    def _watch(self) -> None:
+        while not self._closing.wait(0.5):
+            for i, process in enumerate(self._processes):
+                if process.is_alive() or self._closing.is_set():
+                    continue
+                if process.exitcode == ACTOR_CONFIG_ERROR:
+                    self._on_fatal(f"actor {i} could not start (see its error above)")
+                    return
+                log.warning("actor %d exited with code %s; restarting it", i, process.exitcode)
+                self._processes[i] = self._spawn(i)
+
+    def close(self) -> None:
+        self._closing.set()
+        self._watcher.join()
+        for process in self._processes:
+            if process.is_alive():
+                process.terminate()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+
+
+def default_logdir(env: str, agent: str) -> str:
+    return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.manual_seed(FLAGS.seed)
+    if FLAGS.torch_threads > 0:
+        torch.set_num_threads(FLAGS.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if FLAGS.device == "auto" else torch.device(FLAGS.device)
+    try:
+        env_config = dataclass_from_flags(EnvConfig)
+        probe = make_env(FLAGS.env, FLAGS.seed, env_config)
+        spec = env_spec(probe)
+        probe.close()
+    except EnvError as e:
+        sys.exit(f"error: {e}")
+    frames_per_step = env_config.frame_skip if FLAGS.env.startswith(ATARI_PREFIX) else 1
+    try:
+        built = registry.build_agent(FLAGS.agent, spec, device, FLAGS.total_environment_frames, frames_per_step)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
+    logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
+    settings = LearnerSettings(
+        logdir=logdir,
+        env_name=FLAGS.env,
+        total_environment_frames=FLAGS.total_environment_frames,
+        unroll_length=built.unroll_length,
+        batch_size=built.batch_size,
+        frames_per_step=frames_per_step,
+        server_address=FLAGS.server_address,
+        inference_batch_size=FLAGS.inference_batch_size or total_envs,
+        inference_timeout_ms=FLAGS.inference_timeout_ms,
+        checkpoint_interval_s=FLAGS.checkpoint_interval_s,
+        log_interval_s=FLAGS.log_interval_s,
+        max_streams=FLAGS.num_actors + 16,
+    )
+    run_config = {
+        "agent": FLAGS.agent,
+        "env": FLAGS.env,
+        "agent_config": built.config,
+        "env_config": vars(env_config) if hasattr(env_config, "__dict__") else str(env_config),
+    }
+    try:
+        learner = Learner(built.agent, spec, settings, run_config)
+    except CheckpointMismatch as e:
+        sys.exit(f"error: {e}")
+    if learner.done():
+        log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", logdir, learner.frames)
+        learner.close(save=False)
+        return
+    learner.start()
+    log.info(
+        "training %s on %s (%s): %d actors x %d envs, logdir %s",
+        FLAGS.agent, FLAGS.env, device, FLAGS.num_actors, FLAGS.envs_per_actor, logdir,
+    )
+    fatal: list[str] = []
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        learner.stop()
+
+    interrupts = 0
+
+    def on_signal(signum, frame):
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        log.info("stopping (signal %d); writing a final checkpoint; press Ctrl-C again to abort", signum)
+        learner.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def make_settings(actor_id: int) -> ActorSettings:
+        return ActorSettings(
+            learner_address=learner.address,
+            env_name=FLAGS.env,
+            env_config=env_config,
+            num_envs=FLAGS.envs_per_actor,
+            actor_id=actor_id,
+            seed=FLAGS.seed,
+        )
+
+    actors = LocalActors(make_settings, FLAGS.num_actors, on_fatal)
+    started = time.monotonic()
+    try:
+        learner.run()
+    finally:
+        actors.close()
+        learner.close(save=not fatal)
+    log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
+    if fatal:
+        sys.exit(f"error: {fatal[0]}")
+
+
+if __name__ == "__main__":
+    app.run(main)
