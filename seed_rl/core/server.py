@@ -53,6 +53,7 @@ class LearnerServer:
         options = [
             ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),  # else a second learner can bind the same port and take actors
         ]
         # Every stream holds a worker thread for its lifetime, hence one per actor.
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_streams), options=options)

@@ -13,6 +13,7 @@ message raises :class:`WireError` instead of reading garbage.
 
 from __future__ import annotations
 
+import math
 import struct
 
 import numpy as np
@@ -32,7 +33,8 @@ def encode(arrays: dict[str, np.ndarray]) -> bytes:
     """Serializes a dict of arrays into one bytes object."""
     parts = [MAGIC, struct.pack("<H", len(arrays))]
     for name, value in arrays.items():
-        array = np.ascontiguousarray(value)
+        array = np.asarray(value)
+        array = np.asarray(array, dtype=array.dtype.newbyteorder("<"), order="C")  # keeps 0-d, little endian
         dtype = array.dtype.name
         if dtype not in _ALLOWED_DTYPES:
             raise WireError(f"field {name!r}: dtype {dtype} cannot be sent")
@@ -90,7 +92,7 @@ def decode(data: bytes) -> dict[str, np.ndarray]:
             raise WireError(f"field {name!r}: {ndim} dimensions, at most {_MAX_NDIM} allowed")
         shape = reader.unpack(f"<{ndim}I", f"shape of {name!r}")
         (nbytes,) = reader.unpack("<Q", f"size of {name!r}")
-        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        expected = math.prod(shape) * np.dtype(dtype).itemsize  # Python ints: no int64 overflow
         if nbytes != expected:
             raise WireError(
                 f"field {name!r}: {nbytes} bytes do not match shape {shape} of {dtype} ({expected} bytes)"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Train on this machine: the learner and its actors as local processes.
+#
+#   ./run_local.sh atari [--game=Breakout] [train flags...]   # Atari, Pong by default
+#   ./run_local.sh gym CartPole-v1 [train flags...]           # any gymnasium id
+#
+# Creates or updates the virtualenv .venv (see tools/setup_venv.sh), then runs
+# python -m seed_rl.train. Ctrl-C stops every process and writes a checkpoint;
+# running the same command again resumes from it.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+[ $# -ge 1 ] || usage
+family=$1
+shift
+args=()
+case "$family" in
+  atari)
+    game=Pong
+    for arg in "$@"; do
+      case "$arg" in
+        --game=*) game=${arg#--game=} ;;
+        *) args+=("$arg") ;;
+      esac
+    done
+    extras=atari
+    env="atari:$game"
+    # 30-minute-scale defaults for a small CPU machine; override any of them.
+    defaults=(--num_actors=2 --envs_per_actor=16)
+    ;;
+  gym)
+    [ $# -ge 1 ] || usage
+    env=$1
+    shift
+    args=("$@")
+    extras=atari
+    defaults=(--num_actors=2 --envs_per_actor=8)
+    ;;
+  *) usage ;;
+esac
+
+tools/setup_venv.sh "$extras" >&2
+exec .venv/bin/python -m seed_rl.train --env="$env" "${defaults[@]}" "${args[@]}"

@@ -1,0 +1,96 @@
+"""Checkpoints are atomic and a re-run resumes at the stored frame count."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from seed_rl.core import checkpoint
+from train_helpers import ROOT, read_metrics, run_train, train_command
+
+FAST = ("--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=4", "--unroll_length=10", "--batch_size=4")
+
+
+def _stored_frames(logdir) -> int:
+    return checkpoint.load_checkpoint(checkpoint.latest_checkpoint(logdir))["frames"]
+
+
+def test_rerun_resumes_from_checkpoint_frame_count(tmp_path):
+    first = run_train(tmp_path, *FAST, "--total_environment_frames=3000", timeout=180)
+    assert first.returncode == 0, first.stderr[-3000:]
+    stored = _stored_frames(tmp_path)
+    assert stored >= 3000
+    model_before = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["agent"]["model"]
+
+    second = run_train(tmp_path, *FAST, "--total_environment_frames=6000", timeout=180)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"at {stored} frames" in second.stderr
+    metrics = read_metrics(tmp_path)
+    resumed = [m for m in metrics if m["frames"] > stored]
+    assert resumed and min(m["frames"] for m in resumed) > stored
+    assert _stored_frames(tmp_path) >= 6000
+    # The second run started from the stored weights, not from scratch: its
+    # first step after resuming counted on from the stored step number.
+    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
+    assert state["train_steps"] == state["frames"] // (4 * 10)
+    assert not torch.equal(state["agent"]["model"]["policy.weight"], model_before["policy.weight"])
+
+
+def test_finished_run_does_nothing_more(tmp_path):
+    assert run_train(tmp_path, *FAST, "--total_environment_frames=1000").returncode == 0
+    again = run_train(tmp_path, *FAST, "--total_environment_frames=1000")
+    assert again.returncode == 0
+    assert "nothing to do" in again.stderr
+
+
+def test_sigterm_writes_final_checkpoint_then_resume(tmp_path):
+    process = subprocess.Popen(
+        train_command(tmp_path, *FAST, "--total_environment_frames=100000000"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not read_metrics(tmp_path):
+        time.sleep(0.5)
+    assert read_metrics(tmp_path), "training produced no summary"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    stored = _stored_frames(tmp_path)
+    assert stored > 0
+    leftovers = list((tmp_path / "checkpoints").glob("*.tmp"))
+    assert not leftovers
+
+    again = run_train(tmp_path, *FAST, f"--total_environment_frames={stored + 400}", timeout=180)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"at {stored} frames" in again.stderr
+    assert _stored_frames(tmp_path) >= stored + 400
+
+
+def test_checkpoint_of_another_environment_is_refused(tmp_path):
+    assert run_train(tmp_path, *FAST, "--total_environment_frames=400").returncode == 0
+    other = run_train(tmp_path, "--env=Acrobot-v1", "--num_actors=1", "--total_environment_frames=400")
+    assert other.returncode != 0
+    assert "--env=CartPole-v1" in other.stderr and "Traceback" not in other.stderr
+
+
+def test_save_is_atomic_and_keeps_newest(tmp_path):
+    for frames in (10, 20, 30, 40):
+        checkpoint.save_checkpoint(tmp_path, {"frames": frames}, frames, keep=2)
+    names = [p.name for p in checkpoint.list_checkpoints(tmp_path)]
+    assert names == ["ckpt-0000000000030.pt", "ckpt-0000000000040.pt"]
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        checkpoint.save_checkpoint(tmp_path, {"bad": Unpicklable()}, 50)
+    assert checkpoint.latest_checkpoint(tmp_path).name == "ckpt-0000000000040.pt"
+    assert not list((tmp_path / "checkpoints").glob("*.tmp"))

@@ -1,0 +1,72 @@
+"""End-to-end runs of ``python -m seed_rl.train`` with real actor processes."""
+
+from __future__ import annotations
+
+import pytest
+
+from train_helpers import read_metrics, run_train
+
+# Tuned on a 2-core CPU machine (see README, "Learning results"): reaches a
+# 100-episode mean return above 400 in about 250k frames; the run is 600k frames, ~1.5 minutes.
+CARTPOLE_FLAGS = (
+    "--agent=impala",
+    "--env=CartPole-v1",
+    "--num_actors=2",
+    "--envs_per_actor=8",
+    "--total_environment_frames=600000",
+    "--optimizer=adam",
+    "--learning_rate=0.002",
+    "--batch_size=8",
+    "--baseline_cost=0.25",
+    "--entropy_cost=0.005",
+    "--reward_clipping=none",
+    "--seed=1",
+)
+
+
+@pytest.mark.slow
+def test_impala_learns_cartpole(tmp_path):
+    result = run_train(tmp_path, *CARTPOLE_FLAGS, timeout=420)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path)
+    returns = [m["episode_return_mean"] for m in metrics if m["episode_return_mean"] is not None]
+    assert metrics[-1]["frames"] >= 600_000
+    assert max(returns) >= 400, f"best 100-episode mean return {max(returns):.1f}; curve {returns}"
+    # Learning, not luck: the start of the run was far below the target.
+    assert returns[0] < 100
+
+
+def test_atari_smoke_run_writes_metrics_and_checkpoint(tmp_path):
+    result = run_train(
+        tmp_path,
+        "--env=atari:Pong",
+        "--num_actors=1",
+        "--envs_per_actor=2",
+        "--unroll_length=5",
+        "--batch_size=2",
+        "--total_environment_frames=400",
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path)
+    assert metrics and metrics[-1]["frames"] >= 400
+    assert {"frames", "episode_return_mean", "fps", "loss/total"} <= set(metrics[-1])
+    assert list((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (("--env=CartPol-v1",), "did you mean 'CartPole-v1'"),
+        (("--env=atari:Pongg",), "unknown Atari game 'Pongg'"),
+        (("--env=Pendulum-v1",), "Discrete action space"),
+        (("--env=CartPole-v1", "--optimizer=sgd"), "--optimizer must be rmsprop or adam"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(tmp_path, flags, expected):
+    result = run_train(tmp_path, *flags, timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")

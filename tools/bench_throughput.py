@@ -1,0 +1,109 @@
+"""Training throughput against raw environment throughput, measured side by side.
+
+  .venv/bin/python tools/bench_throughput.py --env=atari:Pong --num_actors=2 --envs_per_actor=16 --seconds=120
+
+1. Raw: ``--num_actors`` processes each step ``--envs_per_actor`` preprocessed
+   environments with random actions, no learner, for ``--seconds``.
+2. Training: ``python -m seed_rl.train`` with the same actors and environments
+   for ``--seconds`` (after a warm-up), reading frames/s from its metrics.jsonl.
+
+Both count environment frames (agent steps times the Atari frame skip), on the
+same cores. Prints both rates and training/raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _raw_worker(env_name: str, num_envs: int, seconds: float, seed: int, result) -> None:
+    from seed_rl.envs import EnvConfig, make_env
+
+    config = EnvConfig()
+    envs = [make_env(env_name, seed + i, config) for i in range(num_envs)]
+    for i, env in enumerate(envs):
+        env.reset(seed=seed + i)
+    rng = np.random.default_rng(seed)
+    steps = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for env in envs:
+            _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+            if terminated or truncated:
+                env.reset()
+        steps += num_envs
+    result.put(steps)
+
+
+def raw_frames_per_second(env_name: str, processes: int, num_envs: int, seconds: float, frame_skip: int) -> float:
+    context = multiprocessing.get_context("spawn")
+    result = context.Queue()
+    workers = [
+        context.Process(target=_raw_worker, args=(env_name, num_envs, seconds, 1000 * i, result))
+        for i in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    steps = sum(result.get() for _ in workers)
+    for w in workers:
+        w.join()
+    return steps * frame_skip / seconds
+
+
+def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict]]:
+    logdir = tempfile.mkdtemp(prefix="bench_train_")
+    command = [
+        sys.executable, "-m", "seed_rl.train",
+        f"--env={args.env}", f"--agent={args.agent}",
+        f"--num_actors={args.num_actors}", f"--envs_per_actor={args.envs_per_actor}",
+        f"--logdir={logdir}", "--total_environment_frames=10000000000",
+        "--log_interval_s=5", "--checkpoint_interval_s=100000", *extra,
+    ]
+    print("running:", " ".join(command), flush=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(args.warmup_seconds + args.seconds)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    with open(os.path.join(logdir, "metrics.jsonl")) as f:
+        records = [json.loads(line) for line in f]
+    if len(records) < 3:
+        raise SystemExit(f"training wrote only {len(records)} summaries; stderr:\n{stderr[-3000:]}")
+    # Drop the warm-up summaries, then rate = frames over the time the summaries span.
+    measured = records[max(1, int(args.warmup_seconds // 5)) :]
+    elapsed = sum((b["frames"] - a["frames"]) / b["fps"] for a, b in zip(measured, measured[1:]) if b["fps"] > 0)
+    return (measured[-1]["frames"] - measured[0]["frames"]) / elapsed, measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="atari:Pong")
+    parser.add_argument("--agent", default="impala")
+    parser.add_argument("--num_actors", type=int, default=2)
+    parser.add_argument("--envs_per_actor", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--warmup_seconds", type=float, default=30.0)
+    args, extra = parser.parse_known_args()
+    frame_skip = 4 if args.env.startswith("atari:") else 1
+
+    raw = raw_frames_per_second(args.env, args.num_actors, args.envs_per_actor, args.seconds, frame_skip)
+    print(f"raw env frames/s ({args.num_actors} processes x {args.envs_per_actor} envs, random actions): {raw:,.0f}", flush=True)
+    trained, records = training_frames_per_second(args, extra)
+    batch = np.mean([r["inference_batch_size"] for r in records])
+    print(f"training frames/s ({args.agent}, same actors, learner on the same machine): {trained:,.0f}")
+    print(f"mean inference batch: {batch:.1f} environments")
+    print(f"ratio training/raw: {trained / raw:.3f}")
+    print(f"cpu count: {os.cpu_count()}")
+
+
+if __name__ == "__main__":
+    main()
