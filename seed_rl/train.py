@@ -63,10 +63,11 @@ def _local_actor(settings: ActorSettings) -> None:
 class LocalActors:
     """Actor processes on this machine; restarts crashed ones, stops the run on config errors."""
 
-    def __init__(self, make_settings, count: int, on_fatal):
+    def __init__(self, make_settings, count: int, on_fatal, stopping):
         self._context = multiprocessing.get_context("spawn")
         self._make_settings = make_settings
         self._on_fatal = on_fatal
+        self._stopping = stopping
         self._processes = [self._spawn(i) for i in range(count)]
         self._closing = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="actor-watcher", daemon=True)
@@ -80,7 +81,7 @@ class LocalActors:
     def _watch(self) -> None:
         while not self._closing.wait(0.5):
             for i, process in enumerate(self._processes):
-                if process.is_alive() or self._closing.is_set():
+                if process.is_alive() or self._closing.is_set() or self._stopping():
                     continue
                 if process.exitcode == ACTOR_CONFIG_ERROR:
                     self._on_fatal(f"actor {i} could not start (see its error above)")
@@ -188,7 +189,7 @@ def main(argv: list[str]) -> None:
             seed=FLAGS.seed,
         )
 
-    actors = LocalActors(make_settings, FLAGS.num_actors, on_fatal)
+    actors = LocalActors(make_settings, FLAGS.num_actors, on_fatal, stopping=learner.stopping)
     started = time.monotonic()
     try:
         learner.run()

@@ -473,11 +473,6 @@ def test_second_learner_on_the_same_port_is_refused(learner):
     assert h.engine.env_steps == 4 * 2 * 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="grpcio raises RuntimeError from add_insecure_port instead of returning 0, "
-    "so LearnerServer's 'is the port in use?' OSError is never raised",
-)
 def test_port_in_use_error_names_the_address(learner):
     h = learner()
     with pytest.raises(OSError, match="is the port in use"):

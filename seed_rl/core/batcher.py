@@ -97,22 +97,27 @@ class DynamicBatcher:
                 if remaining <= 0 or self._closed:
                     break
                 self._cond.wait(remaining)
+            if self._closed:
+                return None  # close() fails what is still pending
             batch = [self._pending.popleft()]
             total = batch[0].size
             while self._pending and total + self._pending[0].size <= self._max_batch_size:
                 request = self._pending.popleft()
                 total += request.size
                 batch.append(request)
-            return batch
+        # A caller may have cancelled its future while it waited; skip it.
+        return [r for r in batch if r.future.set_running_or_notify_cancel()]
 
     def _loop(self) -> None:
         while True:
             batch = self._next_batch()
             if batch is None:
                 return
-            if self._on_batch is not None:
-                self._on_batch(sum(r.size for r in batch))
+            if not batch:
+                continue
             try:
+                if self._on_batch is not None:
+                    self._on_batch(sum(r.size for r in batch))
                 results = self._batch_fn([r.payload for r in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch_fn returned {len(results)} results for {len(batch)} requests")

@@ -66,7 +66,10 @@ class LearnerServer:
             },
         )
         self._server.add_generic_rpc_handlers((handler,))
-        self.port = self._server.add_insecure_port(address)
+        try:
+            self.port = self._server.add_insecure_port(address)
+        except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
+            self.port = 0
         if self.port == 0:
             raise OSError(f"could not listen on {address}: is the port in use?")
         self.address = f"{address.rsplit(':', 1)[0]}:{self.port}"
