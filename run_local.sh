@@ -45,4 +45,10 @@ case "$family" in
 esac
 
 tools/setup_venv.sh "$extras" >&2
+if [ "$family" = atari ] && ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  # The IMPALA deep ResNet trains at ~450 frames/s on 2 CPU cores, the Nature
+  # CNN at ~3,500 (measured, README); later flags override this one.
+  echo "no CUDA GPU: using the cheaper Nature CNN (pass --torso=impala_deep for the IMPALA ResNet)" >&2
+  defaults+=(--torso=nature)
+fi
 exec .venv/bin/python -m seed_rl.train --env="$env" "${defaults[@]}" "${args[@]}"

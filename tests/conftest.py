@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from seed_rl.core import protocol
-from seed_rl.core.agent import ActResult
+from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.env_state import Unroll
 from seed_rl.core.inference import InferenceEngine
@@ -46,7 +46,8 @@ class CountingAgent:
     def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return (torch.zeros(batch_size, dtype=torch.int64),)
 
-    def act(self, observation: torch.Tensor, done: torch.Tensor, core_state) -> ActResult:
+    def act(self, inputs: ActInputs, core_state) -> ActResult:
+        observation, done = inputs.observation, inputs.done
         self.act_batch_sizes.append(observation.shape[0])
         (steps,) = core_state
         counter = torch.where(done, torch.zeros_like(steps), steps) + 1

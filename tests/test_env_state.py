@@ -244,3 +244,22 @@ def test_stack_unrolls_is_time_major():
     assert batch["initial_core_state"][0].shape == (2, 3)
     assert batch["initial_core_state"][0][:, 0].tolist() == [1000.0, 1010.0]
     assert batch["initial_core_state"][1].tolist() == [[0], [10]]
+
+
+@pytest.mark.parametrize("length, overlap", [(5, 3), (4, 0), (6, 6)])
+def test_overlapping_sequences_start_every_period_steps(length, overlap):
+    builder = UnrollBuilder(length, overlap)
+    period = length + 1 - overlap
+    records = [_step(t) for t in range(40)]
+    emitted = [u for u in (builder.append(r) for r in records) if u is not None]
+    assert len(emitted) >= 3
+    for k, unroll in enumerate(emitted):
+        first = k * period
+        assert unroll.observation[:, 0, 0].tolist() == list(range(first, first + length + 1))
+        for got, want in zip(unroll.initial_core_state, records[first].core_state):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_overlap_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="overlap"):
+        UnrollBuilder(3, 4)

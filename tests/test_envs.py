@@ -263,3 +263,15 @@ def test_missing_ale_py_is_explained(monkeypatch):
             make_env("atari:Pong", seed=0)
     finally:
         atari._known_games.cache_clear()
+
+
+def test_module_prefixed_id_imports_the_registering_module(tmp_path, monkeypatch):
+    (tmp_path / "my_envs_pkg.py").write_text(
+        "import gymnasium\n"
+        "gymnasium.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env = make_env("my_envs_pkg:MyCartPole-v0", seed=0)
+    assert env_spec(env).num_actions == 2
+    with pytest.raises(EnvError, match="could not import 'no_such_module_xyz'"):
+        make_env("no_such_module_xyz:Foo-v0", seed=0)

@@ -10,6 +10,15 @@ import torch
 from seed_rl.core.env_state import CoreState
 
 
+class ActInputs(NamedTuple):
+    """One inference batch: a row per environment, on the agent's device."""
+
+    observation: torch.Tensor  # [B, ...]
+    reward: torch.Tensor  # [B] float32, arrived with the observation
+    done: torch.Tensor  # [B] bool, the observation starts an episode
+    env_index: torch.Tensor  # [B] int64, actor_id * envs_per_actor + k (e.g. R2D2's epsilon_i)
+
+
 class ActResult(NamedTuple):
     action: torch.Tensor  # [B] int64
     outputs: dict[str, torch.Tensor]  # per-environment tensors kept with the trajectory
@@ -29,7 +38,7 @@ class Agent(Protocol):
 
     def initial_core_state(self, batch_size: int) -> CoreState: ...
 
-    def act(self, observation: torch.Tensor, done: torch.Tensor, core_state: CoreState) -> ActResult: ...
+    def act(self, inputs: ActInputs, core_state: CoreState) -> ActResult: ...
 
     def train_step(self, batch: dict, params_lock: threading.Lock) -> dict[str, float]: ...
 

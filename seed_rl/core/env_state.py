@@ -108,12 +108,19 @@ class StepRecord:
 
 
 class UnrollBuilder:
-    """Accumulates steps of one environment and emits unrolls of ``length + 1`` steps."""
+    """Accumulates steps of one environment and emits unrolls of ``length + 1`` steps.
 
-    def __init__(self, length: int):
+    Consecutive unrolls share their last ``overlap`` steps: 1 for IMPALA (the
+    bootstrap step), more for R2D2's overlapping sequences.
+    """
+
+    def __init__(self, length: int, overlap: int = 1):
         if length < 1:
             raise ValueError(f"unroll length must be >= 1, got {length}")
+        if not 0 <= overlap <= length:
+            raise ValueError(f"unroll overlap must be in [0, {length}], got {overlap}")
         self.length = length
+        self.overlap = overlap
         self._steps: list[StepRecord] = []
 
     def __len__(self) -> int:
@@ -124,7 +131,7 @@ class UnrollBuilder:
         if len(self._steps) < self.length + 1:
             return None
         steps = self._steps
-        self._steps = [steps[-1]]
+        self._steps = steps[len(steps) - self.overlap :]
         return Unroll(
             observation=np.stack([s.observation for s in steps]),
             reward=np.array([s.reward for s in steps], dtype=np.float32),

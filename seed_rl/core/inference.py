@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from seed_rl.core.agent import Agent
+from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.core.env_state import EnvStateTable, StepRecord, Unroll, UnrollBuilder
 
 
@@ -24,6 +24,7 @@ class StepRequest:
     """One step of all environments of one actor stream."""
 
     stream_id: int
+    first_env_index: int  # global index of this actor's first environment
     observation: np.ndarray  # [K, ...]
     reward: np.ndarray  # [K] float32, result of the previous action
     done: np.ndarray  # [K] bool, observation starts a new episode
@@ -40,9 +41,11 @@ class InferenceEngine:
         unroll_length: int,
         unroll_sink: Callable[[Unroll], None],
         params_lock: threading.Lock,
+        unroll_overlap: int = 1,
     ):
         self.agent = agent
         self.unroll_length = unroll_length
+        self.unroll_overlap = unroll_overlap
         self._sink = unroll_sink
         self._params_lock = params_lock
         self._lock = threading.Lock()  # guards the state table and the builders
@@ -60,13 +63,17 @@ class InferenceEngine:
         observation = np.concatenate([r.observation for r in requests])
         done = np.concatenate([r.done for r in requests])
         reward = np.concatenate([r.reward for r in requests])
+        env_index = np.concatenate(
+            [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]
+        )
         device = self.agent.device
         with self._lock:
             state, index = self._states.gather(keys)
             with self._params_lock:
-                result = self.agent.act(
-                    torch.from_numpy(observation).to(device), torch.from_numpy(done).to(device), state
+                inputs = ActInputs(
+                    *(torch.from_numpy(x).to(device) for x in (observation, reward, done, env_index))
                 )
+                result = self.agent.act(inputs, state)
             self._states.scatter(index, result.core_state)
             actions = result.action.cpu().numpy()
             outputs = {k: v.cpu().numpy() for k, v in result.outputs.items()}
@@ -75,7 +82,7 @@ class InferenceEngine:
             for i, key in enumerate(keys):
                 builder = self._builders.get(key)
                 if builder is None:
-                    builder = self._builders[key] = UnrollBuilder(self.unroll_length)
+                    builder = self._builders[key] = UnrollBuilder(self.unroll_length, self.unroll_overlap)
                 unroll = builder.append(
                     StepRecord(
                         observation=observation[i],

@@ -107,10 +107,12 @@ class LearnerServer:
                 except protocol.ProtocolError as e:
                     log.warning("refusing actor %s: %s", actor, e)
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
-                num_envs = fields["observation"].shape[0]
+                if num_envs is None:
+                    num_envs = fields["observation"].shape[0]
+                    first_env_index = (int(actor) if str(actor).isdigit() else stream_id) * num_envs
                 if self._on_episodes is not None and "episode_return" in fields:
                     self._on_episodes(fields["episode_return"], fields["episode_length"])
-                step = StepRequest(stream_id, fields["observation"], fields["reward"], fields["done"])
+                step = StepRequest(stream_id, first_env_index, fields["observation"], fields["reward"], fields["done"])
                 try:
                     actions = self._batcher.submit(step, num_envs).result()
                 except BatcherClosed:

@@ -2,7 +2,8 @@
 
 ``make_env('atari:Pong', seed)`` builds an Atari game with SEED RL's
 preprocessing; any other name is a registered gymnasium id such as
-``'CartPole-v1'``. ``env_spec(env)`` checks that an env is one seed_rl's
+``'CartPole-v1'``, or ``'my_package.envs:MyEnv-v0'`` to import the module that
+registers the id first (gymnasium's own ``module:id`` convention). ``env_spec(env)`` checks that an env is one seed_rl's
 agents can use (a Box observation, a Discrete action space) and returns its
 shapes.
 """
@@ -10,6 +11,7 @@ shapes.
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
 
 import gymnasium
@@ -111,6 +113,16 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
     """
     if env_name.startswith(ATARI_PREFIX):
         return make_atari(env_name[len(ATARI_PREFIX):], seed, config)
+
+    if ":" in env_name:
+        module, _, env_name = env_name.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise EnvError(
+                f"could not import {module!r} to register {env_name!r}: {e}; is the package installed "
+                "and on PYTHONPATH?"
+            ) from None
 
     if _is_ale_id(env_name):
         game = env_name.split("/")[-1].split("-v")[0]

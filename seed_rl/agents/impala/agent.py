@@ -9,7 +9,7 @@ import torch
 from seed_rl.agents.impala import losses, vtrace
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
-from seed_rl.core.agent import ActResult
+from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import EnvSpec
 
 
@@ -46,8 +46,8 @@ class ImpalaAgent:
         return self.model.initial_state(batch_size)
 
     @torch.no_grad()
-    def act(self, observation: torch.Tensor, done: torch.Tensor, core_state) -> ActResult:
-        logits, _, core_state = self.model(observation.unsqueeze(0), done.unsqueeze(0), core_state)
+    def act(self, inputs: ActInputs, core_state) -> ActResult:
+        logits, _, core_state = self.model(inputs.observation.unsqueeze(0), inputs.done.unsqueeze(0), core_state)
         logits = logits[0]
         action = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
         return ActResult(action, {"policy_logits": logits}, core_state)
