@@ -132,6 +132,7 @@ def main(argv: list[str]) -> None:
         env_name=FLAGS.env,
         total_environment_frames=FLAGS.total_environment_frames,
         unroll_length=built.unroll_length,
+        unroll_overlap=built.unroll_overlap,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
         server_address=FLAGS.server_address,
@@ -148,7 +149,7 @@ def main(argv: list[str]) -> None:
         "env_config": vars(env_config) if hasattr(env_config, "__dict__") else str(env_config),
     }
     try:
-        learner = Learner(built.agent, spec, settings, run_config)
+        learner = Learner(built.agent, built.data, spec, settings, run_config)
     except CheckpointMismatch as e:
         sys.exit(f"error: {e}")
     if learner.done():

@@ -36,7 +36,9 @@ def test_rerun_resumes_from_checkpoint_frame_count(tmp_path):
     # The second run started from the stored weights, not from scratch: its
     # first step after resuming counted on from the stored step number.
     state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
-    assert state["train_steps"] == state["frames"] // (4 * 10)
+    # Frames count unrolls received (10 frames each, 4 per step); each of the two
+    # runs may stop with at most one batch received but not yet trained on.
+    assert 0 <= state["frames"] - 4 * 10 * state["train_steps"] <= 2 * 4 * 10
     assert not torch.equal(state["agent"]["model"]["policy.weight"], model_before["policy.weight"])
 
 
@@ -56,9 +58,12 @@ def test_sigterm_writes_final_checkpoint_then_resume(tmp_path):
         text=True,
     )
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not read_metrics(tmp_path):
+    def trained() -> bool:
+        return any(m["train_steps"] > 0 for m in read_metrics(tmp_path))
+
+    while time.monotonic() < deadline and not trained():
         time.sleep(0.5)
-    assert read_metrics(tmp_path), "training produced no summary"
+    assert trained(), "no training step within the deadline"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr[-3000:]

@@ -11,13 +11,16 @@ from absl import flags
 
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
 from seed_rl.core.agent import Agent
+from seed_rl.core.data import OnPolicyData, TrainingData
 from seed_rl.envs import EnvSpec
 
 
 @dataclass
 class BuiltAgent:
     agent: Agent
+    data: TrainingData
     unroll_length: int
+    unroll_overlap: int
     batch_size: int
     config: dict[str, Any]
 
@@ -42,5 +45,6 @@ def build_agent(
         config.validate()
         frames_per_train_step = config.batch_size * config.unroll_length * frames_per_step
         agent = ImpalaAgent(spec, config, device, total_train_steps=total_frames // frames_per_train_step)
-        return BuiltAgent(agent, config.unroll_length, config.batch_size, dataclasses.asdict(config))
+        data = OnPolicyData(config.batch_size)
+        return BuiltAgent(agent, data, config.unroll_length, 1, config.batch_size, dataclasses.asdict(config))
     raise ValueError(f"unknown --agent={name!r}; choose one of {', '.join(AGENTS)}")

@@ -15,9 +15,12 @@ import threading
 import time
 from dataclasses import dataclass
 
+import torch
+
 from seed_rl.core import checkpoint
 from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.data import TrainingData
 from seed_rl.core.env_state import Unroll, stack_unrolls
 from seed_rl.core.inference import InferenceEngine
 from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
@@ -38,6 +41,7 @@ class LearnerSettings:
     total_environment_frames: int
     unroll_length: int
     batch_size: int
+    unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
     server_address: str = "127.0.0.1:0"
     inference_batch_size: int = 64
@@ -48,13 +52,17 @@ class LearnerSettings:
     max_streams: int = 256
 
     @property
-    def frames_per_train_step(self) -> int:
-        return self.batch_size * self.unroll_length * self.frames_per_step
+    def frames_per_unroll(self) -> int:
+        """New environment frames each unroll brings (its steps not shared with the previous one)."""
+        return (self.unroll_length + 1 - self.unroll_overlap) * self.frames_per_step
 
 
 class Learner:
-    def __init__(self, agent: Agent, spec: EnvSpec, settings: LearnerSettings, run_config: dict):
+    def __init__(
+        self, agent: Agent, data: TrainingData, spec: EnvSpec, settings: LearnerSettings, run_config: dict
+    ):
         self.agent = agent
+        self.data = data
         self.settings = settings
         self.run_config = run_config
         self.frames = 0
@@ -64,7 +72,9 @@ class Learner:
         self._stop = threading.Event()
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
         self.unrolls: queue.Queue[Unroll] = queue.Queue(maxsize=queue_size)
-        self.engine = InferenceEngine(agent, settings.unroll_length, self._enqueue_unroll, self.params_lock)
+        self.engine = InferenceEngine(
+            agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap
+        )
         self._batch_sizes: list[int] = []
         self.batcher = DynamicBatcher(
             self.engine,
@@ -101,6 +111,7 @@ class Learner:
                     f"use another --logdir or the same --{key}"
                 )
         self.agent.load_state_dict(state["agent"])
+        self.data.load_state_dict(state.get("data", {}))
         self.frames = state["frames"]
         self.train_steps = state["train_steps"]
         log.info("resumed from %s at %d frames", path, self.frames)
@@ -108,6 +119,7 @@ class Learner:
     def save_checkpoint(self) -> None:
         state = {
             "agent": self.agent.state_dict(),
+            "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
             "run_config": self.run_config,
@@ -123,16 +135,6 @@ class Learner:
             except queue.Full:
                 continue
 
-    def _next_batch(self) -> list[Unroll] | None:
-        batch: list[Unroll] = []
-        while len(batch) < self.settings.batch_size:
-            if self._stop.is_set():
-                return None
-            try:
-                batch.append(self.unrolls.get(timeout=0.1))
-            except queue.Empty:
-                continue
-        return batch
 
     def start(self) -> None:
         self.server.start()
@@ -154,13 +156,19 @@ class Learner:
         frames_at_log = self.frames
         logs: dict[str, float] = {}
         while not self.done() and not self._stop.is_set():
-            unrolls = self._next_batch()
-            if unrolls is None:
-                break
-            batch = stack_unrolls(unrolls, self.agent.device)
-            logs = self.agent.train_step(batch, self.params_lock)
-            self.frames += s.frames_per_train_step
-            self.train_steps += 1
+            if self.data.wants_data():
+                try:
+                    self.data.add(self.unrolls.get(timeout=0.1))
+                    self.frames += s.frames_per_unroll
+                except queue.Empty:
+                    pass
+            else:
+                unrolls, extras, handle = self.data.sample()
+                batch = stack_unrolls(unrolls, self.agent.device)
+                batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
+                logs = self.agent.train_step(batch, self.params_lock)
+                self.data.after_train(handle, logs.pop("priorities", None))
+                self.train_steps += 1
             now = time.monotonic()
             if now - last_log >= s.log_interval_s or self.done():
                 self._summarize(logs, (self.frames - frames_at_log) / (now - last_log))
@@ -187,7 +195,7 @@ class Learner:
     def close(self, save: bool = True) -> None:
         """Writes the final checkpoint and shuts the server down."""
         self._stop.set()
-        if save and self.train_steps > 0:
+        if save and self.frames > 0:
             self.save_checkpoint()
         self.server.stop(grace_s=0.5)
         self.batcher.close()

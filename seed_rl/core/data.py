@@ -1,0 +1,58 @@
+"""How finished unrolls become training batches.
+
+The learner loop pulls unrolls from the inference side while
+:meth:`TrainingData.wants_data` says so, and trains on :meth:`TrainingData.sample`
+otherwise. IMPALA uses each unroll once, in arrival order (:class:`OnPolicyData`);
+R2D2 keeps them in a prioritized replay and holds a replay ratio.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from seed_rl.core.env_state import Unroll
+
+
+class TrainingData(Protocol):
+    def add(self, unroll: Unroll) -> None: ...
+
+    def wants_data(self) -> bool:
+        """True while training must wait for more unrolls."""
+
+    def sample(self) -> tuple[list[Unroll], dict[str, np.ndarray], Any]:
+        """A batch of unrolls, extra per-unroll arrays for the batch, and a handle for ``after_train``."""
+
+    def after_train(self, handle: Any, priorities: np.ndarray | None) -> None: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class OnPolicyData:
+    """Every unroll is trained on exactly once, in batches of ``batch_size``."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+        self._pending: list[Unroll] = []
+
+    def add(self, unroll: Unroll) -> None:
+        self._pending.append(unroll)
+
+    def wants_data(self) -> bool:
+        return len(self._pending) < self.batch_size
+
+    def sample(self) -> tuple[list[Unroll], dict[str, np.ndarray], Any]:
+        batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+        return batch, {}, None
+
+    def after_train(self, handle: Any, priorities: np.ndarray | None) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}  # at most one partial batch is lost on restart
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
