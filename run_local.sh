@@ -28,7 +28,6 @@ case "$family" in
         *) args+=("$arg") ;;
       esac
     done
-    extras=atari
     env="atari:$game"
     # 30-minute-scale defaults for a small CPU machine; override any of them.
     defaults=(--num_actors=2 --envs_per_actor=16)
@@ -38,13 +37,12 @@ case "$family" in
     env=$1
     shift
     args=("$@")
-    extras=atari
     defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
   *) usage ;;
 esac
 
-tools/setup_venv.sh "$extras" >&2
+tools/setup_venv.sh >&2
 if [ "$family" = atari ] && ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   # The IMPALA deep ResNet trains at ~450 frames/s on 2 CPU cores, the Nature
   # CNN at ~3,500 (measured, README); later flags override this one.

@@ -4,5 +4,5 @@
 #   ./run_tests.sh -m "not slow" # skip the multi-minute learning runs
 set -euo pipefail
 cd "$(dirname "$0")"
-tools/setup_venv.sh atari,test,plot >&2
+tools/setup_venv.sh >&2
 exec .venv/bin/python -m pytest "$@"

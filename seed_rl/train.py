@@ -122,7 +122,15 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
     frames_per_step = env_config.frame_skip if FLAGS.env.startswith(ATARI_PREFIX) else 1
     try:
-        built = registry.build_agent(FLAGS.agent, spec, device, FLAGS.total_environment_frames, frames_per_step)
+        built = registry.build_agent(
+            FLAGS.agent,
+            spec,
+            device,
+            FLAGS.total_environment_frames,
+            frames_per_step,
+            num_envs=FLAGS.num_actors * FLAGS.envs_per_actor,
+            seed=FLAGS.seed,
+        )
     except ValueError as e:
         sys.exit(f"error: {e}")
     total_envs = FLAGS.num_actors * FLAGS.envs_per_actor

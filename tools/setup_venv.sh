@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Creates or updates .venv with seed_rl and the given extras (comma-separated).
+# Creates or updates .venv with seed_rl and the given extras (comma-separated;
+# default atari,test,plot). Re-installs when pyproject.toml or the C++ sources change.
 # Installs torch==2.13.0 first when no torch is present: on the project's
 # reference machines that is a local CPU build, and a bare torch requirement
 # would pull a multi-GB CUDA build. Set SEED_RL_PYTHON to choose the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-atari}
+# One set of extras for training and tests, so switching between the two
+# commands never rebuilds the C++ extension.
+extras=${1:-atari,test,plot}
 python=${SEED_RL_PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
 stamp=.venv/.seed_rl-installed
-want="$(cat pyproject.toml | sha1sum | cut -c1-12) $extras"
+want="$(cat pyproject.toml CMakeLists.txt ops/* | sha1sum | cut -c1-12) $extras"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi

@@ -27,16 +27,31 @@ class BuiltAgent:
 
 def define_agent_flags() -> None:
     from seed_rl.agents.impala.config import ImpalaConfig
+    from seed_rl.agents.r2d2.config import R2D2Config
 
     define_dataclass_flags(ImpalaConfig)
+    define_dataclass_flags(R2D2Config)
 
 
-AGENTS = ("impala",)
+AGENTS = ("impala", "r2d2")
 
 
 def build_agent(
-    name: str, spec: EnvSpec, device: torch.device, total_frames: int, frames_per_step: int, flag_values=flags.FLAGS
+    name: str,
+    spec: EnvSpec,
+    device: torch.device,
+    total_frames: int,
+    frames_per_step: int,
+    num_envs: int,
+    seed: int = 0,
+    flag_values=flags.FLAGS,
 ) -> BuiltAgent:
+    """Builds ``name`` from its config dataclass, overridden by the flags that were given.
+
+    ``num_envs`` is the number of environments across all actors (R2D2's
+    per-environment epsilons); ``frames_per_step`` converts agent steps to
+    environment frames.
+    """
     if name == "impala":
         from seed_rl.agents.impala.agent import ImpalaAgent
         from seed_rl.agents.impala.config import ImpalaConfig
@@ -47,4 +62,28 @@ def build_agent(
         agent = ImpalaAgent(spec, config, device, total_train_steps=total_frames // frames_per_train_step)
         data = OnPolicyData(config.batch_size)
         return BuiltAgent(agent, data, config.unroll_length, 1, config.batch_size, dataclasses.asdict(config))
+    if name == "r2d2":
+        from seed_rl.agents.r2d2.agent import R2D2Agent
+        from seed_rl.agents.r2d2.config import R2D2Config
+        from seed_rl.agents.r2d2.replay_data import ReplayData
+        from seed_rl.replay.prioritized import PrioritizedReplay
+
+        config = dataclass_from_flags(R2D2Config, flag_values)
+        config.validate()
+        agent = R2D2Agent(spec, config, device, num_envs)
+        replay = PrioritizedReplay(
+            config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=seed
+        )
+        data = ReplayData(
+            replay,
+            batch_size=config.batch_size,
+            replay_ratio=config.replay_ratio,
+            min_size=config.min_replay_size,
+            trained_steps_per_sequence=config.unroll_length,
+            new_steps_per_sequence=config.sequence_period,
+            checkpoint_contents=config.checkpoint_replay,
+        )
+        length = config.sequence_length - 1  # the builder emits length + 1 steps
+        overlap = config.sequence_length - config.sequence_period
+        return BuiltAgent(agent, data, length, overlap, config.batch_size, dataclasses.asdict(config))
     raise ValueError(f"unknown --agent={name!r}; choose one of {', '.join(AGENTS)}")

@@ -62,14 +62,25 @@ class MetricsWriter:
         self._jsonl.close()
 
 
+_CONSOLE_KEYS = (
+    ("loss/total", "loss"),
+    ("loss/policy", "pg"),
+    ("loss/baseline", "v"),
+    ("policy_entropy", "ent"),
+    ("q_mean", "q"),
+    ("td_abs_mean", "|td|"),
+)
+
+
 def console_line(record: dict) -> str:
+    """One progress line: frames, frames/s, mean return and whichever losses the agent logs."""
+
     def fmt(key: str, spec: str) -> str:
         value = record.get(key)
         return "n/a" if value is None else format(value, spec)
 
+    losses = " ".join(f"{label} {record[key]:.3f}" for key, label in _CONSOLE_KEYS if record.get(key) is not None)
     return (
         f"frames {record['frames']:>11,d} | fps {fmt('fps', ',.0f'):>7} | "
-        f"return {fmt('episode_return_mean', '.2f'):>8} ({record.get('episodes', 0)} eps) | "
-        f"loss {fmt('loss/total', '.3f')} pg {fmt('loss/policy', '.3f')} "
-        f"v {fmt('loss/baseline', '.3f')} ent {fmt('policy_entropy', '.3f')}"
+        f"return {fmt('episode_return_mean', '.2f'):>8} ({record.get('episodes', 0)} eps) | {losses}"
     )

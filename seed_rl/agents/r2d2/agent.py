@@ -1,0 +1,122 @@
+"""The R2D2 agent as the learner core sees it: epsilon-greedy acting and sequence Q-learning."""
+
+from __future__ import annotations
+
+import copy
+import threading
+
+import torch
+
+from seed_rl.agents.r2d2.config import R2D2Config
+from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
+from seed_rl.agents.r2d2.network import R2D2Net
+from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets
+from seed_rl.core.agent import ActInputs, ActResult
+from seed_rl.envs import EnvSpec
+from seed_rl.replay.prioritized import sequence_priority
+
+
+class R2D2Agent:
+    """Recurrent replay DQN (Kapturowski et al. 2019) with stored recurrent states and burn-in.
+
+    The recurrent state kept per environment is ``(h, c, previous action)``;
+    each replayed sequence starts from the state stored with it.
+    """
+
+    def __init__(self, spec: EnvSpec, config: R2D2Config, device: torch.device, num_envs: int):
+        config.validate()
+        self.config = config
+        self.device = device
+        self.model = R2D2Net(
+            spec.observation_shape,
+            spec.observation_dtype,
+            spec.num_actions,
+            torso=config.torso,
+            lstm_size=config.lstm_size,
+            head_size=config.head_size,
+        ).to(device)
+        self.target_model = copy.deepcopy(self.model).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
+        self.epsilons = actor_epsilons(num_envs, config.epsilon_base, config.epsilon_alpha).to(device)
+        self.train_steps = 0
+
+    def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
+        h, c = self.model.initial_state(batch_size)
+        return h, c, torch.zeros(batch_size, dtype=torch.int64)
+
+    @torch.no_grad()
+    def act(self, inputs: ActInputs, core_state) -> ActResult:
+        h, c, prev_action = core_state
+        q, (h, c) = self.model(
+            inputs.observation.unsqueeze(0),
+            inputs.reward.unsqueeze(0),
+            inputs.done.unsqueeze(0),
+            prev_action.unsqueeze(0),
+            (h, c),
+        )
+        epsilon = self.epsilons[inputs.env_index % len(self.epsilons)]
+        action = epsilon_greedy(q[0], epsilon)
+        return ActResult(action, {}, (h, c, action))
+
+    def _unroll(self, model: R2D2Net, batch: dict, start: int, stop: int | None, state):
+        s = slice(start, stop)
+        return model(batch["observation"][s], batch["reward"][s], batch["done"][s], batch["prev_action"][s], state)
+
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """Loss on time-major sequences of ``burn_in + unroll_length + 1`` steps.
+
+        Returns the loss, the per-sequence priorities and logs. The burn-in
+        prefix only warms up the recurrent state from the stored one: it gets
+        no gradient and no loss term.
+        """
+        cfg = self.config
+        h0, c0, a0 = batch["initial_core_state"]
+        batch = dict(batch, prev_action=torch.cat([a0.unsqueeze(0), batch["action"][:-1]]))
+        online_state = target_state = (h0, c0)
+        if cfg.burn_in > 0:
+            with torch.no_grad():
+                _, online_state = self._unroll(self.model, batch, 0, cfg.burn_in, online_state)
+                _, target_state = self._unroll(self.target_model, batch, 0, cfg.burn_in, target_state)
+        q, _ = self._unroll(self.model, batch, cfg.burn_in, None, online_state)
+        with torch.no_grad():
+            target_q, _ = self._unroll(self.target_model, batch, cfg.burn_in, None, target_state)
+        rewards = batch["reward"][cfg.burn_in :]
+        discounts = (~batch["done"][cfg.burn_in :]).float() * cfg.discount
+        bootstrap = double_q_bootstrap(q.detach(), target_q)
+        targets = n_step_targets(rewards, discounts, bootstrap, cfg.n_step, eps=cfg.value_rescaling_epsilon)
+        actions = batch["action"][cfg.burn_in : -1]
+        q_taken = q[:-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        td = targets - q_taken
+        weights = batch.get("importance_weights")
+        per_sequence = 0.5 * td.pow(2).mean(dim=0)
+        loss = (per_sequence * weights).mean() if weights is not None else per_sequence.mean()
+        priorities = sequence_priority(td.detach().abs(), cfg.priority_eta)
+        logs = {"loss/total": loss.item(), "q_mean": q_taken.mean().item(), "td_abs_mean": td.abs().mean().item()}
+        return loss, priorities, logs
+
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict:
+        loss, priorities, logs = self.compute_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        with params_lock:
+            self.optimizer.step()
+        self.train_steps += 1
+        if self.train_steps % self.config.target_update_period == 0:
+            self.target_model.load_state_dict(self.model.state_dict())
+        logs["priorities"] = torch.as_tensor(priorities).cpu().numpy()
+        return logs
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "target_model": self.target_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "train_steps": self.train_steps,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.target_model.load_state_dict(state["target_model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.train_steps = state["train_steps"]
