@@ -26,7 +26,7 @@ CARTPOLE_FLAGS = (
 
 @pytest.mark.slow
 def test_impala_learns_cartpole(tmp_path):
-    result = run_train(tmp_path, *CARTPOLE_FLAGS, timeout=420)
+    result = run_train(tmp_path, *CARTPOLE_FLAGS, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(tmp_path)
     returns = [m["episode_return_mean"] for m in metrics if m["episode_return_mean"] is not None]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 import numpy as np
 
 from seed_rl.core.env_state import Unroll
 from seed_rl.replay.prioritized import PrioritizedReplay
+
+log = logging.getLogger(__name__)
 
 
 class ReplayData:
@@ -79,3 +83,6 @@ class ReplayData:
         self.max_priority = state["max_priority"]
         if "replay" in state:
             self.replay.load_state_dict(state["replay"])
+            log.info("replay holds %d sequences from the checkpoint", len(self.replay))
+        else:
+            log.info("the checkpoint holds no replay contents (--nocheckpoint_replay): refilling from empty")
