@@ -8,6 +8,7 @@ writes a final checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -154,7 +155,7 @@ def main(argv: list[str]) -> None:
         "agent": FLAGS.agent,
         "env": FLAGS.env,
         "agent_config": built.config,
-        "env_config": vars(env_config) if hasattr(env_config, "__dict__") else str(env_config),
+        "env_config": dataclasses.asdict(env_config),
     }
     try:
         learner = Learner(built.agent, built.data, spec, settings, run_config)

@@ -158,3 +158,21 @@ def test_replay_data_holds_the_replay_ratio_and_round_trips_through_a_checkpoint
     without = ReplayData(PrioritizedReplay(100, seed=0), 2, 2.0, 3, 4, 2, checkpoint_contents=False)
     without.add(_unroll(0))
     assert "replay" not in without.state_dict()
+
+
+@pytest.mark.parametrize("is_truncated", [True, False])
+def test_transition_into_a_time_limit_adds_no_loss(is_truncated):
+    agent = _agent(n_step=1)
+    batch = _batch(agent, seed=3)
+    step = agent.config.burn_in + 2  # the transition from local step 1 ends an episode here
+    batch["done"][:] = False
+    batch["done"][step] = True
+    batch["truncated"] = batch["done"] & is_truncated
+    base, _, _ = agent.compute_loss(batch)
+    reward = batch["reward"].clone()
+    reward[step] += 10.0  # the last reward of the cut episode (the network input is zeroed at done)
+    changed, _, _ = agent.compute_loss(dict(batch, reward=reward))
+    if is_truncated:
+        assert changed.item() == pytest.approx(base.item(), rel=1e-6)
+    else:
+        assert changed.item() != pytest.approx(base.item(), rel=1e-3)

@@ -261,3 +261,37 @@ def test_n_step_targets_argument_checks():
         n_step_targets(z, z, torch.zeros(4, 3), 2)
     with pytest.raises(ValueError):
         n_step_targets(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 2), 2)
+
+
+def _truncation_mask_reference(done: np.ndarray, truncated: np.ndarray, n: int) -> np.ndarray:
+    length, batch = done.shape
+    mask = np.ones((length - 1, batch), dtype=bool)
+    for b in range(batch):
+        for t in range(length - 1):
+            for j in range(t + 1, min(t + n, length - 1) + 1):
+                if done[j, b]:
+                    mask[t, b] = not truncated[j, b]
+                    break
+    return mask
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+@pytest.mark.parametrize("length", [2, 7, 12])
+def test_truncation_mask_matches_loop_reference(n, length):
+    from seed_rl.agents.r2d2.targets import truncation_mask
+
+    rng = np.random.default_rng(100 * n + length)
+    done = rng.random((length, 9)) < 0.3
+    truncated = done & (rng.random((length, 9)) < 0.5)
+    got = truncation_mask(torch.from_numpy(done), torch.from_numpy(truncated), n).numpy()
+    np.testing.assert_array_equal(got, _truncation_mask_reference(done, truncated, n))
+
+
+def test_truncation_mask_only_the_first_episode_end_counts():
+    from seed_rl.agents.r2d2.targets import truncation_mask
+
+    done = torch.tensor([[False], [False], [True], [True]])
+    truncated = torch.tensor([[False], [False], [False], [True]])
+    # Step 0 and 1 end with the termination at step 2; step 2's window starts
+    # at step 3, the truncation.
+    assert truncation_mask(done, truncated, 3)[:, 0].tolist() == [True, True, False]

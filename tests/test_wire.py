@@ -231,3 +231,18 @@ def test_name_that_is_not_utf8():
 
 def test_wire_error_is_a_value_error():
     assert issubclass(WireError, ValueError)
+
+
+def test_truncated_flags_are_optional_and_checked():
+    from seed_rl.core import protocol
+    from seed_rl.envs import EnvSpec
+
+    spec = EnvSpec((2,), "float32", 2)
+    obs = np.zeros((3, 2), np.float32)
+    plain = protocol.decode_request(protocol.encode_request(obs, np.zeros(3), [True, False, False]), spec, None)
+    assert plain["truncated"].tolist() == [False, False, False]
+    flagged = protocol.encode_request(obs, np.zeros(3), [True, False, False], truncated=[True, False, False])
+    assert protocol.decode_request(flagged, spec, None)["truncated"].tolist() == [True, False, False]
+    inconsistent = protocol.encode_request(obs, np.zeros(3), [False, False, False], truncated=[True, False, False])
+    with pytest.raises(protocol.ProtocolError, match="truncated is set"):
+        protocol.decode_request(inconsistent, spec, None)

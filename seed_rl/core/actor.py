@@ -74,7 +74,7 @@ class _EnvGroup:
     def step(self, actions: np.ndarray) -> bytes:
         if actions.shape != (len(self.envs),):
             raise ActorConfigError(f"learner sent {actions.shape} actions for {len(self.envs)} environments")
-        observations, rewards, dones = [], [], []
+        observations, rewards, dones, truncations = [], [], [], []
         finished_returns, finished_lengths = [], []
         for i, env in enumerate(self.envs):
             obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
@@ -90,12 +90,14 @@ class _EnvGroup:
             observations.append(obs)
             rewards.append(reward)
             dones.append(done)
+            truncations.append(truncated and not terminated)
         return protocol.encode_request(
             np.stack(observations),
             np.asarray(rewards, np.float32),
             np.asarray(dones, bool),
             np.asarray(finished_returns, np.float32),
             np.asarray(finished_lengths, np.int32),
+            np.asarray(truncations, bool),
         )
 
     def close(self) -> None:

@@ -95,6 +95,9 @@ class Unroll:
     action: np.ndarray
     agent_outputs: dict[str, np.ndarray]
     initial_core_state: tuple[np.ndarray, ...]
+    # Where ``done`` ends an episode cut by a time limit (Pardo et al. 2018):
+    # agents may bootstrap through it or leave it out rather than treat it as terminal.
+    truncated: np.ndarray | None = None
 
 
 @dataclass
@@ -105,6 +108,7 @@ class StepRecord:
     action: int
     agent_outputs: dict[str, np.ndarray]
     core_state: tuple[np.ndarray, ...]  # state before this step
+    truncated: bool = False
 
 
 class UnrollBuilder:
@@ -139,6 +143,7 @@ class UnrollBuilder:
             action=np.array([s.action for s in steps], dtype=np.int64),
             agent_outputs={k: np.stack([s.agent_outputs[k] for s in steps]) for k in steps[0].agent_outputs},
             initial_core_state=steps[0].core_state,
+            truncated=np.array([s.truncated for s in steps], dtype=bool),
         )
 
 
@@ -152,6 +157,9 @@ def stack_unrolls(unrolls: list[Unroll], device: torch.device) -> dict:
         "observation": time_major([u.observation for u in unrolls]),
         "reward": time_major([u.reward for u in unrolls]),
         "done": time_major([u.done for u in unrolls]),
+        "truncated": time_major(
+            [u.truncated if u.truncated is not None else np.zeros_like(u.done) for u in unrolls]
+        ),
         "action": time_major([u.action for u in unrolls]),
         "agent_outputs": {
             k: time_major([u.agent_outputs[k] for u in unrolls]) for k in unrolls[0].agent_outputs

@@ -6,6 +6,8 @@ request is a :mod:`seed_rl.core.wire` message with the fields
 - ``observation`` ``[K, *observation_shape]`` of the environment's dtype,
 - ``reward`` ``[K]`` float32 and ``done`` ``[K]`` bool (the result of the
   previous action; ``done`` marks an observation that starts an episode),
+- optionally ``truncated`` ``[K]`` bool: the episode that ``done`` ended was cut by
+  a time limit, not terminated (absent means no truncation),
 - optionally ``episode_return`` / ``episode_length`` ``[n]`` for the episodes
   that ended with this step (logging only).
 
@@ -39,12 +41,15 @@ def encode_request(
     done: np.ndarray,
     episode_return: np.ndarray | None = None,
     episode_length: np.ndarray | None = None,
+    truncated: np.ndarray | None = None,
 ) -> bytes:
     fields = {
         "observation": observation,
         "reward": np.asarray(reward, dtype=np.float32),
         "done": np.asarray(done, dtype=bool),
     }
+    if truncated is not None:
+        fields["truncated"] = np.asarray(truncated, dtype=bool)
     if episode_return is not None and len(episode_return):
         fields["episode_return"] = np.asarray(episode_return, dtype=np.float32)
         fields["episode_length"] = np.asarray(episode_length, dtype=np.int32)
@@ -79,6 +84,14 @@ def decode_request(data: bytes, spec: EnvSpec, expected_envs: int | None) -> dic
         raise ProtocolError("reward contains NaN or infinity")
     if done.shape != (num_envs,) or done.dtype != bool:
         raise ProtocolError(f"done must be bool [{num_envs}], got {done.dtype.name} {done.shape}")
+    if "truncated" in fields:
+        truncated = fields["truncated"]
+        if truncated.shape != (num_envs,) or truncated.dtype != bool:
+            raise ProtocolError(f"truncated must be bool [{num_envs}], got {truncated.dtype.name} {truncated.shape}")
+        if np.any(truncated & ~done):
+            raise ProtocolError("truncated is set for an environment whose done flag is not")
+    else:
+        fields["truncated"] = np.zeros(num_envs, dtype=bool)
     if "episode_return" in fields:
         returns, lengths = fields["episode_return"], fields.get("episode_length")
         if lengths is None or returns.ndim != 1 or lengths.shape != returns.shape:

@@ -112,7 +112,9 @@ class LearnerServer:
                     first_env_index = (int(actor) if str(actor).isdigit() else stream_id) * num_envs
                 if self._on_episodes is not None and "episode_return" in fields:
                     self._on_episodes(fields["episode_return"], fields["episode_length"])
-                step = StepRequest(stream_id, first_env_index, fields["observation"], fields["reward"], fields["done"])
+                step = StepRequest(
+                    stream_id, first_env_index, fields["observation"], fields["reward"], fields["done"], fields["truncated"]
+                )
                 try:
                     actions = self._batcher.submit(step, num_envs).result()
                 except BatcherClosed:

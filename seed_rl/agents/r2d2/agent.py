@@ -10,7 +10,7 @@ import torch
 from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
-from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets
+from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import EnvSpec
 from seed_rl.replay.prioritized import sequence_priority
@@ -87,8 +87,13 @@ class R2D2Agent:
         actions = batch["action"][cfg.burn_in : -1]
         q_taken = q[:-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         td = targets - q_taken
+        if "truncated" in batch:
+            valid = truncation_mask(batch["done"][cfg.burn_in :], batch["truncated"][cfg.burn_in :], cfg.n_step)
+            td = td * valid
+            per_sequence = 0.5 * td.pow(2).sum(dim=0) / valid.sum(dim=0).clamp(min=1)
+        else:
+            per_sequence = 0.5 * td.pow(2).mean(dim=0)
         weights = batch.get("importance_weights")
-        per_sequence = 0.5 * td.pow(2).mean(dim=0)
         loss = (per_sequence * weights).mean() if weights is not None else per_sequence.mean()
         priorities = sequence_priority(td.detach().abs(), cfg.priority_eta)
         logs = {"loss/total": loss.item(), "q_mean": q_taken.mean().item(), "td_abs_mean": td.abs().mean().item()}

@@ -146,3 +146,31 @@ def n_step_targets(
         if rescale:
             returns = value_rescale(returns, eps)
         return returns.detach()
+
+
+def truncation_mask(done: torch.Tensor, truncated: torch.Tensor, n: int) -> torch.Tensor:
+    """Which n-step targets are valid when time limits cut episodes: ``[L, B] -> [L-1, B]``.
+
+    Same step convention as :func:`n_step_targets`. The target of step ``t``
+    looks at steps ``t+1 .. t+m`` (``m = min(n, L-1-t)``); if the first episode
+    end among them is a truncation (a time limit, not a terminal state), the
+    target would treat a cut-off episode as finished, so its mask is 0 (Pardo et
+    al. 2018, "Time Limits in Reinforcement Learning"). Otherwise the mask is 1.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if done.shape != truncated.shape or done.dim() != 2 or done.shape[0] < 2:
+        raise ValueError(f"done and truncated must both be [L >= 2, B], got {tuple(done.shape)}, {tuple(truncated.shape)}")
+    length = done.shape[0]
+    mask = torch.ones(length - 1, done.shape[1], dtype=torch.bool, device=done.device)
+    open_episode = torch.ones_like(mask)
+    for k in range(1, n + 1):
+        if k > length - 1:
+            break
+        window_done = done[k:]  # step t + k for t = 0 .. L-1-k
+        window_truncated = truncated[k:]
+        rows = slice(0, length - k)
+        ends_here = window_done & open_episode[rows]
+        mask[rows] &= ~(ends_here & window_truncated)
+        open_episode[rows] &= ~window_done
+    return mask
