@@ -4,14 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
+import dataclasses
 import logging
 
 import numpy as np
+import torch
 
 from seed_rl.core.env_state import Unroll
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 log = logging.getLogger(__name__)
+
+
+def _to_tensors(value):
+    """numpy arrays (also inside dicts and tuples) as tensors sharing their memory."""
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, dict):
+        return {k: _to_tensors(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to_tensors(v) for v in value)
+    return value
+
+
+def _to_arrays(value):
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: _to_arrays(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to_arrays(v) for v in value)
+    return value
+
+
+def _unroll_to_checkpoint(unroll: Unroll) -> dict:
+    # torch.save streams tensor storages straight into the file, while pickled
+    # numpy arrays are first copied into one in-memory pickle: with a replay of
+    # several GB that copy exhausted a 24 GB machine.
+    return {f.name: _to_tensors(getattr(unroll, f.name)) for f in dataclasses.fields(unroll)}
+
+
+def _unroll_from_checkpoint(fields: dict) -> Unroll:
+    return Unroll(**{k: _to_arrays(v) for k, v in fields.items()})
 
 
 class ReplayData:
@@ -72,7 +106,9 @@ class ReplayData:
             "max_priority": self.max_priority,
         }
         if self.checkpoint_contents:
-            state["replay"] = self.replay.state_dict()
+            replay = self.replay.state_dict()
+            replay["items"] = [_unroll_to_checkpoint(u) for u in replay["items"]]
+            state["replay"] = replay
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -82,7 +118,9 @@ class ReplayData:
         self.trained_steps = state["trained_steps"]
         self.max_priority = state["max_priority"]
         if "replay" in state:
-            self.replay.load_state_dict(state["replay"])
+            replay = dict(state["replay"])
+            replay["items"] = [_unroll_from_checkpoint(u) for u in replay["items"]]
+            self.replay.load_state_dict(replay)
             log.info("replay holds %d sequences from the checkpoint", len(self.replay))
         else:
             log.info("the checkpoint holds no replay contents (--nocheckpoint_replay): refilling from empty")
