@@ -122,6 +122,7 @@ def main(argv: list[str]) -> None:
     except EnvError as e:
         sys.exit(f"error: {e}")
     frames_per_step = env_config.frame_skip if FLAGS.env.startswith(ATARI_PREFIX) else 1
+    total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     try:
         built = registry.build_agent(
             FLAGS.agent,
@@ -129,12 +130,11 @@ def main(argv: list[str]) -> None:
             device,
             FLAGS.total_environment_frames,
             frames_per_step,
-            num_envs=FLAGS.num_actors * FLAGS.envs_per_actor,
+            num_envs=total_envs,
             seed=FLAGS.seed,
         )
     except ValueError as e:
         sys.exit(f"error: {e}")
-    total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
     settings = LearnerSettings(
         logdir=logdir,
