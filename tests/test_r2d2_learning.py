@@ -25,6 +25,10 @@ SMALL_R2D2 = (
     # Small problems need many updates per step: each step is trained on 8
     # times on average (SEED's Atari default is 1.5).
     "--replay_ratio=8",
+    # A higher exploration floor than R2D2's 0.4**(1 + 7i/(N-1)): with 16
+    # environments most of them were nearly greedy and learning collapsed.
+    "--epsilon_base=0.2",
+    "--epsilon_alpha=1.5",
     "--seed=1",
 )
 
@@ -43,8 +47,9 @@ UNSTABLE = pytest.mark.skipif(
 @pytest.mark.slow
 @UNSTABLE
 def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
-    # Reached >= 0.8 in 5 of 6 runs on 2 cores (best means 0.92-0.98); the
-    # other peaked at 0.64 and then swung to -0.7: the learned answer flipped.
+    # With R2D2's own exploration schedule: >= 0.8 in 5 of 6 runs on 2 cores;
+    # the other peaked at 0.64, then swung to -0.7 (the learned answer flipped).
+    # With the exploration floor above: 2 of 2 runs at 0.92 within 100k frames.
     # The cue is visible only at the first step, the question 7 steps later; a
     # memoryless policy scores 0 in expectation (+1/-1 at chance). Over 100
     # episodes chance gives a mean within about +-0.3 (3 standard deviations).
@@ -60,10 +65,11 @@ def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
 @pytest.mark.slow
 @UNSTABLE
 def test_r2d2_learns_cartpole(tmp_path):
-    # Across 7 configurations the 100-episode mean peaked between 276 and 467
-    # (once above 400) and then fell back to 140-250.
-    result = run_train(tmp_path, *SMALL_R2D2, "--env=CartPole-v1", "--epsilon_base=0.1",
-                       "--total_environment_frames=250000", timeout=900)
+    # With R2D2's exploration schedule, 7 configurations peaked at 276-467 and
+    # fell back to 140-250. With the exploration floor above, 2 of 3 seeds
+    # reached 439-500 within 300k frames; the third stayed at 170-290.
+    result = run_train(tmp_path, *SMALL_R2D2, "--env=CartPole-v1",
+                       "--total_environment_frames=300000", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     returns = _returns(tmp_path)
     assert returns[0] < 100
