@@ -99,3 +99,35 @@ def test_save_is_atomic_and_keeps_newest(tmp_path):
         checkpoint.save_checkpoint(tmp_path, {"bad": Unpicklable()}, 50)
     assert checkpoint.latest_checkpoint(tmp_path).name == "ckpt-0000000000040.pt"
     assert not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+
+def test_ctrl_c_to_the_process_group_stops_every_process(tmp_path):
+    """A terminal's Ctrl-C signals the learner and its actors together."""
+    import os
+
+    process = subprocess.Popen(
+        train_command(tmp_path, *FAST, "--num_actors=2", "--total_environment_frames=100000000"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    group = os.getpgid(process.pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(m["train_steps"] > 0 for m in read_metrics(tmp_path)):
+        time.sleep(0.5)
+    os.killpg(group, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert _stored_frames(tmp_path) > 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            break  # no process of the run is left
+        time.sleep(0.2)
+    else:
+        pytest.fail("actor processes outlived the learner after Ctrl-C")
