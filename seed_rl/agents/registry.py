@@ -69,7 +69,6 @@ def build_agent(
         from seed_rl.replay.prioritized import PrioritizedReplay
 
         config = dataclass_from_flags(R2D2Config, flag_values)
-        config.validate()
         agent = R2D2Agent(spec, config, device, num_envs)
         replay = PrioritizedReplay(
             config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=seed

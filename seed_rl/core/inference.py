@@ -28,7 +28,7 @@ class StepRequest:
     observation: np.ndarray  # [K, ...]
     reward: np.ndarray  # [K] float32, result of the previous action
     done: np.ndarray  # [K] bool, observation starts a new episode
-    truncated: np.ndarray | None = None  # [K] bool, the episode that ended hit a time limit
+    truncated: np.ndarray  # [K] bool, the episode that ended hit a time limit
 
     @property
     def num_envs(self) -> int:
@@ -63,9 +63,7 @@ class InferenceEngine:
         keys = [(r.stream_id, i) for r in requests for i in range(r.num_envs)]
         observation = np.concatenate([r.observation for r in requests])
         done = np.concatenate([r.done for r in requests])
-        truncated = np.concatenate(
-            [r.truncated if r.truncated is not None else np.zeros(r.num_envs, bool) for r in requests]
-        )
+        truncated = np.concatenate([r.truncated for r in requests])
         reward = np.concatenate([r.reward for r in requests])
         env_index = np.concatenate(
             [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]

@@ -135,7 +135,6 @@ class Learner:
             except queue.Full:
                 continue
 
-
     def start(self) -> None:
         self.server.start()
 

@@ -109,7 +109,7 @@ class R2D2Agent:
         self.train_steps += 1
         if self.train_steps % self.config.target_update_period == 0:
             self.target_model.load_state_dict(self.model.state_dict())
-        logs["priorities"] = torch.as_tensor(priorities).cpu().numpy()
+        logs["priorities"] = priorities.cpu().numpy()
         return logs
 
     def state_dict(self) -> dict:
