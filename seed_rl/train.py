@@ -1,7 +1,9 @@
-"""Single-machine training: ``python -m seed_rl.train --agent=impala --env=atari:Pong``.
+"""Training entry point: ``python -m seed_rl.train --agent=impala --env=atari:Pong``.
 
-Starts the learner in this process and ``--num_actors`` actor processes that
-connect to it over gRPC on localhost. Re-running the same command with the same
+``--role=local`` (the default) starts the learner in this process and
+``--num_actors`` actor processes that connect to it over gRPC on localhost.
+``--role=learner`` starts only the learner; ``--num_actors`` actors started
+elsewhere with ``python -m seed_rl.actor --learner_address=HOST:PORT`` join it. Re-running the same command with the same
 ``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
 writes a final checkpoint.
 """
@@ -29,14 +31,20 @@ from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import ATARI_PREFIX
 
 log = logging.getLogger("seed_rl.train")
+LOCAL_ADDRESS = "127.0.0.1:0"
+LEARNER_ADDRESS = "127.0.0.1:8686"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
 flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1) or atari:<Game>")
-flags.DEFINE_integer("num_actors", 2, "actor processes on this machine")
+flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --num_actors actor processes here; learner: the learner only, actors connect from elsewhere")
+flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote actors expected (--role=learner)")
 flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")
 flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
 flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
-flags.DEFINE_string("server_address", "127.0.0.1:0", "learner gRPC address; port 0 picks a free port")
+flags.DEFINE_string(
+    "server_address", None,
+    f"learner gRPC address; default {LOCAL_ADDRESS} (port 0 picks a free port) with --role=local, {LEARNER_ADDRESS} with --role=learner",
+)
 flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them")
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
@@ -106,6 +114,18 @@ def default_logdir(env: str, agent: str) -> str:
     return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
 
 
+def server_address(role: str, address: str | None) -> str:
+    """The learner's listening address for ``role``; remote actors need a fixed port."""
+    if address is None:
+        return LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
+    if role == "learner" and address.rsplit(":", 1)[-1] == "0":
+        raise ValueError(
+            f"--server_address={address} picks a random port, which remote actors cannot find; "
+            f"give a fixed port with --role=learner, e.g. --server_address={LEARNER_ADDRESS}"
+        )
+    return address
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value")
@@ -136,6 +156,10 @@ def main(argv: list[str]) -> None:
     except ValueError as e:
         sys.exit(f"error: {e}")
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
+    try:
+        address = server_address(FLAGS.role, FLAGS.server_address)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     settings = LearnerSettings(
         logdir=logdir,
         env_name=FLAGS.env,
@@ -144,7 +168,7 @@ def main(argv: list[str]) -> None:
         unroll_overlap=built.unroll_overlap,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
-        server_address=FLAGS.server_address,
+        server_address=address,
         inference_batch_size=FLAGS.inference_batch_size or total_envs,
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
@@ -167,8 +191,9 @@ def main(argv: list[str]) -> None:
         return
     learner.start()
     log.info(
-        "training %s on %s (%s): %d actors x %d envs, logdir %s",
-        FLAGS.agent, FLAGS.env, device, FLAGS.num_actors, FLAGS.envs_per_actor, logdir,
+        "training %s on %s (%s): %d %s actors x %d envs, learner at %s, logdir %s",
+        FLAGS.agent, FLAGS.env, device, FLAGS.num_actors, "local" if FLAGS.role == "local" else "remote",
+        FLAGS.envs_per_actor, learner.address, logdir,
     )
     fatal: list[str] = []
 
@@ -199,7 +224,8 @@ def main(argv: list[str]) -> None:
             seed=FLAGS.seed,
         )
 
-    actors = LocalActors(make_settings, FLAGS.num_actors, on_fatal, stopping=learner.stopping)
+    local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0
+    actors = LocalActors(make_settings, local_actors, on_fatal, stopping=learner.stopping)
     started = time.monotonic()
     try:
         learner.run()
