@@ -3,6 +3,7 @@
 #
 #   ./run_local.sh atari [--game=Breakout] [train flags...]   # Atari, Pong by default
 #   ./run_local.sh gym CartPole-v1 [train flags...]           # any gymnasium id
+#   ./run_local.sh dmlab [--level=rooms_watermaze] [train flags...]  # DeepMind Lab (engine built separately)
 #
 # Creates or updates the virtualenv .venv (see tools/setup_venv.sh), then runs
 # python -m seed_rl.train. Ctrl-C stops every process and writes a checkpoint;
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -39,11 +40,28 @@ case "$family" in
     args=("$@")
     defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
+  dmlab)
+    level=explore_goal_locations_small  # SEED RL dmlab/config.py --game
+    for arg in "$@"; do
+      case "$arg" in
+        --level=*) level=${arg#--level=} ;;
+        *) args+=("$arg") ;;
+      esac
+    done
+    env="dmlab:$level"
+    defaults=(--num_actors=2 --envs_per_actor=8)
+    ;;
   *) usage ;;
 esac
 
 tools/setup_venv.sh >&2
-if [ "$family" = atari ] && ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+image_family=$([ "$family" = gym ] && echo false || echo true)
+if [ "$family" = dmlab ] && ! .venv/bin/python -c "import deepmind_lab" 2>/dev/null; then
+  # seed_rl.train stops before starting anything, with one line that says how
+  # to build deepmind_lab; no other notice before it.
+  image_family=false
+fi
+if [ "$image_family" = true ] && ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   # The IMPALA deep ResNet trains at ~450 frames/s on 2 CPU cores, the Nature
   # CNN at ~3,500 (measured, README); later flags override this one.
   echo "no CUDA GPU: using the cheaper Nature CNN (pass --torso=impala_deep for the IMPALA ResNet)" >&2
