@@ -16,20 +16,28 @@ usage() {
   exit 2
 }
 
+# take_option NAME DEFAULT ARGS...: $picked = the value of --NAME=... in ARGS (or
+# DEFAULT); every other argument is appended to $args.
+take_option() {
+  local name=$1 arg
+  picked=$2
+  shift 2
+  for arg in "$@"; do
+    case "$arg" in
+      --"$name"=*) picked=${arg#--"$name"=} ;;
+      *) args+=("$arg") ;;
+    esac
+  done
+}
+
 [ $# -ge 1 ] || usage
 family=$1
 shift
 args=()
 case "$family" in
   atari)
-    game=Pong
-    for arg in "$@"; do
-      case "$arg" in
-        --game=*) game=${arg#--game=} ;;
-        *) args+=("$arg") ;;
-      esac
-    done
-    env="atari:$game"
+    take_option game Pong "$@"
+    env="atari:$picked"
     # 30-minute-scale defaults for a small CPU machine; override any of them.
     defaults=(--num_actors=2 --envs_per_actor=16)
     ;;
@@ -41,14 +49,8 @@ case "$family" in
     defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
   dmlab)
-    level=explore_goal_locations_small  # SEED RL dmlab/config.py --game
-    for arg in "$@"; do
-      case "$arg" in
-        --level=*) level=${arg#--level=} ;;
-        *) args+=("$arg") ;;
-      esac
-    done
-    env="dmlab:$level"
+    take_option level explore_goal_locations_small "$@"  # SEED RL dmlab/config.py --game
+    env="dmlab:$picked"
     defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
   *) usage ;;

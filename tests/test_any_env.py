@@ -1,50 +1,13 @@
-"""Any Box/Discrete environment trains without code changes; old-gym-API envs through shimmy."""
+"""Any Box/Discrete gymnasium environment trains without code changes, whatever its shapes."""
 
 from __future__ import annotations
-
-import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from seed_rl.envs import EnvError, EnvSpec, env_spec, make_env
-from train_helpers import ROOT, read_metrics, train_command
-
-TESTS = ROOT / "tests"
-
-
-def _train(logdir, *flags, timeout=240) -> subprocess.CompletedProcess:
-    """``python -m seed_rl.train`` with tests/ on PYTHONPATH, so ``odd_envs:<id>`` imports."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
-    return subprocess.run(
-        train_command(logdir, *flags), cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
-
-
-def _check_run(result, logdir, frames: int) -> dict:
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
-    metrics = read_metrics(logdir)
-    last = metrics[-1]
-    assert last["frames"] >= frames
-    assert last["train_steps"] > 0
-    assert last["episodes"] >= 2
-    assert math.isfinite(last["loss/total"])
-    assert list((logdir / "checkpoints").glob("ckpt-*.pt"))
-    return last
-
-
-SMALL_IMPALA = ("--agent=impala", "--num_actors=1", "--envs_per_actor=2", "--unroll_length=5", "--batch_size=2")
-SMALL_R2D2 = (
-    "--agent=r2d2", "--num_actors=1", "--envs_per_actor=2", "--lstm_size=16", "--head_size=16",
-    "--unroll_length=4", "--burn_in=2", "--sequence_period=2", "--batch_size=2", "--min_replay_size=2",
-    "--replay_capacity=50",
-)
-
+from seed_rl.envs import EnvSpec, env_spec, make_env
+from any_env_helpers import SMALL_IMPALA, SMALL_R2D2, check_run, train_with_tests_on_path
 
 # ----------------------------------------------------------------------------
 # Odd shapes and action counts, in process: every registered odd env builds,
@@ -99,11 +62,11 @@ def test_odd_env_spaces_are_described_and_both_agents_act(env_id):
     ],
 )
 def test_impala_trains_on_odd_spaces_without_code_changes(tmp_path, env_id):
-    result = _train(tmp_path, f"--env=odd_envs:{env_id}", *SMALL_IMPALA, "--total_environment_frames=200")
-    _check_run(result, tmp_path, 200)
+    result = train_with_tests_on_path(tmp_path, f"--env=odd_envs:{env_id}", *SMALL_IMPALA, "--total_environment_frames=200")
+    check_run(result, tmp_path, 200)
 
 
 @pytest.mark.parametrize("env_id", ["OddImage-v0", "OddVector17-v0"])
 def test_r2d2_trains_on_odd_spaces_without_code_changes(tmp_path, env_id):
-    result = _train(tmp_path, f"--env=odd_envs:{env_id}", *SMALL_R2D2, "--total_environment_frames=200")
-    _check_run(result, tmp_path, 200)
+    result = train_with_tests_on_path(tmp_path, f"--env=odd_envs:{env_id}", *SMALL_R2D2, "--total_environment_frames=200")
+    check_run(result, tmp_path, 200)

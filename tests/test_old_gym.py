@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seed_rl.envs import EnvError, EnvSpec, env_spec, make_env
-from test_any_env import SMALL_IMPALA, _check_run, _train
+from any_env_helpers import SMALL_IMPALA, check_run, train_with_tests_on_path
 
 gym = pytest.importorskip("gym", reason="the gym:<id> path needs pip install 'seed_rl[shimmy]'")
 pytest.importorskip("shimmy", reason="the gym:<id> path needs pip install 'seed_rl[shimmy]'")
@@ -61,6 +61,6 @@ def test_gym_prefix_without_shimmy_says_which_extra_to_install(monkeypatch):
 
 
 def test_impala_trains_on_an_old_gym_api_env(tmp_path):
-    result = _train(tmp_path, "--env=gym:old_gym_envs:OldApiCorridor-v0", *SMALL_IMPALA,
+    result = train_with_tests_on_path(tmp_path, "--env=gym:old_gym_envs:OldApiCorridor-v0", *SMALL_IMPALA,
                     "--total_environment_frames=200")
-    _check_run(result, tmp_path, 200)
+    check_run(result, tmp_path, 200)
