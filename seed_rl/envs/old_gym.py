@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 
 import gymnasium
 from gymnasium.envs.registration import EnvSpec
@@ -44,11 +45,25 @@ def _import(name: str):
         ) from None
 
 
+def _takes_seed(reset) -> bool:
+    try:
+        parameters = inspect.signature(reset).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "seed" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def wrap_old_gym_env(gym_env) -> gymnasium.Env:
-    """Converts an instance of a gym (pre-gymnasium) environment to a gymnasium one."""
+    """Converts an instance of a gym (pre-gymnasium) environment to a gymnasium one.
+
+    Under gym < 0.26 every environment has the old step API (gym 0.22-0.25 only
+    switch with ``new_step_api=True``, which seed_rl never asks for). Under gym
+    0.26, an env whose ``reset`` takes no ``seed`` is an old-API class used
+    directly; the others have gym 0.26's own API.
+    """
     gym = _import("gym")
     shimmy = _import("shimmy")
-    if _gym_version(gym) >= (0, 26):
+    if _gym_version(gym) >= (0, 26) and _takes_seed(gym_env.reset):
         env = shimmy.GymV26CompatibilityV0(env=gym_env)
     else:
         env = shimmy.GymV21CompatibilityV0(env=gym_env)
