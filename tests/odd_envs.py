@@ -22,6 +22,7 @@ ODD_ENVS = {
     "OddVector17-v0": ((17,), np.float64, 11),
     "OddMatrix-v0": ((4, 6), np.float32, 3),
     "OddBytes-v0": ((5,), np.uint8, 7),
+    "OddInts-v0": ((3,), np.int64, 4),  # integer Boxes other than uint8 reach the agents as float32
 }
 
 
@@ -37,6 +38,8 @@ class CueEnv(gymnasium.Env):
         self.episode_length = episode_length
         if self.dtype == np.uint8:
             self.observation_space = spaces.Box(0, 255, self.shape, np.uint8)
+        elif np.issubdtype(self.dtype, np.integer):
+            self.observation_space = spaces.Box(0, num_actions, self.shape, self.dtype)
         else:
             self.observation_space = spaces.Box(-1.0, 1.0, self.shape, self.dtype)
         self.action_space = spaces.Discrete(num_actions)
@@ -48,6 +51,8 @@ class CueEnv(gymnasium.Env):
         flat = obs.reshape(-1)
         if self.dtype == np.uint8:
             flat[self._target % flat.size] = 255
+        elif np.issubdtype(self.dtype, np.integer):
+            flat[0] = self._target
         else:
             flat[0] = self._target / max(1, self.num_actions - 1)
         return obs

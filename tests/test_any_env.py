@@ -15,7 +15,7 @@ from any_env_helpers import SMALL_IMPALA, SMALL_R2D2, check_run, train_with_test
 
 
 @pytest.mark.parametrize("env_id", ["OddImage-v0", "OddGrayImage-v0", "OddVector1-v0", "OddVector17-v0",
-                                    "OddMatrix-v0", "OddBytes-v0"])
+                                    "OddMatrix-v0", "OddBytes-v0", "OddInts-v0"])
 def test_odd_env_spaces_are_described_and_both_agents_act(env_id):
     import odd_envs
     from seed_rl.agents.impala.agent import ImpalaAgent

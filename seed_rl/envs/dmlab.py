@@ -120,10 +120,10 @@ class DmLabEnv(gymnasium.Env):
         config: DmLabConfig = DmLabConfig(),
         action_set: tuple[tuple[int, ...], ...] = DEFAULT_ACTION_SET,
     ):
+        self.level = resolve_level(level)  # a misspelt level fails before the engine is imported
         deepmind_lab = import_deepmind_lab()
         if config.dmlab_runfiles_path:
             deepmind_lab.set_runfiles_path(config.dmlab_runfiles_path)
-        self.level = resolve_level(level)
         self._config = config
         self._action_set = np.asarray(action_set, dtype=np.intc)
         self._observation_names = [RGB] + ([INSTR] if config.dmlab_instruction else [])
@@ -151,6 +151,7 @@ class DmLabEnv(gymnasium.Env):
         self._episode_seeds = np.random.default_rng(seed)
         self._last_observation = np.zeros(self.observation_space.shape, np.uint8)
         self._instruction = ""
+        self._instruction_tokens = instruction_tokens("")
 
     def _read_observations(self) -> np.ndarray:
         observations = self._lab.observations()
@@ -161,13 +162,16 @@ class DmLabEnv(gymnasium.Env):
         self._last_observation = np.ascontiguousarray(frame.transpose(2, 0, 1), dtype=np.uint8)
         if INSTR in observations:
             text = observations[INSTR]
-            self._instruction = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+            text = text.decode("utf-8") if isinstance(text, bytes) else str(text)
+            if text != self._instruction:
+                self._instruction = text
+                self._instruction_tokens = instruction_tokens(text)
         return self._last_observation
 
     def _info(self) -> dict:
         if not self._config.dmlab_instruction:
             return {}
-        return {"instruction": self._instruction, "instruction_tokens": instruction_tokens(self._instruction)}
+        return {"instruction": self._instruction, "instruction_tokens": self._instruction_tokens.copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -209,5 +213,4 @@ def make_dmlab(level: str, seed: int, config: DmLabConfig = DmLabConfig()) -> gy
       EnvError: the engine is not installed, the level is unknown, or the
         level cache location cannot be used.
     """
-    resolve_level(level)  # a misspelt level fails before anything is imported
     return DmLabEnv(level, seed, config)

@@ -45,15 +45,15 @@ class EnvSpec:
 
 
 class Float32Observation(gymnasium.ObservationWrapper):
-    """Returns floating Box observations as float32 numpy arrays."""
+    """Returns floating, integer or boolean Box observations as float32 numpy arrays."""
 
     def __init__(self, env: gymnasium.Env):
         super().__init__(env)
         space = env.observation_space
-        if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+        if not (isinstance(space, spaces.Box) and _needs_float32(space)):
             raise EnvError(
-                f"Float32Observation needs a floating Box observation space, got {space}; "
-                "only wrap envs with float observations"
+                f"Float32Observation needs a Box observation space of floats, integers other than "
+                f"uint8, or booleans, got {space}; uint8 images are used as they are"
             )
         with np.errstate(over="ignore"):  # float64 bounds past float32's range become inf
             low = space.low.astype(np.float32)
@@ -110,7 +110,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
       config: Atari preprocessing settings; ignored by other environments.
 
     Returns:
-      The env. Floating observations are returned as float32 arrays.
+      The env. Float, integer (except uint8) and boolean Box observations are
+      returned as float32 arrays.
 
     Raises:
       EnvError: an unknown game or id, a raw ALE id, or a missing dependency.
@@ -162,10 +163,16 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
     return _finish(env, seed)
 
 
+def _needs_float32(space: spaces.Box) -> bool:
+    """Box dtypes the agents take as float32: all but uint8 (images, kept as they are)."""
+    dtype = np.dtype(space.dtype)
+    return dtype != np.uint8 and (np.issubdtype(dtype, np.number) or dtype == np.bool_)
+
+
 def _finish(env: gymnasium.Env, seed: int) -> gymnasium.Env:
-    """Floating observations as float32, a seeded action space."""
+    """Float, integer (but uint8) and boolean Box observations as float32; a seeded action space."""
     space = env.observation_space
-    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+    if isinstance(space, spaces.Box) and _needs_float32(space):
         env = Float32Observation(env)
     env.action_space.seed(seed)
     return env
