@@ -99,6 +99,7 @@ def instruction_tokens(text: str) -> np.ndarray:
 def lab_config(config: DmLabConfig) -> dict[str, str]:
     """The ``config`` dict given to ``deepmind_lab.Lab``: every value a string, as the API requires."""
     settings: dict[str, object] = dict(config.level_options())
+    # logLevel WARN as in SEED RL dmlab/config.py: the engine's info logs are per-episode noise.
     settings |= {"width": config.dmlab_width, "height": config.dmlab_height, "logLevel": "WARN"}
     if config.dmlab_dataset_path:
         settings["datasetPath"] = config.dmlab_dataset_path
