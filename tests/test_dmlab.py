@@ -406,10 +406,18 @@ def test_gcs_without_gcsfs_names_the_extra(monkeypatch):
 
 
 def test_gcs_location_uses_gcsfs_when_installed():
-    gcsfs = pytest.importorskip("gcsfs", reason="gcsfs comes with pip install 'seed_rl[dmlab]'")
-    cache = LevelCache("gs://some-bucket/dmlab_cache")  # builds the client; no request is sent
-    assert isinstance(cache._fs, gcsfs.GCSFileSystem)
-    assert cache._path("k") == f"some-bucket/dmlab_cache/{cache_path('k')}"
+    pytest.importorskip("gcsfs", reason="gcsfs comes with pip install 'seed_rl[dmlab]'")
+    # In a fresh process whose google-auth never looks for a GCE metadata server
+    # (and would find only a closed loopback port): nothing leaves this machine.
+    env = dict(os.environ, NO_GCE_CHECK="true", GCE_METADATA_HOST="127.0.0.1:9", GCE_METADATA_IP="127.0.0.1:9")
+    code = (
+        "import gcsfs\n"
+        "from seed_rl.envs.level_cache import LevelCache, cache_path\n"
+        "cache = LevelCache('gs://some-bucket/dmlab_cache')\n"
+        "print(isinstance(cache._fs, gcsfs.GCSFileSystem), cache._path('k') == 'some-bucket/dmlab_cache/' + cache_path('k'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.stdout.split() == ["True", "True"], result.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------
