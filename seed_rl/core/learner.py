@@ -190,6 +190,7 @@ class Learner:
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
             "actors_connected": self.server.active_streams,
+            "envs_connected": self.engine.num_envs,
         }
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))

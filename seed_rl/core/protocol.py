@@ -40,9 +40,13 @@ KEEPALIVE_S = 30.0
 def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
     """gRPC channel/server options for keepalive pings every ``keepalive_s`` seconds."""
     period_ms = int(keepalive_s * 1000)
+    timeout_ms = max(period_ms // 3, 100)
     return [
         ("grpc.keepalive_time_ms", period_ms),
-        ("grpc.keepalive_timeout_ms", max(period_ms // 3, 100)),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # A keepalive ping joins a ping already in flight (e.g. flow control's BDP
+        # ping) and then waits as long as that one may: one minute by default.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
         ("grpc.keepalive_permit_without_calls", 1),
         # Accept the other side's pings at this rate instead of answering them with GOAWAY.
         ("grpc.http2.min_recv_ping_interval_without_data_ms", max(period_ms // 2, 100)),
