@@ -144,6 +144,20 @@ def test_local_actors_reach_a_wildcard_learner_over_loopback(certs):
     assert address == "[::1]:1234" and client == ClientSecurity()
 
 
+def test_local_actors_check_a_name_the_certificate_carries(learner, tmp_path):
+    """A certificate for the machine's public name only: local actors dial 127.0.0.1 but check that name."""
+    named = make_self_signed(tmp_path, name="learner.example.com", ips=())
+    security = ServerSecurity(named.cert.read_bytes(), named.key.read_bytes(), TOKEN, str(named.cert))
+    h = learner(address="0.0.0.0:0", security=security)
+    address, client_security = local_client_security(h.address, security)
+    assert address == f"127.0.0.1:{h.server.port}" and client_security.tls_server_name == "learner.example.com"
+    client = Client(address, security=client_security)
+    try:
+        np.testing.assert_array_equal(_step(client), [7001, 7001])
+    finally:
+        client.close()
+
+
 # ----------------------------------------------------------------------------
 # The server
 
