@@ -99,14 +99,16 @@ def test_killed_actor_is_dropped_and_its_restart_rejoins(run):
     r.start_learner()
     r.start_actor(0)
     r.start_actor(1)
-    both = r.wait_metrics(lambda m: m["actors_connected"] == 2 and m["train_steps"] > 0, "both actors training")
-    assert both["envs_connected"] == 2 * ENVS_PER_ACTOR
+    r.wait_metrics(
+        lambda m: m["actors_connected"] == 2 and m["envs_connected"] == 2 * ENVS_PER_ACTOR and m["train_steps"] > 0,
+        "both actors training",
+    )
 
     r.actors[1].kill()  # SIGKILL: no goodbye, its environments' partial unrolls are left behind
     r.actors[1].wait()
-    alone = r.wait_metrics(lambda m: m["actors_connected"] == 1, "the learner to drop the killed actor")
-    assert alone["envs_connected"] == ENVS_PER_ACTOR  # its partial unrolls and states were freed
     since = len(read_metrics(r.logdir))
+    alone = r.wait_metrics(lambda m: m["actors_connected"] == 1, "the learner to drop the killed actor", since)
+    assert alone["envs_connected"] == ENVS_PER_ACTOR  # its partial unrolls and states were freed
     r.wait_metrics(
         lambda m: m["frames"] > alone["frames"] and m["train_steps"] > alone["train_steps"],
         "training to go on with the other actor", since,
@@ -182,6 +184,58 @@ def test_local_actors_exit_when_their_learner_is_killed(tmp_path):
             os.killpg(group, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _actor_children(pid: int) -> list[int]:
+    """Process ids of the spawned actor processes of learner ``pid``."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    found = []
+    for child in children:
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:  # not multiprocessing's resource tracker
+            found.append(child)
+    return found
+
+
+def test_killed_local_actor_is_restarted_and_rejoins(tmp_path):
+    """--role=local: the learner notices its actor process died and starts a new one."""
+    process = subprocess.Popen(
+        train_command(tmp_path, *FAST, "--num_actors=2", "--total_environment_frames=100000000"),
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(m["envs_connected"] == 2 * ENVS_PER_ACTOR for m in read_metrics(tmp_path)):
+            assert time.monotonic() < deadline and process.poll() is None, "the local run did not start"
+            time.sleep(0.3)
+        actors = _actor_children(process.pid)
+        assert len(actors) == 2, actors
+        os.kill(actors[1], signal.SIGKILL)
+        since = len(read_metrics(tmp_path))
+        deadline = time.monotonic() + 45
+        seen_one = False
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None, f"no rejoin; {read_metrics(tmp_path)[-3:]}"
+            records = read_metrics(tmp_path)[since:]
+            seen_one = seen_one or any(m["actors_connected"] == 1 for m in records)
+            if seen_one and records and records[-1]["envs_connected"] == 2 * ENVS_PER_ACTOR:
+                break
+            time.sleep(0.3)
+        new_actors = _actor_children(process.pid)
+        assert len(new_actors) == 2 and actors[0] in new_actors and actors[1] not in new_actors
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0
+        assert "exited with code -9; restarting it" in stderr and "Traceback" not in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def test_many_crashing_streams_keep_learner_memory_bounded(learner):

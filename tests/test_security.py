@@ -347,7 +347,7 @@ def test_remote_actor_joins_a_tls_learner_with_the_token(tmp_path, certs):
     )
     actor_command = [sys.executable, "-m", "seed_rl.actor", f"--learner_address=127.0.0.1:{port}", "--env=CartPole-v1",
                      "--envs_per_actor=4", f"--tls_ca_file={certs['good'].cert}", "--tls_server_name=localhost"]
-    intruder = subprocess.run(
+    empty_token = subprocess.run(
         [*actor_command, "--auth_token_file=/dev/null"], cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={"PATH": "/usr/bin:/bin", "SEED_RL_AUTH_TOKEN": "guess"},
     )
@@ -365,8 +365,8 @@ def test_remote_actor_joins_a_tls_learner_with_the_token(tmp_path, certs):
     assert "(TLS, token required)" in stderr
     assert read_metrics(tmp_path / "run")[-1]["frames"] >= 3000
     # /dev/null holds no token: the actor refuses to start, naming the file.
-    assert intruder.returncode != 0 and "Traceback" not in intruder.stderr
-    assert intruder.stderr.strip().splitlines()[-1].startswith("error: --auth_token_file=/dev/null is empty")
+    assert empty_token.returncode != 0 and "Traceback" not in empty_token.stderr
+    assert empty_token.stderr.strip().splitlines()[-1].startswith("error: --auth_token_file=/dev/null is empty")
 
 
 def test_wrong_token_actor_exits_with_one_error_line(tmp_path, certs):
