@@ -7,9 +7,12 @@
 # Needs root, debootstrap and podman (apt-get install debootstrap podman).
 # SEED_RL_CA_FILE: a CA bundle to trust for PyPI inside the build (for a TLS-intercepting
 # proxy); default: the host's bundle when PIP_CERT names one. It is mounted, not copied.
+# SEED_RL_WHEELS: a folder of wheels the learner image prefers, e.g. one holding a CPU
+# build of torch==2.13.0, to build the learner image without the CUDA download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(actor "$@")
+targets=(actor)
+for target in "$@"; do [ "$target" = actor ] || targets+=("$target"); done
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 base=localhost/seed-rl-debian:bookworm
 podman=(podman --storage-driver=vfs)
@@ -27,6 +30,9 @@ build_args=(--build-arg "BASE=$base")
 ca=${SEED_RL_CA_FILE:-${PIP_CERT:-}}
 if [ -n "$ca" ]; then
   build_args+=(--volume "$ca:/run/seed-rl-ca.crt:ro" --build-arg PIP_CERT=/run/seed-rl-ca.crt)
+fi
+if [ -n "${SEED_RL_WHEELS:-}" ]; then
+  build_args+=(--volume "$SEED_RL_WHEELS:/run/seed-rl-wheels:ro" --build-arg PIP_FIND_LINKS=/run/seed-rl-wheels)
 fi
 for target in "${targets[@]}"; do
   case "$target" in
