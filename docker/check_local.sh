@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Runs checks inside the actor image built by docker/build_local.sh, against a learner
-# started here from .venv (so run ./run_tests.sh or tools/setup_venv.sh first).
+# Runs checks inside the images built by docker/build_local.sh:
+#   docker/check_local.sh           # the actor image, against a learner started here from
+#                                   # .venv (run tools/setup_venv.sh first)
+#   docker/check_local.sh learner   # the learner image: a short CartPole run inside it
 # `podman run` cannot start containers in this project's sandbox (crun: setrlimit is
 # refused), so the image's root filesystem is mounted and entered with chroot: the
 # image's own Python, packages and seed_rl run, sharing this machine's kernel and
 # network (actors reach the learner on 127.0.0.1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-image=${1:-localhost/seed-rl-actor:latest}
+which=${1:-actor}
+case "$which" in
+  actor|learner) image=localhost/seed-rl-$which:latest ;;
+  *) echo "error: unknown image '$which'; choose actor or learner" >&2; exit 2 ;;
+esac
 podman=(podman --storage-driver=vfs)
 port=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 work=$(mktemp -d)
@@ -26,6 +32,16 @@ mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 in_image() { chroot "$root" /usr/bin/env PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root "$@"; }
 
+if [ "$which" = learner ]; then
+  echo "== a short CartPole training (learner and 2 actor processes) inside the learner image"
+  in_image python3 -c "import torch, tensorboard; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  in_image python3 -m seed_rl.train --env=CartPole-v1 --num_actors=2 --envs_per_actor=4 \
+    --total_environment_frames=4000 --log_interval_s=1 --logdir=/tmp/seed-rl-check >"$work/train.log" 2>&1 \
+    || { tail -20 "$work/train.log" >&2; exit 1; }
+  tail -1 "$root/tmp/seed-rl-check/metrics.jsonl"
+  echo "all checks passed"
+  exit 0
+fi
 echo "== the image's Python and packages"
 in_image python3 -c "import sys, seed_rl, grpc, gymnasium, ale_py, cv2; print(sys.version.split()[0], seed_rl.__file__)"
 echo "== no torch in the actor image"
