@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_throughput import raw_frames_per_second  # noqa: E402
+from bench_throughput import raw_rates  # noqa: E402
 from netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,12 +59,18 @@ class Point:
     envs: int
     training_fps: float
     raw_fps: float
+    raw_frames_per_cpu_s: float  # raw env frames per CPU-second of the stepping processes
     inference_batch: float  # mean environments per inference call
     learner_cpu: float  # cores used by the learner process during the window
     actors_cpu: float  # cores used by all actor processes together
     machine_cpu: float  # cores busy on the whole machine (this benchmark and anything else)
     window_s: float
     summaries: int
+
+    @property
+    def frames_per_cpu_s(self) -> float:
+        """Training frames per CPU-second of the learner and actors: what a frame costs, contention aside."""
+        return self.training_fps / max(self.learner_cpu + self.actors_cpu, 1e-9)
 
     @property
     def other_cpu(self) -> float:
@@ -272,7 +278,7 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
     finally:
         _stop(learner, actor_processes)
     learner_cpu, actors_cpu, machine_cpu = ((b - a) / wall for a, b in zip(cpu0, cpu1))
-    return Point(actors, actors * args.envs_per_actor, fps, 0.0, batch, learner_cpu, actors_cpu, machine_cpu,
+    return Point(actors, actors * args.envs_per_actor, fps, 0.0, 0.0, batch, learner_cpu, actors_cpu, machine_cpu,
                  covered, len(records) - start_line)
 
 
@@ -283,14 +289,15 @@ def format_table(points: list[Point], cpus: int) -> str:
     base = points[0].training_fps
     header = (
         f"| actors | envs | training frames/s | vs {points[0].actors} actor{'s' * (points[0].actors > 1)} "
-        f"| raw env frames/s | training/raw | mean inference batch (of envs) "
+        f"| raw env frames/s | training/raw | frames per CPU-s, training (raw) | mean inference batch (of envs) "
         f"| learner CPU | actors CPU | other CPU | machine CPU (of {cpus}) |"
     )
     rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for p in points:
         rows.append(
             f"| {p.actors} | {p.envs} | {p.training_fps:,.0f} | {p.training_fps / base:.2f}x | {p.raw_fps:,.0f} "
-            f"| {p.training_fps / p.raw_fps:.3f} | {p.inference_batch:.1f} ({p.inference_batch / p.envs:.0%}) "
+            f"| {p.training_fps / p.raw_fps:.3f} | {p.frames_per_cpu_s:,.0f} ({p.raw_frames_per_cpu_s:,.0f}) "
+            f"| {p.inference_batch:.1f} ({p.inference_batch / p.envs:.0%}) "
             f"| {p.learner_cpu:.2f} | {p.actors_cpu:.2f} | {p.other_cpu:.2f} | {p.machine_cpu:.2f} |"
         )
     return "\n".join(rows)
@@ -298,15 +305,23 @@ def format_table(points: list[Point], cpus: int) -> str:
 
 def summary_lines(points: list[Point], cpus: int) -> list[str]:
     first, last, best = points[0], points[-1], max(points, key=lambda p: p.training_fps)
-    lines = [
-        f"{first.actors} -> {last.actors} actors: training frames/s x{last.training_fps / first.training_fps:.2f} "
-        f"(ideal x{last.actors / first.actors:.0f}); peak {best.training_fps:,.0f} at {best.actors} actors",
-    ]
+    lines = []
+    if len(points) > 1:
+        lines.append(
+            f"{first.actors} -> {last.actors} actors: training frames/s x{last.training_fps / first.training_fps:.2f} "
+            f"(ideal x{last.actors / first.actors:.1f}); peak {best.training_fps:,.0f} at {best.actors} actors"
+        )
     saturated = [p.actors for p in points if p.machine_cpu >= 0.9 * cpus]
     if saturated:
         lines.append(
-            f"CPU-bound from {saturated[0]} actor(s) on: the machine was >= 90% busy ({cpus} cores shared by the "
-            f"learner, the actors and any other work), so more actors cannot add frames/s here"
+            f"CPU-bound from {saturated[0]} actor(s) on: the machine's {cpus} cores were >= 90% busy, so frames/s "
+            f"there is bounded by the CPU the learner and actors got, not by the transport"
+        )
+    others = [p.other_cpu for p in points]
+    if max(others) > 0.1 * cpus:
+        lines.append(
+            f"other work used {min(others):.2f}-{max(others):.2f} cores during the windows; more processes win a "
+            f"larger share of contended cores, so part of any gain is CPU share; frames per CPU-s is less affected"
         )
     return lines
 
@@ -324,11 +339,13 @@ def write_plot(points: list[Point], path: str, title: str) -> None:
     rate.plot(x, [p.training_fps for p in points], "o-", label="training")
     rate.plot(x, [p.raw_fps for p in points], "s--", label="raw env (no learner)")
     rate.set(xlabel="actors", ylabel="frames/s", xscale="log", xticks=x, xticklabels=x, title=title)
+    rate.minorticks_off()
     rate.legend()
     for label, key in (("learner", "learner_cpu"), ("actors", "actors_cpu"), ("whole machine", "machine_cpu")):
         cpu.plot(x, [getattr(p, key) for p in points], "o-", label=label)
     cpu.axhline(os.cpu_count(), color="gray", linestyle=":", label="cores")
     cpu.set(xlabel="actors", ylabel="CPU cores busy", xscale="log", xticks=x, xticklabels=x)
+    cpu.minorticks_off()
     cpu.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -368,7 +385,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> tuple[dict, list[Point]]:
     cpus = os.cpu_count() or 1
     load_before = os.getloadavg()
     frame_skip = 4 if args.env.startswith("atari:") else 1
@@ -382,7 +399,9 @@ def run(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory(prefix="bench_scaling_") as workdir:
             for n in args.actor_counts:
                 point = measure_point(args, topology, n, Path(workdir), learner_flags)
-                point.raw_fps = raw_frames_per_second(args.env, n, args.envs_per_actor, args.raw_seconds, frame_skip)
+                point.raw_fps, point.raw_frames_per_cpu_s = raw_rates(
+                    args.env, n, args.envs_per_actor, args.raw_seconds, frame_skip
+                )
                 print(
                     f"  {n} actors: training {point.training_fps:,.0f} frames/s over {point.window_s:.1f} s, "
                     f"raw {point.raw_fps:,.0f}, mean batch {point.inference_batch:.1f}, "
@@ -398,18 +417,19 @@ def run(args: argparse.Namespace) -> dict:
           f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
     print(format_table(points, cpus))
     print("\n".join(summary_lines(points, cpus)))
-    return {
+    result = {
         "mode": args.mode, "env": args.env, "envs_per_actor": args.envs_per_actor, "cpu_count": cpus,
         "learner_flags": CHEAP_AGENT_FLAGS + learner_flags, "load_before": load_before, "load_after": load_after,
-        "points": [asdict(p) for p in points],
+        "points": [{**asdict(p), "other_cpu": p.other_cpu, "frames_per_cpu_s": p.frames_per_cpu_s} for p in points],
     }
+    return result, points
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup in `finally` blocks
     try:
-        result = run(args)
+        result, points = run(args)
     except KeyboardInterrupt:
         sys.exit("interrupted; learner, actors and namespaces were removed")
     except (RuntimeError, NetnsUnavailable) as e:
@@ -417,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     if args.plot:
-        write_plot([Point(**p) for p in result["points"]], args.plot,
+        write_plot(points, args.plot,
                    f"{args.env}, {args.envs_per_actor} envs/actor, {args.mode}")
 
 

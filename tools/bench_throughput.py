@@ -38,6 +38,7 @@ def _raw_worker(env_name: str, num_envs: int, seconds: float, seed: int, result,
     ready.put(None)
     go.wait()  # all workers step at the same time, after every one has started up
     steps = 0
+    cpu_start = time.process_time()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for env in envs:
@@ -45,10 +46,15 @@ def _raw_worker(env_name: str, num_envs: int, seconds: float, seed: int, result,
             if terminated or truncated:
                 env.reset()
         steps += num_envs
-    result.put(steps)
+    result.put((steps, time.process_time() - cpu_start))
 
 
 def raw_frames_per_second(env_name: str, processes: int, num_envs: int, seconds: float, frame_skip: int) -> float:
+    return raw_rates(env_name, processes, num_envs, seconds, frame_skip)[0]
+
+
+def raw_rates(env_name: str, processes: int, num_envs: int, seconds: float, frame_skip: int) -> tuple[float, float]:
+    """Raw env frames per wall-clock second and per CPU-second of the stepping processes."""
     context = multiprocessing.get_context("spawn")
     result, ready, go = context.Queue(), context.Queue(), context.Event()
     workers = [
@@ -67,10 +73,10 @@ def raw_frames_per_second(env_name: str, processes: int, num_envs: int, seconds:
             if failed:
                 raise SystemExit(f"error: a raw-env worker exited with code {failed[0]} before stepping (see above)")
     go.set()
-    steps = sum(result.get() for _ in workers)
+    steps, cpu_seconds = np.sum([result.get() for _ in workers], axis=0)
     for w in workers:
         w.join()
-    return steps * frame_skip / seconds
+    return steps * frame_skip / seconds, steps * frame_skip / max(cpu_seconds, 1e-9)
 
 
 def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict]]:

@@ -1,0 +1,124 @@
+"""tools/bench_scaling.py: runs its smallest configuration and prints a sane table (behaviour, not speed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from train_helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+from netns_hosts import PrivateHosts, existing_namespaces, unavailable_reason  # noqa: E402
+
+SCRIPT = str(ROOT / "tools" / "bench_scaling.py")
+SMALLEST = ["--actors=1", "--envs_per_actor=2", "--seconds=2", "--warmup_seconds=0.5", "--raw_seconds=0.5"]
+NETNS_SKIP = unavailable_reason()
+
+
+def _bench(*flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, SCRIPT, *flags], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _table_rows(stdout: str) -> list[list[str]]:
+    lines = [line for line in stdout.splitlines() if line.startswith("|")]
+    assert lines[0].startswith("| actors | envs | training frames/s"), stdout
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def _check_sane(result: subprocess.CompletedProcess, json_path) -> dict:
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    rows = _table_rows(result.stdout)
+    assert len(rows) == 1 and rows[0][:2] == ["1", "2"], result.stdout
+    (point,) = json.loads(json_path.read_text())["points"]
+    assert point["actors"] == 1 and point["envs"] == 2
+    assert point["training_fps"] > 0 and point["raw_fps"] > 0
+    assert 0 < point["inference_batch"] <= 2  # never more environments than exist
+    assert point["summaries"] >= 2 and point["window_s"] > 0
+    cores = os.cpu_count()
+    assert 0 < point["learner_cpu"] <= point["machine_cpu"] + 0.05 <= cores + 0.1
+    assert 0 < point["actors_cpu"] <= cores + 0.1
+    assert rows[0][2] == f"{point['training_fps']:,.0f}" and rows[0][3] == "1.00x"
+    return point
+
+
+def test_processes_mode_prints_a_sane_table(tmp_path):
+    result = _bench("--mode=processes", *SMALLEST, f"--json={tmp_path / 'out.json'}")
+    _check_sane(result, tmp_path / "out.json")
+    assert "processes on loopback, learner at 127.0.0.1:" in result.stdout
+
+
+def test_bad_actor_list_is_one_clear_error():
+    result = _bench("--mode=processes", "--actors=1,two")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--actors must be comma-separated integers" in result.stderr
+
+
+@pytest.mark.skipif(NETNS_SKIP is not None, reason=f"network namespaces unavailable: {NETNS_SKIP}")
+def test_private_hosts_reach_each_other_and_vanish_on_error():
+    server = "import socket; s = socket.create_server(('10.200.0.1', 9000)); c, _ = s.accept(); c.sendall(b'hello')"
+    client = "import socket, time; time.sleep(0.5); print(socket.create_connection(('10.200.0.1', 9000), timeout=5).recv(5).decode())"
+    with pytest.raises(RuntimeError, match="boom"):
+        with PrivateHosts(["one", "two"]) as hosts:
+            names = [hosts.namespace("one"), hosts.namespace("two")]
+            assert set(names) <= set(existing_namespaces())
+            listener = subprocess.Popen(hosts.command("one", [sys.executable, "-c", server]))
+            reply = subprocess.run(hosts.command("two", [sys.executable, "-c", client]), capture_output=True, text=True, timeout=30)
+            listener.wait(timeout=10)
+            assert reply.stdout.strip() == "hello", reply.stderr
+            raise RuntimeError("boom")
+    assert not set(names) & set(existing_namespaces())
+
+
+@pytest.mark.skipif(NETNS_SKIP is not None, reason=f"network namespaces unavailable: {NETNS_SKIP}")
+def test_netns_mode_prints_a_sane_table_and_removes_its_namespaces(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--mode=netns", *SMALLEST, f"--json={tmp_path / 'out.json'}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    stdout, stderr = process.communicate(timeout=120)
+    _check_sane(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), tmp_path / "out.json")
+    # The learner listens on its namespace's private address; actors in other namespaces reached it.
+    assert "(learner, 10.200.0.1:8686)" in stdout
+    assert not [n for n in existing_namespaces() if n.startswith(f"seedbench{process.pid}-")]
+
+
+def _children(pid: int) -> set[int]:
+    children = set()
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.add(int(entry))
+        except (ValueError, OSError):
+            continue
+    return children
+
+
+@pytest.mark.skipif(NETNS_SKIP is not None, reason=f"network namespaces unavailable: {NETNS_SKIP}")
+def test_ctrl_c_stops_learner_and_actors_and_removes_namespaces():
+    process = subprocess.Popen(
+        [sys.executable, SCRIPT, "--mode=netns", "--actors=1", "--envs_per_actor=1", "--seconds=300"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(process.pid)) < 2 and time.monotonic() < deadline:  # learner + its actor
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        children = _children(process.pid)
+        assert len(children) >= 2, "learner and actors did not start"
+        assert [n for n in existing_namespaces() if n.startswith(f"seedbench{process.pid}-")]
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode != 0 and "interrupted" in stderr and "Traceback" not in stderr
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}")], "a learner or actor outlived the benchmark"
+    assert not [n for n in existing_namespaces() if n.startswith(f"seedbench{process.pid}-")]
