@@ -14,7 +14,8 @@ import pytest
 from train_helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "tools"))
-from netns_hosts import PrivateHosts, existing_namespaces, unavailable_reason  # noqa: E402
+import bench_scaling  # noqa: E402
+from netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason  # noqa: E402
 
 SCRIPT = str(ROOT / "tools" / "bench_scaling.py")
 SMALLEST = ["--actors=1", "--envs_per_actor=2", "--seconds=2", "--warmup_seconds=0.5", "--raw_seconds=0.5"]
@@ -53,6 +54,22 @@ def test_processes_mode_prints_a_sane_table(tmp_path):
     assert "processes on loopback, learner at 127.0.0.1:" in result.stdout
 
 
+def test_insecure_is_passed_only_off_loopback_and_only_when_the_learner_knows_it(monkeypatch):
+    flags = {"role", "insecure"}
+    monkeypatch.setattr(bench_scaling, "learner_flag_names", lambda: flags)
+    assert bench_scaling.learner_security_flags("127.0.0.1:8686", []) == []
+    assert bench_scaling.learner_security_flags("10.200.0.1:8686", []) == ["--insecure"]
+    assert bench_scaling.learner_security_flags("10.200.0.1:8686", ["--noinsecure", "--tls_cert=x"]) == []
+    flags.discard("insecure")  # a seed_rl from before the security work
+    assert bench_scaling.learner_security_flags("10.200.0.1:8686", []) == []
+
+
+def test_learner_flag_names_reads_the_real_flags():
+    names = bench_scaling.learner_flag_names()
+    assert {"role", "server_address", "num_actors", "log_interval_s"} <= names
+    assert "no_such_flag" not in names
+
+
 def test_bad_actor_list_is_one_clear_error():
     result = _bench("--mode=processes", "--actors=1,two")
     assert result.returncode != 0 and "Traceback" not in result.stderr
@@ -86,6 +103,21 @@ def test_netns_mode_prints_a_sane_table_and_removes_its_namespaces(tmp_path):
     # The learner listens on its namespace's private address; actors in other namespaces reached it.
     assert "(learner, 10.200.0.1:8686)" in stdout
     assert not [n for n in existing_namespaces() if n.startswith(f"seedbench{process.pid}-")]
+
+
+@pytest.mark.skipif(NETNS_SKIP is not None, reason=f"network namespaces unavailable: {NETNS_SKIP}")
+def test_namespaces_of_a_killed_run_are_removed_by_the_next():
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale, live = f"seedbench{gone.pid}-learner", f"seedbench{os.getpid()}-learner"
+    for name in (stale, live):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        assert stale in remove_stale()
+        assert stale not in existing_namespaces() and live in existing_namespaces()
+    finally:
+        for name in (stale, live):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def _children(pid: int) -> set[int]:

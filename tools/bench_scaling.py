@@ -167,12 +167,12 @@ class Topology:
             self.hosts.close()
 
 
-def learner_has_flag(name: str) -> bool:
-    """Whether ``python -m seed_rl.train`` defines ``--name`` (flags added by later work)."""
+def learner_flag_names() -> set[str]:
+    """The flags ``python -m seed_rl.train`` defines (from ``--helpfull``), to use flags added by later work."""
     result = subprocess.run(
         [sys.executable, "-m", "seed_rl.train", "--helpfull"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
-    return re.search(rf"--(\[no\])?{re.escape(name)}\b", result.stdout + result.stderr) is not None
+    return set(re.findall(r"^\s+--(?:\[no\])?(\w+)", result.stdout, flags=re.MULTILINE))
 
 
 def learner_security_flags(address: str, extra: list[str]) -> list[str]:
@@ -184,7 +184,7 @@ def learner_security_flags(address: str, extra: list[str]) -> list[str]:
     host = address.rsplit(":", 1)[0]
     if host.startswith("127.") or host in ("localhost", "[::1]"):
         return []
-    if any("insecure" in flag for flag in extra) or not learner_has_flag("insecure"):
+    if any("insecure" in flag for flag in extra) or "insecure" not in learner_flag_names():
         return []
     return ["--insecure"]
 
