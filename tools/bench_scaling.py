@@ -67,10 +67,14 @@ class Point:
     window_s: float
     summaries: int
 
-    @property
-    def frames_per_cpu_s(self) -> float:
-        """Training frames per CPU-second of the learner and actors: what a frame costs, contention aside."""
-        return self.training_fps / max(self.learner_cpu + self.actors_cpu, 1e-9)
+    def cpu_us_per_frame(self) -> tuple[float, float, float]:
+        """CPU microseconds per frame of the learner, of the actors, and of raw env stepping.
+
+        What a frame costs each side, which contention for the cores changes far
+        less than frames/s.
+        """
+        training = max(self.training_fps, 1e-9)
+        return 1e6 * self.learner_cpu / training, 1e6 * self.actors_cpu / training, 1e6 / self.raw_frames_per_cpu_s
 
     @property
     def other_cpu(self) -> float:
@@ -289,14 +293,15 @@ def format_table(points: list[Point], cpus: int) -> str:
     base = points[0].training_fps
     header = (
         f"| actors | envs | training frames/s | vs {points[0].actors} actor{'s' * (points[0].actors > 1)} "
-        f"| raw env frames/s | training/raw | frames per CPU-s, training (raw) | mean inference batch (of envs) "
+        f"| raw env frames/s | training/raw | CPU µs/frame: learner, actors (raw env) | mean inference batch (of envs) "
         f"| learner CPU | actors CPU | other CPU | machine CPU (of {cpus}) |"
     )
     rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
     for p in points:
+        learner_us, actors_us, raw_us = p.cpu_us_per_frame()
         rows.append(
             f"| {p.actors} | {p.envs} | {p.training_fps:,.0f} | {p.training_fps / base:.2f}x | {p.raw_fps:,.0f} "
-            f"| {p.training_fps / p.raw_fps:.3f} | {p.frames_per_cpu_s:,.0f} ({p.raw_frames_per_cpu_s:,.0f}) "
+            f"| {p.training_fps / p.raw_fps:.3f} | {learner_us:.0f}, {actors_us:.0f} ({raw_us:.1f}) "
             f"| {p.inference_batch:.1f} ({p.inference_batch / p.envs:.0%}) "
             f"| {p.learner_cpu:.2f} | {p.actors_cpu:.2f} | {p.other_cpu:.2f} | {p.machine_cpu:.2f} |"
         )
@@ -321,7 +326,7 @@ def summary_lines(points: list[Point], cpus: int) -> list[str]:
     if max(others) > 0.1 * cpus:
         lines.append(
             f"other work used {min(others):.2f}-{max(others):.2f} cores during the windows; more processes win a "
-            f"larger share of contended cores, so part of any gain is CPU share; frames per CPU-s is less affected"
+            f"larger share of contended cores, so part of any gain is CPU share; CPU µs per frame is less affected"
         )
     return lines
 
@@ -420,7 +425,7 @@ def run(args: argparse.Namespace) -> tuple[dict, list[Point]]:
     result = {
         "mode": args.mode, "env": args.env, "envs_per_actor": args.envs_per_actor, "cpu_count": cpus,
         "learner_flags": CHEAP_AGENT_FLAGS + learner_flags, "load_before": load_before, "load_after": load_after,
-        "points": [{**asdict(p), "other_cpu": p.other_cpu, "frames_per_cpu_s": p.frames_per_cpu_s} for p in points],
+        "points": [{**asdict(p), "other_cpu": p.other_cpu, "cpu_us_per_frame": dict(zip(("learner", "actors", "raw_env"), p.cpu_us_per_frame()))} for p in points],
     }
     return result, points
 
