@@ -18,7 +18,7 @@ import bench_scaling  # noqa: E402
 from netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason  # noqa: E402
 
 SCRIPT = str(ROOT / "tools" / "bench_scaling.py")
-SMALLEST = ["--actors=1", "--envs_per_actor=2", "--seconds=2", "--warmup_seconds=0.5", "--raw_seconds=0.5"]
+SMALLEST = ["--actors=1", "--envs_per_actor=2", "--seconds=3", "--warmup_seconds=1", "--raw_seconds=0.5"]
 NETNS_SKIP = unavailable_reason()
 
 
@@ -52,6 +52,25 @@ def test_processes_mode_prints_a_sane_table(tmp_path):
     result = _bench("--mode=processes", *SMALLEST, f"--json={tmp_path / 'out.json'}")
     _check_sane(result, tmp_path / "out.json")
     assert "processes on loopback, learner at 127.0.0.1:" in result.stdout
+
+
+def test_window_rate_weights_each_summary_by_its_duration():
+    records = [
+        {"frames": 0, "fps": 0.0, "inference_batch_size": 0.0},  # before the window
+        {"frames": 1000, "fps": 1000.0, "inference_batch_size": 4.0},  # 1 s
+        {"frames": 4000, "fps": 1000.0, "inference_batch_size": 8.0},  # 3 s
+        {"frames": 4000, "fps": 0.0, "inference_batch_size": 0.0},  # a stalled second
+    ]
+    fps, seconds, batch = bench_scaling.window_rate(records, 1, 4)
+    assert seconds == pytest.approx(5.0) and fps == pytest.approx(800.0) and batch == pytest.approx(6.0)
+
+
+def test_a_window_without_frames_reports_n_a_instead_of_failing():
+    stalled = bench_scaling.Point(1, 2, 0.0, 5000.0, 90000.0, 0.0, 0.1, 0.0, 2.0, 3.0, 3)
+    table = bench_scaling.format_table([stalled], cpus=2)
+    assert "| 1 | 2 | 0 | n/a |" in table and "n/a, n/a" in table
+    assert any("no frames were trained" in line for line in bench_scaling.summary_lines([stalled], cpus=2))
+    assert json.loads(json.dumps(stalled.to_json(), allow_nan=False))["cpu_us_per_frame"]["learner"] is None
 
 
 def test_insecure_is_passed_only_off_loopback_and_only_when_the_learner_knows_it(monkeypatch):
@@ -155,6 +174,8 @@ def test_ctrl_c_stops_the_learner_and_removes_namespaces():
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
+            remove_stale()  # leave nothing behind even when the test fails
     assert process.returncode != 0 and "interrupted" in stderr and "Traceback" not in stderr
     assert not [pid for pid in learners if os.path.exists(f"/proc/{pid}")], "the learner outlived the benchmark"
     assert not [n for n in existing_namespaces() if n.startswith(f"seedbench{process.pid}-")]

@@ -20,8 +20,9 @@ For each actor count N:
 
 The environment (CartPole-v1) and the agent (IMPALA with an MLP, batches of 8
 unrolls) are cheap, so the transport and the dynamic batching are what is
-measured. All processes share this machine's cores: once they are busy, adding
-actors cannot add frames/s, and the CPU columns show it.
+measured. All processes share this machine's cores: once they are busy,
+frames/s is bound by the CPU these processes get, not by the transport; the CPU
+columns show it, and the CPU microseconds per frame stay comparable.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import os
 import re
 import shlex
@@ -73,13 +75,29 @@ class Point:
         What a frame costs each side, which contention for the cores changes far
         less than frames/s.
         """
-        training = max(self.training_fps, 1e-9)
-        return 1e6 * self.learner_cpu / training, 1e6 * self.actors_cpu / training, 1e6 / self.raw_frames_per_cpu_s
+        return (
+            _ratio(1e6 * self.learner_cpu, self.training_fps),
+            _ratio(1e6 * self.actors_cpu, self.training_fps),
+            _ratio(1e6, self.raw_frames_per_cpu_s),
+        )
 
     @property
     def other_cpu(self) -> float:
         """Cores busy with anything but the learner and the actors (other users of the machine)."""
         return max(0.0, self.machine_cpu - self.learner_cpu - self.actors_cpu)
+
+    def to_json(self) -> dict:
+        us = [None if math.isnan(v) else v for v in self.cpu_us_per_frame()]
+        return {**asdict(self), "other_cpu": self.other_cpu, "cpu_us_per_frame": dict(zip(("learner", "actors", "raw_env"), us))}
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is not positive (e.g. no frames in a window), so reports print n/a."""
+    return a / b if b > 0 else math.nan
+
+
+def _fmt(value: float, spec: str, suffix: str = "") -> str:
+    return "n/a" if math.isnan(value) else format(value, spec) + suffix
 
 
 # ---------------------------------------------------------------- processes
@@ -157,6 +175,20 @@ class Topology:
 
     def command(self, host: str, argv: list[str]) -> list[str]:
         return self.hosts.command(host, argv) if self.hosts else argv
+
+    def learner_listening(self) -> bool:
+        """Whether something accepts connections at the learner's address (on the learner's host)."""
+        host, port = self.learner_address.rsplit(":", 1)
+        if self.hosts is None:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        listening = subprocess.run(
+            self.command("learner", ["ss", "-ltnH", f"sport = :{port}"]), capture_output=True, text=True
+        )
+        return bool(listening.stdout.strip())
 
     def describe(self) -> str:
         if self.hosts is None:
@@ -250,8 +282,8 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
     learner, actor_processes = None, []
     try:
         learner = _start(topology.command("learner", learner_argv), learner_log)
-        _wait(lambda: "learner at" in learner_log.read_text(errors="replace"), args.startup_timeout_s, learner,
-              learner_log, "waiting for the learner to listen")
+        _wait(topology.learner_listening, args.startup_timeout_s, learner, learner_log,
+              f"waiting for the learner to listen on {topology.learner_address}")
         for i in range(actors):
             argv = [sys.executable, "-m", "seed_rl.actor", f"--learner_address={topology.learner_address}",
                     *env_flags, f"--actor_id={i}", *shlex.split(args.actor_extra_flags)]
@@ -300,8 +332,9 @@ def format_table(points: list[Point], cpus: int) -> str:
     for p in points:
         learner_us, actors_us, raw_us = p.cpu_us_per_frame()
         rows.append(
-            f"| {p.actors} | {p.envs} | {p.training_fps:,.0f} | {p.training_fps / base:.2f}x | {p.raw_fps:,.0f} "
-            f"| {p.training_fps / p.raw_fps:.3f} | {learner_us:.0f}, {actors_us:.0f} ({raw_us:.1f}) "
+            f"| {p.actors} | {p.envs} | {p.training_fps:,.0f} | {_fmt(_ratio(p.training_fps, base), '.2f', 'x')} "
+            f"| {p.raw_fps:,.0f} | {_fmt(_ratio(p.training_fps, p.raw_fps), '.3f')} "
+            f"| {_fmt(learner_us, '.0f')}, {_fmt(actors_us, '.0f')} ({_fmt(raw_us, '.1f')}) "
             f"| {p.inference_batch:.1f} ({p.inference_batch / p.envs:.0%}) "
             f"| {p.learner_cpu:.2f} | {p.actors_cpu:.2f} | {p.other_cpu:.2f} | {p.machine_cpu:.2f} |"
         )
@@ -313,9 +346,13 @@ def summary_lines(points: list[Point], cpus: int) -> list[str]:
     lines = []
     if len(points) > 1:
         lines.append(
-            f"{first.actors} -> {last.actors} actors: training frames/s x{last.training_fps / first.training_fps:.2f} "
-            f"(ideal x{last.actors / first.actors:.1f}); peak {best.training_fps:,.0f} at {best.actors} actors"
+            f"{first.actors} -> {last.actors} actors: training frames/s "
+            f"{_fmt(_ratio(last.training_fps, first.training_fps), '.2f', 'x')} "
+            f"(ideal {last.actors / first.actors:.1f}x); peak {best.training_fps:,.0f} at {best.actors} actors"
         )
+    idle = [p.actors for p in points if p.training_fps <= 0]
+    if idle:
+        lines.append(f"no frames were trained in the window with {idle[0]} actor(s); raise --warmup_seconds and --seconds")
     saturated = [p.actors for p in points if p.machine_cpu >= 0.9 * cpus]
     if saturated:
         lines.append(
@@ -425,14 +462,17 @@ def run(args: argparse.Namespace) -> tuple[dict, list[Point]]:
     result = {
         "mode": args.mode, "env": args.env, "envs_per_actor": args.envs_per_actor, "cpu_count": cpus,
         "learner_flags": CHEAP_AGENT_FLAGS + learner_flags, "load_before": load_before, "load_after": load_after,
-        "points": [{**asdict(p), "other_cpu": p.other_cpu, "cpu_us_per_frame": dict(zip(("learner", "actors", "raw_env"), p.cpu_us_per_frame()))} for p in points],
+        "points": [p.to_json() for p in points],
     }
     return result, points
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup in `finally` blocks
+    # Ctrl-C and SIGTERM run the cleanup in `finally` blocks, even when started with SIGINT
+    # ignored (as a background job of a non-interactive shell is).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result, points = run(args)
     except KeyboardInterrupt:
