@@ -21,6 +21,7 @@ from gymnasium import spaces
 from seed_rl.envs.atari import make_atari
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
+from seed_rl.envs.football import FOOTBALL_PREFIX, make_football
 
 ATARI_PREFIX = "atari:"
 
@@ -99,7 +100,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
 
     Args:
       env_name: 'atari:<Game>' (e.g. 'atari:Pong', 'atari:space_invaders') for
-        an Atari game with SEED RL's preprocessing (see ``make_atari``), or
+        an Atari game with SEED RL's preprocessing (see ``make_atari``),
+        'football:<scenario>' for Google Research Football (see ``make_football``), or
         any registered gymnasium id (e.g. 'CartPole-v1').
       seed: seeds the action space; the actor seeds episodes with the first
         ``env.reset(seed=...)``.
@@ -113,6 +115,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
     """
     if env_name.startswith(ATARI_PREFIX):
         return make_atari(env_name[len(ATARI_PREFIX):], seed, config)
+    if env_name.startswith(FOOTBALL_PREFIX):
+        return make_football(env_name[len(FOOTBALL_PREFIX):], seed, config)
 
     if ":" in env_name:
         module, _, env_name = env_name.partition(":")
