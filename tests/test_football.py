@@ -119,7 +119,10 @@ def test_same_seed_gives_the_same_episode(gfootball):
         observation, _ = env.reset(seed=5)
         trajectory = [observation]
         for t in range(20):
-            trajectory.append(env.step(RIGHT if t % 3 else SHOT)[0])
+            observation, _, terminated, _, _ = env.step(RIGHT if t < 8 else SHOT)
+            trajectory.append(observation)
+            if terminated:
+                break
         env.close()
         runs.append(np.stack(trajectory))
     np.testing.assert_array_equal(runs[0], runs[1])

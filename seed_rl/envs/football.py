@@ -20,10 +20,14 @@ vectors end to end.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import importlib
+import io
+import logging
 import pkgutil
+import warnings
 from typing import Any
 
 import gymnasium
@@ -45,13 +49,27 @@ SMM_WIDTH, SMM_HEIGHT = 96, 72
 _INSTALL_HINT = "run tools/setup_football.sh to build it into .venv"
 
 
+class _DropEpisodeSummaries(logging.Filter):
+    """gfootball logs a line per finished episode; seed_rl's learner already reports returns."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Episode reward")
+
+
 def _import_gfootball():
     try:
-        return importlib.import_module("gfootball.env")
+        # gym prints a notice that it is unmaintained on import; here it is
+        # only gfootball's internal dependency, so the notice is noise.
+        with contextlib.redirect_stderr(io.StringIO()):
+            module = importlib.import_module("gfootball.env")
     except ImportError as e:
         raise EnvError(
             f"Google Research Football needs the gfootball package, which is not installed ({e}); {_INSTALL_HINT}"
         ) from None
+    absl_logger = logging.getLogger("absl")  # gfootball logs through absl.logging
+    if not any(isinstance(f, _DropEpisodeSummaries) for f in absl_logger.filters):
+        absl_logger.addFilter(_DropEpisodeSummaries())
+    return module
 
 
 @functools.lru_cache(maxsize=1)
@@ -97,8 +115,21 @@ class GFootballEnv(gymnasium.Env):
         football = _import_gfootball()
         self.scenario = scenario
         self.representation = representation
-        self._seed = seed
-        self._env = football.create_environment(
+        with warnings.catch_warnings():
+            # gym 0.25 warns that gfootball's wrappers use its old step API, which is the one we expect.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._env = self._create(football, scenario, representation, rewards, seed)
+        old_space = self._env.observation_space
+        if representation == "simple115v2":
+            self.observation_space = spaces.Box(-np.inf, np.inf, old_space.shape, np.float32)
+        else:
+            height, width, channels = old_space.shape
+            self.observation_space = spaces.Box(0, 255, (channels, height, width), np.uint8)
+        self.action_space = spaces.Discrete(int(self._env.action_space.n))
+
+    @staticmethod
+    def _create(football, scenario: str, representation: str, rewards: str, seed: int):
+        return football.create_environment(
             env_name=scenario,
             representation=representation,
             rewards=rewards,
@@ -107,13 +138,6 @@ class GFootballEnv(gymnasium.Env):
             channel_dimensions=(SMM_WIDTH, SMM_HEIGHT),
             other_config_options={"game_engine_random_seed": int(seed)},
         )
-        old_space = self._env.observation_space
-        if representation == "simple115v2":
-            self.observation_space = spaces.Box(-np.inf, np.inf, old_space.shape, np.float32)
-        else:
-            height, width, channels = old_space.shape
-            self.observation_space = spaces.Box(0, 255, (channels, height, width), np.uint8)
-        self.action_space = spaces.Discrete(int(self._env.action_space.n))
 
     def _convert(self, observation) -> np.ndarray:
         obs = np.asarray(observation)
