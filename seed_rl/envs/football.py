@@ -104,9 +104,9 @@ def _check_config(config: EnvConfig) -> None:
 class GFootballEnv(gymnasium.Env):
     """One gfootball scenario with the gymnasium API and channel-first observations.
 
-    gfootball's ``done`` ends a game (a goal in academy scenarios, the final
-    whistle otherwise); both are the game's own rules, so it is reported as
-    ``terminated``, never ``truncated``.
+    gfootball's ``done`` ends a game (in academy scenarios a goal, the ball
+    going out or a lost ball; the final whistle in all), by the scenario's own
+    rules, so it is reported as ``terminated``, never ``truncated``.
     """
 
     metadata = {"render_modes": []}
