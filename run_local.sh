@@ -2,6 +2,7 @@
 # Train on this machine: the learner and its actors as local processes.
 #
 #   ./run_local.sh atari [--game=Breakout] [train flags...]   # Atari, Pong by default
+#   ./run_local.sh football [--scenario=X] [train flags...]   # academy_empty_goal_close by default
 #   ./run_local.sh gym CartPole-v1 [train flags...]           # any gymnasium id
 #   ./run_local.sh dmlab [--level=rooms_watermaze] [train flags...]  # DeepMind Lab (engine built separately)
 #
@@ -41,6 +42,20 @@ case "$family" in
     # 30-minute-scale defaults for a small CPU machine; override any of them.
     defaults=(--num_actors=2 --envs_per_actor=16)
     ;;
+  football)
+    scenario=academy_empty_goal_close
+    for arg in "$@"; do
+      case "$arg" in
+        --scenario=*) scenario=${arg#--scenario=} ;;
+        *) args+=("$arg") ;;
+      esac
+    done
+    env="football:$scenario"
+    # SEED RL's Football IMPALA: Adam at a constant 0.00048 (football/vtrace_main.py),
+    # unrolls of 32, batches of 32, discount 0.997 (gcp/train_football_*.sh).
+    defaults=(--num_actors=2 --envs_per_actor=8 --optimizer=adam --learning_rate=0.00048 --nolr_decay
+      --unroll_length=32 --batch_size=32 --discount=0.997)
+    ;;
   gym)
     [ $# -ge 1 ] || usage
     env=$1
@@ -68,5 +83,16 @@ if [ "$image_family" = true ] && ! .venv/bin/python -c "import sys, torch; sys.e
   # CNN at ~3,500 (measured, README); later flags override this one.
   echo "no CUDA GPU: using the cheaper Nature CNN (pass --torso=impala_deep for the IMPALA ResNet)" >&2
   defaults+=(--torso=nature)
+fi
+if [ "$family" = football ]; then
+  .venv/bin/python -c "import gfootball.env" 2>/dev/null || {
+    echo "error: Google Research Football (gfootball) is not installed in .venv; run tools/setup_football.sh" >&2
+    exit 1
+  }
+  if ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    # The mini-map ResNet is slow to train on a CPU; the 115-float vector and an MLP are cheap.
+    echo "no CUDA GPU: using the simple115v2 vector and an MLP (pass --football_representation=extracted for SEED's mini-map network)" >&2
+    defaults+=(--football_representation=simple115v2)
+  fi
 fi
 exec .venv/bin/python -m seed_rl.train --env="$env" "${defaults[@]}" "${args[@]}"

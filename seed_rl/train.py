@@ -38,7 +38,7 @@ LOCAL_ADDRESS = "127.0.0.1:0"
 LEARNER_ADDRESS = "127.0.0.1:8686"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
-flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1), atari:<Game>, dmlab:<level> or gym:<old gym id>")
+flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1), atari:<Game>, football:<scenario>, dmlab:<level> or gym:<old gym id>")
 flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --num_actors actor processes here; learner: the learner only, actors connect from elsewhere")
 flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote actors expected (--role=learner)")
 flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")

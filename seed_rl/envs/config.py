@@ -48,6 +48,12 @@ class EnvConfig:
     terminal_on_life_loss: bool = False
     # DeepMind Lab (--env=dmlab:<level>); its fields are flags of their own.
     dmlab: DmLabConfig = field(default_factory=DmLabConfig)
+    # Google Research Football (football:<scenario>, see seed_rl/envs/football.py).
+    # SEED RL football/env.py trains on the super-mini-map ("extracted"), stacked
+    # 4 frames deep (the shared frame_stack above) with the "scoring" reward.
+    # Also: simple115v2, pixels, pixels_gray; rewards "scoring,checkpoints".
+    football_representation: str = "extracted"
+    football_rewards: str = "scoring"
 
     def __post_init__(self) -> None:
         checks = (

@@ -24,6 +24,7 @@ from seed_rl.envs.atari import make_atari
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
 from seed_rl.envs.old_gym import GYM_PREFIX, make_old_gym
+from seed_rl.envs.football import FOOTBALL_PREFIX, make_football
 
 ATARI_PREFIX = "atari:"
 DMLAB_PREFIX = "dmlab:"
@@ -103,7 +104,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
 
     Args:
       env_name: 'atari:<Game>' (e.g. 'atari:Pong', 'atari:space_invaders') for
-        an Atari game with SEED RL's preprocessing (see ``make_atari``), or
+        an Atari game with SEED RL's preprocessing (see ``make_atari``),
+        'football:<scenario>' for Google Research Football (see ``make_football``), or
         any registered gymnasium id (e.g. 'CartPole-v1').
       seed: seeds the action space; the actor seeds episodes with the first
         ``env.reset(seed=...)``.
@@ -124,6 +126,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
         return make_dmlab(env_name[len(DMLAB_PREFIX):], seed, config.dmlab)
     if env_name.startswith(GYM_PREFIX):
         return _finish(make_old_gym(env_name[len(GYM_PREFIX):]), seed)
+    if env_name.startswith(FOOTBALL_PREFIX):
+        return make_football(env_name[len(FOOTBALL_PREFIX):], seed, config)
 
     if ":" in env_name:
         module, _, env_name = env_name.partition(":")

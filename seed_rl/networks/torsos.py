@@ -49,6 +49,24 @@ class ImpalaDeepTorso(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
+class GFootballTorso(ImpalaDeepTorso):
+    """SEED RL's Google Research Football network (``football/networks.py``, ``GFootball``).
+
+    The IMPALA ResNet with four sections instead of three: (conv 3x3, max-pool
+    3x3 stride 2, two residual blocks) with 16, 32, 32, 32 channels, then a
+    256-unit fully connected layer. Built for the stacked super-mini-map
+    (uint8 0/255 planes ``[N, 4 * stack, 72, 96]``), scaled to [0, 1].
+    """
+
+    def __init__(self, observation_shape: tuple[int, ...], output_size: int = 256):
+        super().__init__(observation_shape, channels=(16, 32, 32, 32), output_size=output_size)
+
+
+# Spatial sizes (height, width) of gfootball's super-mini-map and pixel
+# observations: SEED RL football/env.py smm_size default, medium, large.
+FOOTBALL_FRAME_SIZES = ((72, 96), (90, 120), (108, 144))
+
+
 class NatureTorso(nn.Module):
     """The DQN "Nature" CNN (Mnih et al. 2015): a cheaper image torso for small machines."""
 
@@ -90,20 +108,30 @@ class MLPTorso(nn.Module):
         return self.layers(observation.float().flatten(1))
 
 
-TORSOS = ("auto", "impala_deep", "nature", "mlp")
+TORSOS = ("auto", "impala_deep", "gfootball_smm", "nature", "mlp")
 
 
 def make_torso(name: str, observation_shape: tuple[int, ...], observation_dtype: str) -> nn.Module:
-    """Builds a torso; ``auto`` picks the IMPALA deep CNN for uint8 images, else an MLP."""
+    """Builds a torso.
+
+    ``auto`` picks SEED's Football network for uint8 images of a Football
+    frame size (72x96, 90x120, 108x144), the IMPALA deep CNN for other uint8
+    images, else an MLP.
+    """
     if name == "auto":
         is_image = observation_dtype == "uint8" and len(observation_shape) == 3
-        name = "impala_deep" if is_image else "mlp"
-    if name in ("impala_deep", "nature") and len(observation_shape) != 3:
+        if is_image and tuple(observation_shape[1:]) in FOOTBALL_FRAME_SIZES:
+            name = "gfootball_smm"
+        else:
+            name = "impala_deep" if is_image else "mlp"
+    if name in ("impala_deep", "gfootball_smm", "nature") and len(observation_shape) != 3:
         raise ValueError(
             f"torso {name!r} needs image observations [C, H, W], got shape {observation_shape}; use --torso=mlp"
         )
     if name == "impala_deep":
         return ImpalaDeepTorso(observation_shape)
+    if name == "gfootball_smm":
+        return GFootballTorso(observation_shape)
     if name == "nature":
         return NatureTorso(observation_shape)
     if name == "mlp":

@@ -29,7 +29,7 @@ class ImpalaConfig:
     clip_rho_threshold: float = 1.0  # IMPALA: rho-bar = 1
     clip_pg_rho_threshold: float = 1.0  # IMPALA: rho-bar for the policy gradient = 1
     clip_c_threshold: float = 1.0  # IMPALA: c-bar = 1
-    torso: str = "auto"  # IMPALA deep ResNet for images, MLP for vectors
+    torso: str = "auto"  # SEED Football ResNet for 72x96 Football frames, IMPALA deep ResNet for other images, MLP for vectors
     use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 
