@@ -43,14 +43,8 @@ case "$family" in
     defaults=(--num_actors=2 --envs_per_actor=16)
     ;;
   football)
-    scenario=academy_empty_goal_close
-    for arg in "$@"; do
-      case "$arg" in
-        --scenario=*) scenario=${arg#--scenario=} ;;
-        *) args+=("$arg") ;;
-      esac
-    done
-    env="football:$scenario"
+    take_option scenario academy_empty_goal_close "$@"  # SEED RL football/env.py default
+    env="football:$picked"
     # SEED RL's Football IMPALA: Adam at a constant 0.00048 (football/vtrace_main.py),
     # unrolls of 32, batches of 32, discount 0.997 (gcp/train_football_*.sh).
     defaults=(--num_actors=2 --envs_per_actor=8 --optimizer=adam --learning_rate=0.00048 --nolr_decay
@@ -72,7 +66,8 @@ case "$family" in
 esac
 
 tools/setup_venv.sh >&2
-image_family=$([ "$family" = gym ] && echo false || echo true)
+# Atari and DeepMind Lab are images; Football picks its own representation below.
+image_family=$(case "$family" in atari | dmlab) echo true ;; *) echo false ;; esac)
 if [ "$family" = dmlab ] && ! .venv/bin/python -c "import deepmind_lab" 2>/dev/null; then
   # seed_rl.train stops before starting anything, with one line that says how
   # to build deepmind_lab; no other notice before it.
