@@ -1,0 +1,1 @@
+"""Launchers that place the learner and actors on existing cluster engines (Ray)."""

@@ -1,0 +1,212 @@
+"""``python -m seed_rl.launch.ray`` on a local Ray cluster that this module starts.
+
+The launcher joins the cluster by its address, as on a multi-node cluster, and
+runs CartPole IMPALA with its actors as Ray actors. One test kills a Ray actor
+midway (Ray restarts it), the other SIGKILLs an actor's process and then stops
+the run with Ctrl-C. Ray is kept on the loopback interface.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from seed_rl.launch.ray import LaunchError, route_flags
+from train_helpers import ROOT, read_metrics
+
+# Ray otherwise advertises this machine's network address; the tests stay on
+# loopback. Ray reads this once, when it is imported.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOOPBACK_ENV)
+import ray  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        address = ray.get_runtime_context().gcs_address
+        assert address.startswith("127.0.0.1:"), f"Ray left loopback: {address}"
+        yield address
+    finally:
+        ray.shutdown()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_launcher(address: str, namespace: str, logdir, *flags: str) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "seed_rl.launch.ray", f"--ray_address={address}", f"--ray_namespace={namespace}",
+        f"--learner_port={_free_port()}", "--num_actors=2", "--envs_per_actor=4", "--env=CartPole-v1",
+        f"--logdir={logdir}", "--log_interval_s=1", *flags,
+    ]
+    return subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **LOOPBACK_ENV},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def _wait_for(predicate, launcher: subprocess.Popen | None, what: str, timeout_s: float = 90.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if launcher is not None and launcher.poll() is not None:
+            raise AssertionError(f"the launcher exited ({launcher.returncode}) while waiting for {what}:\n{launcher.stdout.read()[-4000:]}")
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _child_pid(name: str, namespace: str) -> int | None:
+    try:
+        return ray.get(ray.get_actor(name, namespace=namespace).child_pid.remote(), timeout=5)
+    except (ValueError, ray.exceptions.RayError):
+        return None  # not registered yet, or restarting
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with open(f"/proc/{pid}/stat") as f:  # a zombie no one has reaped yet
+        return f.read().split(") ", 1)[1].startswith("Z")
+
+
+def _rejoined_after(logdir, frames: int) -> bool:
+    return any(m["frames"] > frames and m.get("actors_connected") == 2 for m in read_metrics(logdir))
+
+
+def _finish(launcher: subprocess.Popen, timeout_s: float = 120) -> str:
+    try:
+        output, _ = launcher.communicate(timeout=timeout_s)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    return output
+
+
+def test_killed_ray_actor_is_restarted_and_the_run_completes(ray_cluster, tmp_path):
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    budget = 50_000
+    launcher = _start_launcher(ray_cluster, namespace, tmp_path, f"--total_environment_frames={budget}")
+    try:
+        _wait_for(lambda: any(m["frames"] >= 2000 and m.get("actors_connected") == 2 for m in read_metrics(tmp_path)),
+                  launcher, "training with both actors")
+        old_pid = _child_pid("actor-0", namespace)
+        learner_pid = _child_pid("learner", namespace)
+        assert old_pid and learner_pid
+        frames_at_kill = read_metrics(tmp_path)[-1]["frames"]
+        ray.kill(ray.get_actor("actor-0", namespace=namespace), no_restart=False)
+
+        new_pid = _wait_for(lambda: (p := _child_pid("actor-0", namespace)) not in (None, old_pid) and p,
+                            launcher, "Ray to restart actor-0")
+        _wait_for(lambda: _gone(old_pid), launcher, "the killed actor's process to end with its Ray actor", 15)
+        _wait_for(lambda: _rejoined_after(tmp_path, frames_at_kill), launcher, "the restarted actor to rejoin")
+        actor_pids = [new_pid, _child_pid("actor-1", namespace)]
+        output = _finish(launcher)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output[-4000:]
+    assert read_metrics(tmp_path)[-1]["frames"] >= budget
+    assert list((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert "the learner finished" in output
+    for pid in [learner_pid, *actor_pids]:
+        _wait_for(lambda: _gone(pid), None, f"process {pid} to end", 15)
+
+
+def test_crashed_actor_process_restarts_and_ctrl_c_stops_the_run_with_a_checkpoint(ray_cluster, tmp_path):
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    launcher = _start_launcher(ray_cluster, namespace, tmp_path, "--total_environment_frames=100000000")
+    try:
+        _wait_for(lambda: any(m["frames"] >= 2000 and m.get("actors_connected") == 2 for m in read_metrics(tmp_path)),
+                  launcher, "training with both actors")
+        old_pid = _child_pid("actor-1", namespace)
+        frames_at_kill = read_metrics(tmp_path)[-1]["frames"]
+        os.kill(old_pid, signal.SIGKILL)  # the seed_rl actor process, not its Ray actor
+        _wait_for(lambda: (p := _child_pid("actor-1", namespace)) not in (None, old_pid), launcher,
+                  "Ray to restart actor-1")
+        _wait_for(lambda: _rejoined_after(tmp_path, frames_at_kill), launcher, "the restarted actor to rejoin")
+        pids = [_child_pid(name, namespace) for name in ("learner", "actor-0", "actor-1")]
+        launcher.send_signal(signal.SIGINT)
+        output = _finish(launcher)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output[-4000:]
+    assert "writes a final checkpoint" in output
+    checkpoints = sorted((tmp_path / "checkpoints").glob("ckpt-*.pt"))
+    assert checkpoints, output[-3000:]
+    assert frames_at_kill < int(checkpoints[-1].stem.split("-")[1]) < 100_000_000
+    for pid in pids:
+        _wait_for(lambda: _gone(pid), None, f"process {pid} to end", 15)
+
+
+def test_a_bad_environment_stops_the_run_with_one_line(ray_cluster, tmp_path):
+    launcher = _start_launcher(ray_cluster, f"test-{uuid.uuid4().hex[:8]}", tmp_path, "--env=CartPoleX-v1")
+    output = _finish(launcher)
+    assert launcher.returncode == 1
+    # The learner or an actor, whichever fails first, names the problem.
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "unknown environment id 'CartPoleX-v1'" in last, output[-3000:]
+
+
+def test_flags_are_routed_to_the_learner_and_the_actors():
+    learner, actor = route_flags([
+        "--env=CartPole-v1", "--agent=r2d2", "--frame_skip=2", "--nograyscale", "--seed=3",
+        "--tls_cert_file=c.pem", "--tls_key_file=k.pem", "--auth_token_file=t", "--tls_ca_file=ca.pem",
+        "--tls_server_name=learner.example", "--insecure", "--total_environment_frames=10",
+    ])
+    assert learner == [
+        "--env=CartPole-v1", "--agent=r2d2", "--frame_skip=2", "--nograyscale", "--seed=3",
+        "--tls_cert_file=c.pem", "--tls_key_file=k.pem", "--auth_token_file=t", "--insecure",
+        "--total_environment_frames=10",
+    ]
+    assert actor == [
+        "--env=CartPole-v1", "--frame_skip=2", "--nograyscale", "--seed=3", "--auth_token_file=t",
+        "--tls_ca_file=ca.pem", "--tls_server_name=learner.example",
+    ]
+
+
+@pytest.mark.parametrize("arg", ["--server_address=0.0.0.0:1", "--role=local", "--actor_id=2", "stray"])
+def test_flags_the_launcher_sets_are_refused(arg):
+    with pytest.raises(LaunchError):
+        route_flags([arg])
+
+
+def _run_launcher_module(*flags: str, hide_ray: bool = False) -> subprocess.CompletedProcess:
+    code = (
+        ("import sys; sys.modules['ray'] = None\n" if hide_ray else "")
+        + "import runpy; runpy.run_module('seed_rl.launch.ray', run_name='__main__')"
+    )
+    return subprocess.run([sys.executable, "-c", code, *flags], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_missing_ray_says_how_to_install_it():
+    result = _run_launcher_module("--env=CartPole-v1", hide_ray=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: Ray is not installed") and "pip install -e '.[ray]'" in last
+
+
+def test_a_launcher_set_flag_is_refused_in_one_line():
+    result = _run_launcher_module("--server_address=127.0.0.1:9", hide_ray=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: --server_address is set by the launcher: use --learner_port (and --learner_host)"
+    )
