@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from seed_rl.launch.ray import LaunchError, route_flags
+from seed_rl.launch.ray import LaunchError, define_flags, route_flags
 from train_helpers import ROOT, read_metrics
 
 # Ray otherwise advertises this machine's network address; the tests stay on
@@ -210,3 +210,52 @@ def test_a_launcher_set_flag_is_refused_in_one_line():
     assert result.stderr.strip().splitlines()[-1] == (
         "error: --server_address is set by the launcher: use --learner_port (and --learner_host)"
     )
+
+
+CLUSTER_DIR = ROOT / "tools" / "ray_cluster"
+
+
+def _route_launcher_command(command: str) -> tuple[list[str], list[str]]:
+    """Parses a ``python -m seed_rl.launch.ray ...`` line as the launcher would; returns the routed flags."""
+    from absl import flags
+
+    args = command.split()
+    assert args[:3] == ["python", "-m", "seed_rl.launch.ray"], command
+    launcher_flags = flags.FlagValues()
+    define_flags(launcher_flags)
+    passthrough = launcher_flags(["seed_rl.launch.ray", *args[3:]], known_only=True)[1:]
+    assert launcher_flags.ray_address == "auto"
+    return route_flags(passthrough)
+
+
+def test_ray_up_config_passes_rays_cluster_schema():
+    import yaml
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((CLUSTER_DIR / "gcp.yaml").read_text())
+    validate_config(prepare_config(config))  # raises on unknown or missing fields
+    assert config["available_node_types"][config["head_node_type"]]["resources"]["GPU"] == 1
+    # The command in its header routes the security flags to both sides.
+    header = " ".join(
+        line.lstrip("# ").rstrip("\\ ") for line in (CLUSTER_DIR / "gcp.yaml").read_text().splitlines()
+        if line.startswith("#")
+    )
+    command = header.split("ray exec tools/ray_cluster/gcp.yaml '", 1)[1].split("'", 1)[0]
+    learner, actor = _route_launcher_command(command)
+    assert "--tls_cert_file=/home/ray/secrets/learner.pem" in learner and "--tls_ca_file=/home/ray/secrets/ca.pem" in actor
+    assert "--auth_token_file=/home/ray/secrets/token" in learner and "--auth_token_file=/home/ray/secrets/token" in actor
+
+
+def test_kuberay_rayjob_runs_the_launcher_with_a_gpu_head():
+    import yaml
+
+    job = yaml.safe_load((CLUSTER_DIR / "kuberay-rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    learner, actor = _route_launcher_command(job["spec"]["entrypoint"])
+    assert "--env=atari:Pong" in learner and "--env=atari:Pong" in actor
+    assert "--tls_server_name=seed-rl-learner" in actor and "--tls_server_name=seed-rl-learner" not in learner
+    cluster = job["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert any(e["name"] == "SEED_RL_AUTH_TOKEN" for e in head["env"])
+    assert cluster["rayVersion"].split(".")[0] == ray.__version__.split(".")[0]

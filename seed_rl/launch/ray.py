@@ -30,23 +30,32 @@ from seed_rl.envs import EnvConfig
 
 log = logging.getLogger("seed_rl.launch.ray")
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ray_address", "", "Ray cluster: empty starts a local one; 'auto', HOST:PORT or ray://HOST:10001 joins one")
-flags.DEFINE_string("ray_namespace", "seed_rl", "Ray namespace of this run's named actors (learner, actor-0, ...)")
-flags.DEFINE_integer("num_actors", 2, "seed_rl actors, one Ray actor each, spread over the nodes")
-flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")
-flags.DEFINE_integer("learner_port", 8686, "port the learner listens on")
-flags.DEFINE_string(
-    "learner_host", "auto",
-    "interface the learner listens on and actors dial: auto is 127.0.0.1 on a local cluster "
-    "(empty --ray_address), else the learner node's IP",
-)
-flags.DEFINE_enum(
-    "learner_gpu", "auto", ["auto", "yes", "no"],
-    "auto: one GPU for the learner when the cluster has one now; yes: wait for a GPU node (autoscaling clusters)",
-)
-flags.DEFINE_float("learner_num_cpus", 1.0, "CPUs Ray reserves for the learner")
-flags.DEFINE_float("actor_num_cpus", 1.0, "CPUs Ray reserves for each actor")
-flags.DEFINE_float("stop_timeout_s", 300.0, "after Ctrl-C, how long the learner may take to write its checkpoint")
+
+
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
+    """Defines this launcher's flags; only the command line needs them (importing this module defines none)."""
+    if "ray_address" in flag_values:
+        return
+    flags.DEFINE_string("ray_address", "", "Ray cluster: empty starts a local one; 'auto', HOST:PORT or ray://HOST:10001 joins one", flag_values=flag_values)
+    flags.DEFINE_string("ray_namespace", "seed_rl", "Ray namespace of this run's named actors (learner, actor-0, ...)", flag_values=flag_values)
+    flags.DEFINE_integer("num_actors", 2, "seed_rl actors, one Ray actor each, spread over the nodes", flag_values=flag_values)
+    flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor", flag_values=flag_values)
+    flags.DEFINE_integer("learner_port", 8686, "port the learner listens on", flag_values=flag_values)
+    flags.DEFINE_string(
+        "learner_host", "auto",
+        "interface the learner listens on and actors dial: auto is 127.0.0.1 on a local cluster "
+        "(empty --ray_address), else the learner node's IP",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "learner_gpu", "auto", ["auto", "yes", "no"],
+        "auto: one GPU for the learner when the cluster has one now; yes: wait for a GPU node (autoscaling clusters)",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_float("learner_num_cpus", 1.0, "CPUs Ray reserves for the learner", flag_values=flag_values)
+    flags.DEFINE_float("actor_num_cpus", 1.0, "CPUs Ray reserves for each actor", flag_values=flag_values)
+    flags.DEFINE_float("stop_timeout_s", 300.0, "after Ctrl-C, how long the learner may take to write its checkpoint", flag_values=flag_values)
+
 
 # Flags seed_rl.actor understands besides its address and id; all but the
 # actor-only ones also go to the learner (which checks they match).
@@ -291,6 +300,7 @@ def _parse_known(argv: list[str]) -> list[str]:
 
 def run_cli() -> None:
     """Console-script entry point (``seed-rl-ray``)."""
+    define_flags()
     app.run(main, flags_parser=_parse_known)
 
 
