@@ -261,12 +261,14 @@ def main(argv: list[str]) -> None:
         if FLAGS.num_actors < 1:
             raise LaunchError(f"--num_actors={FLAGS.num_actors}: need at least one actor")
         ray = import_ray()
+        # Explicitly: a shell starts background jobs with SIGINT ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         connect(ray, FLAGS.ray_address, FLAGS.learner_num_cpus + FLAGS.num_actors * FLAGS.actor_num_cpus)
     except LaunchError as e:
         sys.exit(f"error: {e}")
-    # Explicitly: a shell starts background jobs with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted while connecting to Ray")
     run = None
     started = time.monotonic()
     try:
