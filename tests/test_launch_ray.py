@@ -81,8 +81,11 @@ def _gone(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    with open(f"/proc/{pid}/stat") as f:  # a zombie no one has reaped yet
-        return f.read().split(") ", 1)[1].startswith("Z")
+    try:
+        with open(f"/proc/{pid}/stat") as f:  # a zombie no one has reaped yet
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
+        return True
 
 
 def _rejoined_after(logdir, frames: int) -> bool:
@@ -259,3 +262,24 @@ def test_kuberay_rayjob_runs_the_launcher_with_a_gpu_head():
     assert head["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert any(e["name"] == "SEED_RL_AUTH_TOKEN" for e in head["env"])
     assert cluster["rayVersion"].split(".")[0] == ray.__version__.split(".")[0]
+
+
+@ray.remote(num_cpus=0)
+class _Placeholder:
+    def ping(self) -> bool:
+        return True
+
+
+def test_a_second_run_in_the_same_namespace_is_refused_in_one_line(ray_cluster, tmp_path):
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+    holder = _Placeholder.options(name="learner", namespace=namespace).remote()
+    assert ray.get(holder.ping.remote())
+    try:
+        launcher = _start_launcher(ray_cluster, namespace, tmp_path, "--total_environment_frames=1000")
+        output = _finish(launcher)
+    finally:
+        ray.kill(holder)
+    assert launcher.returncode == 1
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"give this one its own --ray_namespace" in last, output[-3000:]
+    assert not (tmp_path / "metrics.jsonl").exists()

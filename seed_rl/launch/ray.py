@@ -154,12 +154,17 @@ class RayRun:
         needed = FLAGS.learner_num_cpus + FLAGS.num_actors * FLAGS.actor_num_cpus
         if needed > resources.get("CPU", 0):
             log.warning("this run reserves %g CPUs, the cluster has %g now: some actors wait for resources", needed, resources.get("CPU", 0))
-        self.learner = ray.remote(LearnerProcess).options(
-            name="learner", num_cpus=FLAGS.learner_num_cpus, num_gpus=num_gpus,
-            # One learner; if its node dies, rerunning the command resumes
-            # from the last checkpoint (a restart elsewhere would move its address).
-            max_restarts=0, max_concurrency=4,
-        ).remote(extra_env, cwd, "learner")
+        try:
+            self.learner = ray.remote(LearnerProcess).options(
+                name="learner", num_cpus=FLAGS.learner_num_cpus, num_gpus=num_gpus,
+                # One learner; if its node dies, rerunning the command resumes
+                # from the last checkpoint (a restart elsewhere would move its address).
+                max_restarts=0, max_concurrency=4,
+            ).remote(extra_env, cwd, "learner")
+        except ValueError as e:  # the name is taken
+            raise LaunchError(
+                f"{e} Another run uses Ray namespace {FLAGS.ray_namespace!r}; give this one its own --ray_namespace"
+            ) from None
         host = FLAGS.learner_host
         if host == "auto":
             if num_gpus:
