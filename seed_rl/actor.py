@@ -17,7 +17,7 @@ from seed_rl.envs import EnvConfig, EnvError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner")
-flags.DEFINE_string("env", "atari:Pong", "gymnasium id, or atari:<Game>")
+flags.DEFINE_string("env", "atari:Pong", "gymnasium id, atari:<Game>, dmlab:<level> or gym:<old gym id>")
 flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by this actor")
 flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)")
 flags.DEFINE_integer("seed", 0, "base random seed")

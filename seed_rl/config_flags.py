@@ -3,7 +3,9 @@
 Each dataclass field becomes a flag of the same name whose default is ``None``,
 meaning "the dataclass default" (where the source of each value is cited).
 Agents that share a field name (``batch_size``, ``unroll_length``) share the
-flag, and each agent keeps its own default.
+flag, and each agent keeps its own default. A field whose type is itself a
+dataclass (``EnvConfig.dmlab``) contributes that dataclass's fields as flags,
+flat, under their own names.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ _DEFINERS = {
 def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> None:
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[field.name]):
+            define_dataclass_flags(hints[field.name], flag_values)
+            continue
         if field.name in flag_values:
             continue
         define = _DEFINERS[hints[field.name]]
@@ -31,11 +36,13 @@ def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAG
 
 
 def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS):
-    overrides = {
-        f.name: flag_values[f.name].value
-        for f in dataclasses.fields(cls)
-        if f.name in flag_values and flag_values[f.name].value is not None
-    }
+    hints = typing.get_type_hints(cls)
+    overrides = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            overrides[f.name] = dataclass_from_flags(hints[f.name], flag_values)
+        elif f.name in flag_values and flag_values[f.name].value is not None:
+            overrides[f.name] = flag_values[f.name].value
     return cls(**overrides)
 
 
@@ -44,5 +51,8 @@ def dataclass_to_argv(instance) -> list[str]:
     argv = []
     for field in dataclasses.fields(instance):
         value = getattr(instance, field.name)
+        if dataclasses.is_dataclass(value):
+            argv += dataclass_to_argv(value)
+            continue
         argv.append(f"--{field.name}" if value is True else f"--no{field.name}" if value is False else f"--{field.name}={value}")
     return argv

@@ -28,14 +28,14 @@ from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
-from seed_rl.envs.factory import ATARI_PREFIX
+from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 
 log = logging.getLogger("seed_rl.train")
 LOCAL_ADDRESS = "127.0.0.1:0"
 LEARNER_ADDRESS = "127.0.0.1:8686"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
-flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1) or atari:<Game>")
+flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1), atari:<Game>, dmlab:<level> or gym:<old gym id>")
 flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --num_actors actor processes here; learner: the learner only, actors connect from elsewhere")
 flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote actors expected (--role=learner)")
 flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> None:
         probe.close()
     except EnvError as e:
         sys.exit(f"error: {e}")
-    frames_per_step = env_config.frame_skip if FLAGS.env.startswith(ATARI_PREFIX) else 1
+    frames_per_step = env_frames_per_step(FLAGS.env, env_config)
     total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     try:
         built = registry.build_agent(

@@ -171,16 +171,19 @@ def test_a_bad_environment_stops_the_run_with_one_line(ray_cluster, tmp_path):
 def test_flags_are_routed_to_the_learner_and_the_actors():
     learner, actor = route_flags([
         "--env=CartPole-v1", "--agent=r2d2", "--frame_skip=2", "--nograyscale", "--seed=3",
+        "--level_cache_dir=/cache", "--nodmlab_instruction",
         "--tls_cert_file=c.pem", "--tls_key_file=k.pem", "--auth_token_file=t", "--tls_ca_file=ca.pem",
         "--tls_server_name=learner.example", "--insecure", "--total_environment_frames=10",
     ])
     assert learner == [
         "--env=CartPole-v1", "--agent=r2d2", "--frame_skip=2", "--nograyscale", "--seed=3",
+        "--level_cache_dir=/cache", "--nodmlab_instruction",
         "--tls_cert_file=c.pem", "--tls_key_file=k.pem", "--auth_token_file=t", "--insecure",
         "--total_environment_frames=10",
     ]
     assert actor == [
-        "--env=CartPole-v1", "--frame_skip=2", "--nograyscale", "--seed=3", "--auth_token_file=t",
+        "--env=CartPole-v1", "--frame_skip=2", "--nograyscale", "--seed=3",
+        "--level_cache_dir=/cache", "--nodmlab_instruction", "--auth_token_file=t",
         "--tls_ca_file=ca.pem", "--tls_server_name=learner.example",
     ]
 

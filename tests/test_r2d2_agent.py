@@ -176,3 +176,65 @@ def test_transition_into_a_time_limit_adds_no_loss(is_truncated):
         assert changed.item() == pytest.approx(base.item(), rel=1e-6)
     else:
         assert changed.item() != pytest.approx(base.item(), rel=1e-3)
+
+
+def _reference_insertion_priority(q, reward, done, action, cfg) -> float:
+    """SEED RL's initial priority written as loops: n-step double-Q TD errors with the
+    acting-time Q-values as both networks, then eta * max + (1 - eta) * mean of |TD|."""
+    from seed_rl.agents.r2d2.value_rescaling import inverse_value_rescale, value_rescale
+
+    def h(x):
+        return float(value_rescale(torch.tensor(x, dtype=torch.float64), cfg.value_rescaling_epsilon))
+
+    def h_inv(x):
+        return float(inverse_value_rescale(torch.tensor(x, dtype=torch.float64), cfg.value_rescaling_epsilon))
+
+    q, reward, done, action = q[cfg.burn_in:], reward[cfg.burn_in:], done[cfg.burn_in:], action[cfg.burn_in:]
+    length = len(reward)
+    errors = []
+    for t in range(length - 1):
+        m = min(cfg.n_step, length - 1 - t)
+        g, scale, alive = 0.0, 1.0, True
+        for k in range(1, m + 1):
+            g += scale * reward[t + k]
+            if done[t + k]:
+                alive = False
+                break
+            scale *= cfg.discount
+        if alive:
+            greedy = int(np.argmax(q[t + m]))
+            g += scale * h_inv(q[t + m][greedy])
+        errors.append(abs(h(g) - q[t][action[t]]))
+    return cfg.priority_eta * max(errors) + (1 - cfg.priority_eta) * float(np.mean(errors))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_insertion_priority_is_the_td_priority_of_acting_time_q_values(seed):
+    agent = _agent(n_step=3, unroll_length=7, burn_in=2)
+    cfg = agent.config
+    rng = np.random.default_rng(seed)
+    steps = cfg.sequence_length
+    q = rng.normal(size=(steps, 2)).astype(np.float32) * 2
+    reward = rng.normal(size=steps).astype(np.float32)
+    done = rng.random(steps) < 0.2
+    action = rng.integers(0, 2, steps)
+    unroll = Unroll(
+        observation=np.zeros((steps, 3), np.float32), reward=reward, done=done, action=action,
+        agent_outputs={"q": q}, initial_core_state=(np.zeros(8, np.float32),) * 2 + (np.int64(0),),
+    )
+    expected = _reference_insertion_priority(q, reward, done, action, cfg)
+    assert agent.insertion_priority(unroll) == pytest.approx(expected, rel=1e-4)
+
+
+def test_replay_data_inserts_new_sequences_at_their_td_priority():
+    agent = _agent()
+    replay = PrioritizedReplay(10, priority_exponent=1.0, importance_sampling_exponent=0.0, seed=0)
+    data = ReplayData(replay, batch_size=1, replay_ratio=1.0, min_size=1, trained_steps_per_sequence=4,
+                      new_steps_per_sequence=4, initial_priority=lambda unroll: float(unroll.reward.sum()))
+    for total in (0.5, 3.0):
+        reward = np.zeros(agent.config.sequence_length, np.float32)
+        reward[0] = total
+        data.add(Unroll(observation=None, reward=reward, done=None, action=None, agent_outputs={},
+                        initial_core_state=()))
+    assert data.max_priority == 1.0  # untouched: only training results raise it
+    assert replay.get_priorities([0, 1]).tolist() == pytest.approx([0.5, 3.0])  # alpha = 1

@@ -81,6 +81,7 @@ def build_agent(
             trained_steps_per_sequence=config.unroll_length,
             new_steps_per_sequence=config.sequence_period,
             checkpoint_contents=config.checkpoint_replay,
+            initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
         )
         length = config.sequence_length - 1  # the builder emits length + 1 steps
         overlap = config.sequence_length - config.sequence_period

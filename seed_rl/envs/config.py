@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from seed_rl.envs.dmlab_config import DmLabConfig
 from seed_rl.envs.errors import EnvError
 
 
@@ -45,6 +46,8 @@ class EnvConfig:
     # End the episode (terminated=True) when a life is lost. SEED RL and
     # Machado et al. 2018 keep this off.
     terminal_on_life_loss: bool = False
+    # DeepMind Lab (--env=dmlab:<level>); its fields are flags of their own.
+    dmlab: DmLabConfig = field(default_factory=DmLabConfig)
 
     def __post_init__(self) -> None:
         checks = (

@@ -1,7 +1,9 @@
 """Builds environments by name and describes them to the agents.
 
 ``make_env('atari:Pong', seed)`` builds an Atari game with SEED RL's
-preprocessing; any other name is a registered gymnasium id such as
+preprocessing, ``make_env('dmlab:rooms_watermaze', seed)`` a DeepMind Lab level
+(``dmlab.py``), ``make_env('gym:<id>', seed)`` an old-gym-API environment through
+shimmy (``old_gym.py``); any other name is a registered gymnasium id such as
 ``'CartPole-v1'``, or ``'my_package.envs:MyEnv-v0'`` to import the module that
 registers the id first (gymnasium's own ``module:id`` convention). ``env_spec(env)`` checks that an env is one seed_rl's
 agents can use (a Box observation, a Discrete action space) and returns its
@@ -21,8 +23,10 @@ from gymnasium import spaces
 from seed_rl.envs.atari import make_atari
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
+from seed_rl.envs.old_gym import GYM_PREFIX, make_old_gym
 
 ATARI_PREFIX = "atari:"
+DMLAB_PREFIX = "dmlab:"
 
 
 @dataclass(frozen=True)
@@ -41,15 +45,15 @@ class EnvSpec:
 
 
 class Float32Observation(gymnasium.ObservationWrapper):
-    """Returns floating Box observations as float32 numpy arrays."""
+    """Returns floating, integer or boolean Box observations as float32 numpy arrays."""
 
     def __init__(self, env: gymnasium.Env):
         super().__init__(env)
         space = env.observation_space
-        if not (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)):
+        if not (isinstance(space, spaces.Box) and _needs_float32(space)):
             raise EnvError(
-                f"Float32Observation needs a floating Box observation space, got {space}; "
-                "only wrap envs with float observations"
+                f"Float32Observation needs a Box observation space of floats, integers other than "
+                f"uint8, or booleans, got {space}; uint8 images are used as they are"
             )
         with np.errstate(over="ignore"):  # float64 bounds past float32's range become inf
             low = space.low.astype(np.float32)
@@ -106,13 +110,20 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
       config: Atari preprocessing settings; ignored by other environments.
 
     Returns:
-      The env. Floating observations are returned as float32 arrays.
+      The env. Float, integer (except uint8) and boolean Box observations are
+      returned as float32 arrays.
 
     Raises:
       EnvError: an unknown game or id, a raw ALE id, or a missing dependency.
     """
     if env_name.startswith(ATARI_PREFIX):
         return make_atari(env_name[len(ATARI_PREFIX):], seed, config)
+    if env_name.startswith(DMLAB_PREFIX):
+        from seed_rl.envs.dmlab import make_dmlab
+
+        return make_dmlab(env_name[len(DMLAB_PREFIX):], seed, config.dmlab)
+    if env_name.startswith(GYM_PREFIX):
+        return _finish(make_old_gym(env_name[len(GYM_PREFIX):]), seed)
 
     if ":" in env_name:
         module, _, env_name = env_name.partition(":")
@@ -149,11 +160,31 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
         raise EnvError(
             f"environment {env_name!r} needs a package that is not installed: {e}"
         ) from None
+    return _finish(env, seed)
+
+
+def _needs_float32(space: spaces.Box) -> bool:
+    """Box dtypes the agents take as float32: all but uint8 (images, kept as they are)."""
+    dtype = np.dtype(space.dtype)
+    return dtype != np.uint8 and (np.issubdtype(dtype, np.number) or dtype == np.bool_)
+
+
+def _finish(env: gymnasium.Env, seed: int) -> gymnasium.Env:
+    """Float, integer (but uint8) and boolean Box observations as float32; a seeded action space."""
     space = env.observation_space
-    if isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating):
+    if isinstance(space, spaces.Box) and _needs_float32(space):
         env = Float32Observation(env)
     env.action_space.seed(seed)
     return env
+
+
+def frames_per_step(env_name: str, config: EnvConfig = EnvConfig()) -> int:
+    """Environment frames per agent step: Atari's frame skip, DeepMind Lab's action repeats, else 1."""
+    if env_name.startswith(ATARI_PREFIX):
+        return config.frame_skip
+    if env_name.startswith(DMLAB_PREFIX):
+        return config.dmlab.dmlab_action_repeats
+    return 1
 
 
 def env_spec(env: gymnasium.Env) -> EnvSpec:

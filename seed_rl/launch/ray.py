@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+import typing
 
 from absl import app, flags
 
@@ -59,7 +60,17 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 
 # Flags seed_rl.actor understands besides its address and id; all but the
 # actor-only ones also go to the learner (which checks they match).
-ENV_FLAGS = {"env", "seed", *(field.name for field in dataclasses.fields(EnvConfig))}
+def dataclass_flag_names(cls: type) -> set[str]:
+    """The flags ``config_flags.define_dataclass_flags`` makes from ``cls`` (nested dataclasses flat)."""
+    hints = typing.get_type_hints(cls)
+    names: set[str] = set()
+    for field in dataclasses.fields(cls):
+        nested = hints[field.name]
+        names |= dataclass_flag_names(nested) if dataclasses.is_dataclass(nested) else {field.name}
+    return names
+
+
+ENV_FLAGS = {"env", "seed", *dataclass_flag_names(EnvConfig)}
 SHARED_SECURITY_FLAGS = {"auth_token_file"}
 ACTOR_ONLY_FLAGS = {"tls_ca_file", "tls_server_name"}
 # The launcher sets these itself.
@@ -71,7 +82,7 @@ LAUNCHER_SET_FLAGS = {
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
-RAY_INSTALL_HINT = "pip install -e '.[ray]' (or tools/setup_venv.sh atari,test,plot,ray)"
+RAY_INSTALL_HINT = "pip install -e '.[ray]' (tools/setup_venv.sh installs it by default)"
 
 
 class LaunchError(Exception):

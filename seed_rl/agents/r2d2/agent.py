@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import threading
 
+import numpy as np
 import torch
 
 from seed_rl.agents.r2d2.config import R2D2Config
@@ -12,6 +13,7 @@ from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult
+from seed_rl.core.env_state import Unroll
 from seed_rl.envs import EnvSpec
 from seed_rl.replay.prioritized import sequence_priority
 
@@ -56,7 +58,9 @@ class R2D2Agent:
         )
         epsilon = self.epsilons[inputs.env_index % len(self.epsilons)]
         action = epsilon_greedy(q[0], epsilon)
-        return ActResult(action, {}, (h, c, action))
+        # The Q-values behind each action stay with the trajectory: they give
+        # the sequence its initial replay priority (see insertion_priority).
+        return ActResult(action, {"q": q[0]}, (h, c, action))
 
     def _unroll(self, model: R2D2Net, batch: dict, start: int, stop: int | None, state):
         s = slice(start, stop)
@@ -80,16 +84,9 @@ class R2D2Agent:
         q, _ = self._unroll(self.model, batch, cfg.burn_in, None, online_state)
         with torch.no_grad():
             target_q, _ = self._unroll(self.target_model, batch, cfg.burn_in, None, target_state)
-        rewards = batch["reward"][cfg.burn_in :]
-        discounts = (~batch["done"][cfg.burn_in :]).float() * cfg.discount
-        bootstrap = double_q_bootstrap(q.detach(), target_q)
-        targets = n_step_targets(rewards, discounts, bootstrap, cfg.n_step, eps=cfg.value_rescaling_epsilon)
-        actions = batch["action"][cfg.burn_in : -1]
-        q_taken = q[:-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        td = targets - q_taken
-        if "truncated" in batch:
-            valid = truncation_mask(batch["done"][cfg.burn_in :], batch["truncated"][cfg.burn_in :], cfg.n_step)
-            td = td * valid
+        td, valid = self._td_errors(q, target_q, batch)
+        q_taken = q[:-1].gather(-1, batch["action"][cfg.burn_in : -1].unsqueeze(-1)).squeeze(-1)
+        if valid is not None:
             per_sequence = 0.5 * td.pow(2).sum(dim=0) / valid.sum(dim=0).clamp(min=1)
         else:
             per_sequence = 0.5 * td.pow(2).mean(dim=0)
@@ -98,6 +95,44 @@ class R2D2Agent:
         priorities = sequence_priority(td.detach().abs(), cfg.priority_eta)
         logs = {"loss/total": loss.item(), "q_mean": q_taken.mean().item(), "td_abs_mean": td.abs().mean().item()}
         return loss, priorities, logs
+
+    def _td_errors(self, q: torch.Tensor, target_q: torch.Tensor, batch: dict):
+        """n-step double-Q TD errors of the trained steps, ``[L-1, B]``, and the valid-step mask or None.
+
+        ``q`` and ``target_q`` are ``[L, B, A]`` over the steps after burn-in;
+        ``batch`` holds the whole sequence (burn-in included), time-major.
+        Targets that would bootstrap across a time-limit cut are zeroed (mask).
+        """
+        cfg = self.config
+        rewards = batch["reward"][cfg.burn_in :]
+        discounts = (~batch["done"][cfg.burn_in :]).float() * cfg.discount
+        bootstrap = double_q_bootstrap(q.detach(), target_q)
+        targets = n_step_targets(rewards, discounts, bootstrap, cfg.n_step, eps=cfg.value_rescaling_epsilon)
+        actions = batch["action"][cfg.burn_in : -1]
+        td = targets - q[:-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        if "truncated" not in batch:
+            return td, None
+        valid = truncation_mask(batch["done"][cfg.burn_in :], batch["truncated"][cfg.burn_in :], cfg.n_step)
+        return td * valid, valid
+
+    @torch.no_grad()
+    def insertion_priority(self, unroll: Unroll) -> float:
+        """Initial replay priority of a new sequence, from the Q-values recorded while acting.
+
+        SEED RL's R2D2 learner ("realistic initial priorities"): the TD errors
+        of the sequence with the acting-time Q-values standing in for both the
+        online and the target network, so no extra forward pass is needed.
+        """
+        def column(array):  # [L] -> [L, 1] time-major batch of one
+            return torch.from_numpy(np.asarray(array)).unsqueeze(1)
+
+        batch = {"reward": column(unroll.reward).float(), "done": column(unroll.done).bool(),
+                 "action": column(unroll.action).long()}
+        if unroll.truncated is not None:
+            batch["truncated"] = column(unroll.truncated).bool()
+        q = column(unroll.agent_outputs["q"])[self.config.burn_in :].float()
+        td, _ = self._td_errors(q, q, batch)
+        return float(sequence_priority(td.abs(), self.config.priority_eta)[0])
 
     def train_step(self, batch: dict, params_lock: threading.Lock) -> dict:
         loss, priorities, logs = self.compute_loss(batch)

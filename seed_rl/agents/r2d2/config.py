@@ -30,6 +30,10 @@ class R2D2Config:
     min_replay_size: int = 100  # sequences before learning starts (chosen here; SEED uses 5000 at 610 actors)
     priority_exponent: float = 0.9  # R2D2 Table 2: alpha 0.9
     importance_sampling_exponent: float = 0.6  # R2D2 Table 2: beta 0.6
+    # SEED RL R2D2 learner: "realistic initial priorities", the TD errors of the
+    # new sequence under the Q-values computed while acting; "max" gives new
+    # sequences the largest priority seen so far (Schaul et al. 2016).
+    initial_priority: str = "td"
     priority_eta: float = 0.9  # R2D2 Table 2: eta 0.9 (max/mean mix of |TD| in a sequence)
     value_rescaling_epsilon: float = 1e-3  # R2D2 Sec. 2 / Pohlen et al. 2018: epsilon 1e-3
     epsilon_base: float = 0.4  # R2D2 / Ape-X: epsilon_i = 0.4 ** (1 + 7 i / (N - 1))
@@ -52,6 +56,8 @@ class R2D2Config:
                 f"--sequence_period={self.sequence_period} would skip steps: it must be at most "
                 f"burn_in + unroll_length + 1 = {self.burn_in + self.unroll_length + 1}"
             )
+        if self.initial_priority not in ("td", "max"):
+            raise ValueError(f"--initial_priority must be td or max, got {self.initial_priority!r}")
         if self.replay_ratio <= 0:
             raise ValueError(f"--replay_ratio must be > 0, got {self.replay_ratio}")
         if self.min_replay_size > self.replay_capacity:

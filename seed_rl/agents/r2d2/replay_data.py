@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import dataclasses
 import logging
@@ -54,8 +54,9 @@ class ReplayData:
     The replay ratio is the number of times each inserted step is trained on,
     on average: training waits for data while ``trained steps >= replay_ratio *
     inserted steps``, and the learner stops pulling unrolls (so the actors wait)
-    while it is below. New sequences get the largest priority seen so far
-    (Schaul et al. 2016), so each is sampled soon after insertion.
+    while it is below. New sequences get ``initial_priority(unroll)`` when it
+    is given (R2D2's TD-error priority from acting-time Q-values, as SEED RL
+    does), else the largest priority seen so far (Schaul et al. 2016).
     """
 
     def __init__(
@@ -67,6 +68,7 @@ class ReplayData:
         trained_steps_per_sequence: int,
         new_steps_per_sequence: int,
         checkpoint_contents: bool = True,
+        initial_priority: Callable[[Unroll], float] | None = None,
     ):
         self.replay = replay
         self.batch_size = batch_size
@@ -75,12 +77,14 @@ class ReplayData:
         self.trained_steps_per_sequence = trained_steps_per_sequence
         self.new_steps_per_sequence = new_steps_per_sequence
         self.checkpoint_contents = checkpoint_contents
+        self.initial_priority = initial_priority
         self.inserted_steps = 0
         self.trained_steps = 0
         self.max_priority = 1.0
 
     def add(self, unroll: Unroll) -> None:
-        self.replay.insert([unroll], np.array([self.max_priority]))
+        priority = self.max_priority if self.initial_priority is None else self.initial_priority(unroll)
+        self.replay.insert([unroll], np.array([priority]))
         self.inserted_steps += self.new_steps_per_sequence
 
     def wants_data(self) -> bool:
