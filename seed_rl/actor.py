@@ -1,7 +1,9 @@
 """Command line for one actor process: ``python -m seed_rl.actor --learner_address=HOST:PORT``.
 
 Use it to run actors on other machines than the learner. The environment flags
-must match the learner's (the learner refuses mismatching observations).
+must match the learner's (the learner refuses mismatching observations). With
+``--tls_ca_file`` the actor connects over TLS; the token comes from
+``--auth_token_file`` or ``$SEED_RL_AUTH_TOKEN``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from absl import app, flags
 
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
+from seed_rl.core.security import SecurityConfigError, read_token
 from seed_rl.envs import EnvConfig, EnvError
 
 FLAGS = flags.FLAGS
@@ -21,6 +24,9 @@ flags.DEFINE_string("env", "atari:Pong", "gymnasium id, atari:<Game>, dmlab:<lev
 flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by this actor")
 flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)")
 flags.DEFINE_integer("seed", 0, "base random seed")
+flags.DEFINE_string("tls_ca_file", None, "PEM CA (or self-signed certificate) to trust; when set, connect over TLS")
+flags.DEFINE_string("tls_server_name", None, "name to check in the learner's certificate; default the address's host")
+flags.DEFINE_string("auth_token_file", None, "file holding the learner's token; default $SEED_RL_AUTH_TOKEN")
 define_dataclass_flags(EnvConfig)
 
 
@@ -35,9 +41,12 @@ def main(argv: list[str]) -> None:
             num_envs=FLAGS.envs_per_actor,
             actor_id=FLAGS.actor_id,
             seed=FLAGS.seed,
+            tls_ca_file=FLAGS.tls_ca_file,
+            tls_server_name=FLAGS.tls_server_name,
+            auth_token=read_token(FLAGS.auth_token_file),
         )
         run_actor(settings)
-    except (EnvError, ActorConfigError) as e:
+    except (EnvError, ActorConfigError, SecurityConfigError) as e:
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         pass

@@ -5,7 +5,9 @@
 ``--role=learner`` starts only the learner; ``--num_actors`` actors started
 elsewhere with ``python -m seed_rl.actor --learner_address=HOST:PORT`` join it. Re-running the same command with the same
 ``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
-writes a final checkpoint.
+writes a final checkpoint. Serving on an interface other than loopback needs
+``--tls_cert_file``/``--tls_key_file`` and a token (``--auth_token_file`` or
+``$SEED_RL_AUTH_TOKEN``), or ``--insecure``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from seed_rl.agents import registry
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
+from seed_rl.core.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 
@@ -52,18 +55,38 @@ flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
 flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
 flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads on the learner; 0: torch's default")
+flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner serves TLS with; needs --tls_key_file")
+flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")
+flags.DEFINE_string("auth_token_file", None, "file holding the token actors must send; default $SEED_RL_AUTH_TOKEN")
+flags.DEFINE_boolean("insecure", False, "allow serving on a non-loopback interface without TLS and a token (logs a warning)")
 registry.define_agent_flags()
 define_dataclass_flags(EnvConfig)
 
 ACTOR_CONFIG_ERROR = 3
 
 
+def _stop_when_orphaned(stop: threading.Event, poll_s: float = 1.0) -> None:
+    """Sets ``stop`` once the parent process is gone (e.g. a learner killed with SIGKILL)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(poll_s):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _local_actor(settings: ActorSettings) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s actor %(message)s")
     torch.set_num_threads(1)
+    stop = threading.Event()
+    # A local actor serves only its own learner, whose port dies with it: do not
+    # outlive it (a restarted --role=local learner starts actors of its own).
+    _stop_when_orphaned(stop)
     try:
-        run_actor(settings)
+        run_actor(settings, stop)
     except (ActorConfigError, EnvError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(ACTOR_CONFIG_ERROR)
@@ -158,7 +181,10 @@ def main(argv: list[str]) -> None:
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
     try:
         address = server_address(FLAGS.role, FLAGS.server_address)
-    except ValueError as e:
+        security = server_security(
+            address, FLAGS.tls_cert_file, FLAGS.tls_key_file, FLAGS.auth_token_file, FLAGS.insecure
+        )
+    except ValueError as e:  # SecurityConfigError included
         sys.exit(f"error: {e}")
     settings = LearnerSettings(
         logdir=logdir,
@@ -174,6 +200,7 @@ def main(argv: list[str]) -> None:
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
         log_interval_s=FLAGS.log_interval_s,
         max_streams=FLAGS.num_actors + 16,
+        security=security,
     )
     run_config = {
         "agent": FLAGS.agent,
@@ -214,14 +241,20 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    # Local actors get the learner's token and trust its certificate without flags of their own.
+    local_address, local_security = local_client_security(learner.address, security)
+
     def make_settings(actor_id: int) -> ActorSettings:
         return ActorSettings(
-            learner_address=learner.address,
+            learner_address=local_address,
             env_name=FLAGS.env,
             env_config=env_config,
             num_envs=FLAGS.envs_per_actor,
             actor_id=actor_id,
             seed=FLAGS.seed,
+            tls_ca_file=local_security.tls_ca_file,
+            tls_server_name=local_security.tls_server_name,
+            auth_token=local_security.auth_token,
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0

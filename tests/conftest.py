@@ -18,6 +18,7 @@ from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.env_state import Unroll
 from seed_rl.core.inference import InferenceEngine
+from seed_rl.core.security import ClientSecurity
 from seed_rl.core.server import LearnerServer
 from seed_rl.envs import EnvSpec
 
@@ -101,6 +102,7 @@ def start_learner(
     timeout_s: float = 0.002,
     unroll_length: int = 4,
     agent: CountingAgent | None = None,
+    **server_kwargs,
 ) -> LearnerHarness:
     agent = agent or CountingAgent()
     unrolls: list[Unroll] = []
@@ -110,7 +112,8 @@ def start_learner(
     batcher = DynamicBatcher(engine, batch_size, timeout_s, on_batch=batch_sizes.append)
     try:
         server = LearnerServer(
-            address, spec, env_name, batcher, engine, on_episodes=lambda r, l: episodes.append((r.copy(), l.copy()))
+            address, spec, env_name, batcher, engine,
+            on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())), **server_kwargs,
         )
     except BaseException:
         batcher.close()
@@ -137,13 +140,21 @@ def learner():
 class Client:
     """One raw actor stream: send a request, wait for its reply (lock-step, like the actor)."""
 
-    def __init__(self, address: str, env_name: str | None = FAKE_ENV, actor_id: str = "test", timeout_s: float = 60.0):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(
+        self,
+        address: str,
+        env_name: str | None = FAKE_ENV,
+        actor_id: str = "test",
+        timeout_s: float = 60.0,
+        security: ClientSecurity | None = None,
+    ):
+        security = security or ClientSecurity()
+        self.channel = security.channel(address, [])
         call = self.channel.stream_stream(
             protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
         )
         self._outbox: queue.Queue = queue.Queue()
-        metadata = [(protocol.ACTOR_ID_KEY, actor_id)]
+        metadata = [(protocol.ACTOR_ID_KEY, actor_id), *security.metadata()]
         if env_name is not None:
             metadata.append((protocol.ENV_KEY, env_name))
         self.responses = call(self._requests(), metadata=tuple(metadata), timeout=timeout_s)

@@ -5,7 +5,9 @@ environments (with the reward and done flag of the last action) and wait for
 the learner's actions. Finished episodes are reset here and reported to the
 learner for logging. If the learner is unreachable, or goes away, the actor
 says so once and retries with backoff; on reconnecting it resets its
-environments, because the learner starts their trajectories afresh.
+environments, because the learner starts their trajectories afresh. Refusals
+that retrying cannot fix (a wrong token, a certificate it does not trust, another
+environment) end the actor with :class:`ActorConfigError`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 
 from seed_rl.core import protocol
+from seed_rl.core.security import ClientSecurity, SecurityConfigError
 from seed_rl.envs import EnvConfig, make_env
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,14 @@ class ActorSettings:
     actor_id: int = 0
     seed: int = 0
     max_backoff_s: float = 5.0
+    tls_ca_file: str | None = None  # PEM the learner's certificate must chain to; None: plaintext
+    tls_server_name: str | None = None  # name to check in the certificate instead of the address's host
+    auth_token: str | None = field(default=None, repr=False)  # sent as `authorization: Bearer <token>`
+    keepalive_s: float = protocol.KEEPALIVE_S
+
+    @property
+    def security(self) -> ClientSecurity:
+        return ClientSecurity(self.tls_ca_file, self.tls_server_name, self.auth_token)
 
 
 class _EnvGroup:
@@ -105,6 +116,50 @@ class _EnvGroup:
             env.close()
 
 
+def _metadata(settings: ActorSettings) -> tuple[tuple[str, str], ...]:
+    return (
+        (protocol.ACTOR_ID_KEY, str(settings.actor_id)),
+        (protocol.ENV_KEY, settings.env_name),
+        *settings.security.metadata(),
+    )
+
+
+def _connect_error(settings: ActorSettings, channel: grpc.Channel) -> str:
+    """Why ``channel`` does not connect, in gRPC's words ("" if it now does).
+
+    Raises :class:`ActorConfigError` if the learner answers with a refusal.
+
+    ``channel_ready_future`` only times out; a call that does not wait for the
+    channel fails with the reason (refused connection, TLS handshake, ...).
+    """
+    call = channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    try:
+        for _ in call(iter(()), metadata=_metadata(settings), timeout=2.0, wait_for_ready=False):
+            pass
+    except grpc.RpcError as e:
+        if e.code() in FATAL_CODES:
+            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
+        return e.details() or e.code().name
+    return ""
+
+
+def _tls_failure(settings: ActorSettings, reason: str) -> str | None:
+    """A clear message when ``reason`` is a TLS failure retrying cannot fix, else None."""
+    lowered = reason.lower()
+    if "wrong_version_number" in lowered and settings.tls_ca_file:
+        return (
+            f"the learner at {settings.learner_address} does not speak TLS ({reason}); start it with "
+            f"--tls_cert_file/--tls_key_file, or drop --tls_ca_file"
+        )
+    if "handshake failed" in lowered or "verification check failed" in lowered:
+        return (
+            f"TLS handshake with the learner at {settings.learner_address} failed ({reason}); check that "
+            f"--tls_ca_file={settings.tls_ca_file} holds the CA (or self-signed certificate) the learner serves, "
+            f"and set --tls_server_name when the address is not a name in that certificate"
+        )
+    return None
+
+
 def _stream(settings: ActorSettings, envs: _EnvGroup, channel: grpc.Channel, stop: threading.Event) -> None:
     """Runs one stream until it fails (raises ``grpc.RpcError``) or ``stop`` is set."""
     call = channel.stream_stream(
@@ -119,8 +174,7 @@ def _stream(settings: ActorSettings, envs: _EnvGroup, channel: grpc.Channel, sto
                 return
             yield item
 
-    metadata = ((protocol.ACTOR_ID_KEY, str(settings.actor_id)), (protocol.ENV_KEY, settings.env_name))
-    responses = call(requests(), metadata=metadata)
+    responses = call(requests(), metadata=_metadata(settings))
     outbox.put(envs.reset_all())
     try:
         for reply in responses:
@@ -141,19 +195,33 @@ def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> N
     options = [
         ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
+        *protocol.keepalive_options(settings.keepalive_s),
     ]
     try:
         while not stop.is_set():
-            with grpc.insecure_channel(settings.learner_address, options=options) as channel:
+            try:
+                channel = settings.security.channel(settings.learner_address, options)
+            except SecurityConfigError as e:
+                raise ActorConfigError(str(e)) from None
+            with channel:
                 try:
                     grpc.channel_ready_future(channel).result(timeout=backoff)
                 except grpc.FutureTimeoutError:
+                    reason = _connect_error(settings, channel)
+                    fatal = _tls_failure(settings, reason)
+                    if fatal:
+                        raise ActorConfigError(fatal) from None
                     if waiting_since is None:
                         waiting_since = time.monotonic()
+                        hint = "" if settings.tls_ca_file or "socket closed" not in reason.lower() else (
+                            "; if the learner serves TLS, give this actor --tls_ca_file"
+                        )
                         log.warning(
-                            "actor %d: learner at %s is not reachable yet; retrying with backoff",
+                            "actor %d: learner at %s is not reachable yet (%s%s); retrying with backoff",
                             settings.actor_id,
                             settings.learner_address,
+                            reason,
+                            hint,
                         )
                     backoff = min(backoff * 2, settings.max_backoff_s)
                     continue

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -24,6 +24,7 @@ from seed_rl.core.data import TrainingData
 from seed_rl.core.env_state import Unroll, stack_unrolls
 from seed_rl.core.inference import InferenceEngine
 from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
+from seed_rl.core.security import ServerSecurity
 from seed_rl.core.server import LearnerServer
 from seed_rl.envs import EnvSpec
 
@@ -50,6 +51,7 @@ class LearnerSettings:
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
     max_streams: int = 256
+    security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
 
     @property
     def frames_per_unroll(self) -> int:
@@ -90,6 +92,7 @@ class Learner:
             self.engine,
             on_episodes=self.episodes.add,
             max_streams=settings.max_streams,
+            security=settings.security,
         )
         self.metrics = MetricsWriter(settings.logdir)
         self._restore()
@@ -187,6 +190,7 @@ class Learner:
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
             "actors_connected": self.server.active_streams,
+            "envs_connected": self.engine.num_envs,
         }
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))

@@ -30,6 +30,29 @@ ACTOR_ID_KEY = "seed-actor-id"
 ENV_KEY = "seed-env"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
+# Both sides ping the connection this often and drop it when a ping goes
+# unanswered for a third of that, so a peer whose machine or network vanished
+# (no TCP reset) is noticed: the learner frees that actor's stream and
+# environments, the actor starts reconnecting.
+KEEPALIVE_S = 30.0
+
+
+def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
+    """gRPC channel/server options for keepalive pings every ``keepalive_s`` seconds."""
+    period_ms = int(keepalive_s * 1000)
+    timeout_ms = max(period_ms // 3, 100)
+    return [
+        ("grpc.keepalive_time_ms", period_ms),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        # A keepalive ping joins a ping already in flight (e.g. flow control's BDP
+        # ping) and then waits as long as that one may: one minute by default.
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Accept the other side's pings at this rate instead of answering them with GOAWAY.
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", max(period_ms // 2, 100)),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
 
 class ProtocolError(ValueError):
     """A request broke the protocol; the text names the field and what was expected."""

@@ -3,7 +3,9 @@
 Each request is validated (see :mod:`seed_rl.core.protocol`), queued on the
 dynamic batcher, and answered with the actions once its batch has run. A bad
 request ends only its own stream with ``INVALID_ARGUMENT``; the other streams
-and the learner carry on.
+and the learner carry on. With a :class:`~seed_rl.core.security.ServerSecurity`
+the port speaks TLS and calls without the shared token are refused before this
+module sees them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from seed_rl.core import protocol
 from seed_rl.core.batcher import BatcherClosed, DynamicBatcher
 from seed_rl.core.inference import InferenceEngine, StepRequest
+from seed_rl.core.security import ServerSecurity
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class LearnerServer:
         engine: InferenceEngine,
         on_episodes: EpisodeCallback | None = None,
         max_streams: int = 256,
+        security: ServerSecurity | None = None,
+        keepalive_s: float = protocol.KEEPALIVE_S,
     ):
         self.spec = spec
         self.env_name = env_name
@@ -54,9 +59,14 @@ class LearnerServer:
             ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),  # else a second learner can bind the same port and take actors
+            *protocol.keepalive_options(keepalive_s),
         ]
+        security = security or ServerSecurity()
+        self.security = security
         # Every stream holds a worker thread for its lifetime, hence one per actor.
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_streams), options=options)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_streams), options=options, interceptors=security.interceptors()
+        )
         handler = grpc.method_handlers_generic_handler(
             protocol.SERVICE,
             {
@@ -66,8 +76,12 @@ class LearnerServer:
             },
         )
         self._server.add_generic_rpc_handlers((handler,))
+        credentials = security.server_credentials()
         try:
-            self.port = self._server.add_insecure_port(address)
+            if credentials is None:
+                self.port = self._server.add_insecure_port(address)
+            else:
+                self.port = self._server.add_secure_port(address, credentials)
         except RuntimeError:  # grpcio >= 1.5x raises instead of returning 0
             self.port = 0
         if self.port == 0:
@@ -81,7 +95,12 @@ class LearnerServer:
 
     def start(self) -> None:
         self._server.start()
-        log.info("learner listening on %s", self.address)
+        log.info(
+            "learner listening on %s (%s, %s)",
+            self.address,
+            "TLS" if self.security.tls else "plaintext",
+            "token required" if self.security.auth_token else "no token",
+        )
 
     def stop(self, grace_s: float = 1.0) -> None:
         self._server.stop(grace_s).wait()

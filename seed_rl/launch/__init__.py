@@ -1,1 +1,1 @@
-"""Launchers that place the learner and actors on existing cluster engines (Ray)."""
+"""Launchers that start the learner and actors on existing engines (Vertex AI, Ray, containers)."""

@@ -1,0 +1,235 @@
+"""Entry point of every replica of a Vertex AI job: ``python -m seed_rl.launch.vertex_task [options] -- <train flags>``.
+
+Reads ``CLUSTER_SPEC`` and becomes the learner (``workerpool0``) or the actors
+of one actor replica (``workerpool1``):
+
+- learner: ``seed_rl.train --role=learner --server_address=0.0.0.0:PORT
+  --num_actors=<actor replicas × actors per replica>`` plus TLS and token flags
+  and every train flag;
+- actor replica: ``--actors_per_replica`` processes of ``seed_rl.actor
+  --learner_address=<learner host>:PORT --actor_id=<replica index × actors per
+  replica + j>`` plus TLS and token flags and the train flags an actor knows
+  (``--env``, ``--envs_per_actor``, the environment flags, ...).
+
+PORT defaults to the port Vertex AI lists for the learner in ``CLUSTER_SPEC``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from seed_rl.launch import credentials
+from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
+
+log = logging.getLogger("seed_rl.launch.vertex_task")
+
+# Flags this entry point sets itself from CLUSTER_SPEC and its own options.
+RESERVED_FLAGS = frozenset({
+    "role", "server_address", "learner_address", "actor_id", "num_actors",
+    "tls_cert_file", "tls_key_file", "tls_ca_file", "tls_server_name", "auth_token_file", "insecure",
+})
+
+
+class TaskError(ValueError):
+    """A user error in the options or train flags given to this entry point."""
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    credentials_dir: str | None = None
+    insecure: bool = False
+    tls_server_name: str = credentials.DEFAULT_SERVER_NAME
+    port: int | None = None
+    bind_host: str = "0.0.0.0"
+    actors_per_replica: int = 1
+
+
+def flag_name(token: str) -> str:
+    """``--name=value`` or ``--name`` -> ``name``; anything else is refused."""
+    if not token.startswith("--") or token == "--":
+        raise TaskError(f"train flags are written --name=value, got {token!r}")
+    return token[2:].split("=", 1)[0]
+
+
+def check_train_flags(train_flags: Sequence[str]) -> None:
+    for token in train_flags:
+        name = flag_name(token)
+        if name in RESERVED_FLAGS or (name.startswith("no") and name[2:] in RESERVED_FLAGS):
+            raise TaskError(
+                f"--{name} is set by seed_rl.launch.vertex_task from CLUSTER_SPEC and its own options; "
+                "leave it out of the train flags"
+            )
+
+
+def actor_flag_names() -> frozenset[str]:
+    """Names of the flags ``python -m seed_rl.actor`` accepts (its own and the environment flags)."""
+    from absl import flags
+
+    import seed_rl.actor  # noqa: F401  (defines the actor's flags)
+
+    by_module = flags.FLAGS.flags_by_module_dict()
+    return frozenset(f.name for module, fs in by_module.items() if module.startswith("seed_rl") for f in fs)
+
+
+def flags_for_actor(train_flags: Sequence[str], actor_flags: frozenset[str]) -> list[str]:
+    """The train flags an actor also takes; learner-only ones (agent, optimizer, logdir, ...) are left out."""
+    kept = []
+    for token in train_flags:
+        name = flag_name(token)
+        if name in actor_flags or ("=" not in token and name.startswith("no") and name[2:] in actor_flags):
+            kept.append(token)
+    return kept
+
+
+def _security_flags(role: str, options: TaskOptions) -> list[str]:
+    if options.insecure:
+        return ["--insecure"] if role == "learner" else []
+    if options.credentials_dir is None:
+        raise TaskError(
+            "give --credentials_dir=DIR (holding token, learner.crt and learner.key, as "
+            "seed_rl.launch.vertex writes them) or --insecure to run without TLS and token"
+        )
+    files = credentials.CredentialFiles.in_directory(options.credentials_dir)
+    if role == "learner":
+        return [f"--tls_cert_file={files.cert}", f"--tls_key_file={files.key}", f"--auth_token_file={files.token}"]
+    return [f"--tls_ca_file={files.cert}", f"--tls_server_name={options.tls_server_name}", f"--auth_token_file={files.token}"]
+
+
+def learner_command(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[str]:
+    port = options.port or replica.learner_port
+    return [
+        sys.executable, "-m", "seed_rl.train", "--role=learner",
+        f"--server_address={options.bind_host}:{port}",
+        f"--num_actors={replica.num_actor_replicas * options.actors_per_replica}",
+        *_security_flags("learner", options), *train_flags,
+    ]
+
+
+def actor_commands(
+    replica: Replica, options: TaskOptions, train_flags: Sequence[str], actor_flags: frozenset[str]
+) -> list[list[str]]:
+    port = options.port or replica.learner_port
+    shared = [
+        f"--learner_address={replica.learner_host}:{port}",
+        *_security_flags("actor", options), *flags_for_actor(train_flags, actor_flags),
+    ]
+    first = replica.index * options.actors_per_replica
+    return [
+        [sys.executable, "-m", "seed_rl.actor", *shared, f"--actor_id={first + j}"]
+        for j in range(options.actors_per_replica)
+    ]
+
+
+def supervise_actors(commands: list[list[str]], poll_s: float = 0.5) -> int:
+    """Runs the actor processes of this replica until one exits with a code or we are told to stop.
+
+    A process killed by a signal (the OOM killer, say) is restarted; a process
+    that exits with a code (a configuration error) stops the replica with that code.
+    SIGTERM and SIGINT stop every process and exit 0.
+    """
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    processes = [subprocess.Popen(command) for command in commands]
+    for i, process in enumerate(processes):
+        log.info("actor process %d started (pid %d)", i, process.pid)
+    code = 0
+    try:
+        while not stopping:
+            for i, process in enumerate(processes):
+                returncode = process.poll()
+                if returncode is None:
+                    continue
+                if returncode < 0:
+                    log.warning("actor process %d was killed by signal %d; restarting it", i, -returncode)
+                    processes[i] = subprocess.Popen(commands[i])
+                    log.info("actor process %d started (pid %d)", i, processes[i].pid)
+                    continue
+                log.error("actor process %d exited with code %d; stopping this replica", i, returncode)
+                stopping, code = True, returncode
+                break
+            else:
+                time.sleep(poll_s)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    return code
+
+
+def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
+    argv = list(argv)
+    if "--" in argv:
+        split = argv.index("--")
+        own, train_flags = argv[:split], argv[split + 1:]
+    else:
+        own, train_flags = argv, []
+    parser = argparse.ArgumentParser(
+        prog="python -m seed_rl.launch.vertex_task",
+        description="Start the learner or the actors of this Vertex AI replica, as CLUSTER_SPEC says.",
+        epilog="Everything after -- is passed to seed_rl.train (the learner) and, where it knows the flag, seed_rl.actor.",
+    )
+    parser.add_argument("--credentials_dir", help="directory with token, learner.crt, learner.key (e.g. /gcs/BUCKET/JOB/credentials)")
+    parser.add_argument("--insecure", action="store_true", help="no TLS and no token (the learner logs a warning)")
+    parser.add_argument("--tls_server_name", default=credentials.DEFAULT_SERVER_NAME, help="name in the learner's certificate")
+    parser.add_argument("--port", type=int, help="learner port; default: the one CLUSTER_SPEC lists for workerpool0")
+    parser.add_argument("--bind_host", default="0.0.0.0", help="interface the learner listens on")
+    parser.add_argument("--actors_per_replica", type=int, default=1, help="actor processes on each actor replica")
+    parser.add_argument("--dry_run", action="store_true", help="print the command(s) instead of running them")
+    args = parser.parse_args(own)
+    if args.actors_per_replica < 1:
+        parser.error("--actors_per_replica must be at least 1")
+    if args.insecure and args.credentials_dir:
+        parser.error("give --credentials_dir or --insecure, not both")
+    options = TaskOptions(
+        args.credentials_dir, args.insecure, args.tls_server_name, args.port, args.bind_host, args.actors_per_replica
+    )
+    return options, train_flags, args.dry_run
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s vertex_task %(message)s")
+    options, train_flags, dry_run = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        replica = replica_from_environment(environ)
+        check_train_flags(train_flags)
+        if replica.role == "learner":
+            commands = [learner_command(replica, options, train_flags)]
+        else:
+            commands = actor_commands(replica, options, train_flags, actor_flag_names())
+    except (ClusterSpecError, TaskError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log.info("replica %s %d of this job; learner at %s", replica.role, replica.index, replica.learner_host)
+    if dry_run:
+        for command in commands:
+            print(shlex.join(command))
+        return 0
+    if replica.role == "learner":
+        sys.stdout.flush()
+        os.execv(commands[0][0], commands[0])  # the learner gets Vertex AI's signals directly
+    return supervise_actors(commands)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

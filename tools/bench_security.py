@@ -1,0 +1,146 @@
+"""What TLS and the token cost: actor round trips/s over loopback, plaintext against secured.
+
+  .venv/bin/python tools/bench_security.py --clients=4 --envs_per_client=16 --seconds=10
+
+Runs the learner's real server, dynamic batcher and inference engine (with a
+model-free agent, so the transport dominates) and ``--clients`` actor processes
+that send Atari-sized observations (``[K, 84, 84, 4]`` uint8) in lock-step, once
+per mode: plaintext, token only, TLS + token, ``--repeats`` times in alternating
+order. Prints the best round trips/s and observations/s per mode (the machine's
+other load only ever slows a run down). Needs ``cryptography`` (the test extra) for the
+throwaway self-signed certificate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+OBS_SHAPE = (84, 84, 4)
+TOKEN = "bench-token-0123456789abcdef"
+
+
+class ConstantAgent:
+    """Action 0 for every environment, no recurrent state: inference costs ~nothing."""
+
+    device = torch.device("cpu")
+
+    def initial_core_state(self, batch_size: int):
+        return ()
+
+    def act(self, inputs, core_state):
+        from seed_rl.core.agent import ActResult
+
+        return ActResult(torch.zeros(inputs.observation.shape[0], dtype=torch.int64), {}, ())
+
+
+def _client(address: str, security, num_envs: int, seconds: float, start, result) -> None:
+    import grpc
+
+    from seed_rl.core import protocol
+
+    channel = security.channel(address, [("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES)])
+    call = channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+    rng = np.random.default_rng(0)
+    request = protocol.encode_request(
+        rng.integers(0, 255, (num_envs, *OBS_SHAPE), dtype=np.uint8), np.zeros(num_envs, np.float32), np.zeros(num_envs, bool)
+    )
+    outbox: list = []
+    ready = threading.Event()
+
+    def requests():
+        while True:
+            ready.wait()
+            ready.clear()
+            if not outbox:
+                return
+            yield outbox.pop()
+
+    responses = call(requests(), metadata=security.metadata())
+    start.wait()
+    count, deadline = 0, time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            outbox.append(request)
+            ready.set()
+            next(responses)
+            count += 1
+    except grpc.RpcError as e:
+        print(f"client failed: {e.code().name} {e.details()}", file=sys.stderr)
+    ready.set()
+    responses.cancel()
+    result.put(count)
+
+
+def measure(mode: str, certs, args) -> float:
+    from seed_rl.core.batcher import DynamicBatcher
+    from seed_rl.core.inference import InferenceEngine
+    from seed_rl.core.security import ClientSecurity, ServerSecurity
+    from seed_rl.core.server import LearnerServer
+    from seed_rl.envs import EnvSpec
+
+    if mode == "plaintext":
+        server_security, client_security = ServerSecurity(), ClientSecurity()
+    elif mode == "token":
+        server_security, client_security = ServerSecurity(auth_token=TOKEN), ClientSecurity(auth_token=TOKEN)
+    else:
+        server_security = ServerSecurity(certs.cert.read_bytes(), certs.key.read_bytes(), TOKEN, str(certs.cert))
+        client_security = ClientSecurity(str(certs.cert), None, TOKEN)
+    engine = InferenceEngine(ConstantAgent(), 20, lambda unroll: None, threading.Lock())
+    batcher = DynamicBatcher(engine, args.clients * args.envs_per_client, 0.002)
+    spec = EnvSpec(observation_shape=OBS_SHAPE, observation_dtype="uint8", num_actions=6)
+    server = LearnerServer("127.0.0.1:0", spec, "bench", batcher, engine, security=server_security)
+    server.start()
+    context = multiprocessing.get_context("spawn")
+    start, result = context.Event(), context.Queue()
+    clients = [
+        context.Process(target=_client, args=(server.address, client_security, args.envs_per_client, args.seconds, start, result))
+        for _ in range(args.clients)
+    ]
+    for c in clients:
+        c.start()
+    time.sleep(2.0)  # let every client connect before the clock starts
+    start.set()
+    total = sum(result.get() for _ in clients)
+    for c in clients:
+        c.join()
+    server.stop(0.5)
+    batcher.close()
+    return total / args.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--envs_per_client", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tls_helpers import make_self_signed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = make_self_signed(Path(tmp))
+        print(f"{args.clients} clients x {args.envs_per_client} envs of {OBS_SHAPE} uint8, {args.seconds:.0f} s per mode")
+        modes = ["plaintext", "token", "tls+token"]
+        rates: dict[str, list[float]] = {m: [] for m in modes}
+        for repeat in range(args.repeats):
+            for mode in modes if repeat % 2 == 0 else modes[::-1]:
+                rates[mode].append(measure(mode, certs, args))
+        for mode in modes:
+            best = max(rates[mode])
+            runs = ", ".join(f"{r:,.0f}" for r in rates[mode])
+            print(f"{mode:>10}: {best:8,.0f} round trips/s  {best * args.envs_per_client:10,.0f} observations/s  (runs: {runs})")
+
+
+if __name__ == "__main__":
+    main()
