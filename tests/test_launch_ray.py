@@ -286,3 +286,20 @@ def test_a_second_run_in_the_same_namespace_is_refused_in_one_line(ray_cluster, 
     last = output.strip().splitlines()[-1]
     assert last.startswith("error: ") and f"give this one its own --ray_namespace" in last, output[-3000:]
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_tls_and_token_flags_reach_the_learner_and_the_actors(ray_cluster, tmp_path):
+    from tls_helpers import make_self_signed, write_token
+
+    cert = make_self_signed(tmp_path / "certs")
+    token = write_token(tmp_path / "token", "ray-launcher-token")
+    logdir = tmp_path / "run"
+    launcher = _start_launcher(
+        ray_cluster, f"test-{uuid.uuid4().hex[:8]}", logdir, "--total_environment_frames=3000",
+        f"--tls_cert_file={cert.cert}", f"--tls_key_file={cert.key}", f"--tls_ca_file={cert.cert}",
+        f"--auth_token_file={token}",
+    )
+    output = _finish(launcher)
+    assert launcher.returncode == 0, output[-4000:]
+    assert read_metrics(logdir)[-1]["frames"] >= 3000
+    assert "(TLS, token required)" in output, output[-3000:]
