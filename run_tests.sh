@@ -4,5 +4,7 @@
 #   ./run_tests.sh -m "not slow" # skip the multi-minute learning runs
 set -euo pipefail
 cd "$(dirname "$0")"
-tools/setup_venv.sh >&2
+# Test extras: Atari, the test tools, plots, old-gym (shimmy), Vertex AI and Ray.
+# Google Research Football is built separately (tools/setup_football.sh; CI does).
+tools/setup_venv.sh atari,test,plot,shimmy,gcp,ray >&2
 exec .venv/bin/python -m pytest "$@"
