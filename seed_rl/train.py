@@ -212,6 +212,8 @@ def main(argv: list[str]) -> None:
         learner = Learner(built.agent, built.data, spec, settings, run_config)
     except CheckpointMismatch as e:
         sys.exit(f"error: {e}")
+    except OSError as e:  # the learner's port is taken
+        sys.exit(f"error: {e}; stop the other process or choose another --server_address")
     if learner.done():
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", logdir, learner.frames)
         learner.close(save=False)

@@ -51,3 +51,16 @@ def test_learner_role_refuses_a_random_port(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "remote actors cannot find" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_taken_port_is_one_clear_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_train(tmp_path, "--role=learner", f"--server_address=127.0.0.1:{port}", "--env=CartPole-v1",
+                           timeout=120)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: could not listen on 127.0.0.1:") and "--server_address" in last, last
