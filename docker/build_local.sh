@@ -4,6 +4,7 @@
 # mirror, imported with `podman import`, then docker/Dockerfile on top of it.
 #   docker/build_local.sh            # the actor image (seed-rl-actor:latest)
 #   docker/build_local.sh learner    # also the learner image (pulls a multi-GB CUDA torch)
+#   docker/build_local.sh actor-football learner-football   # the images for Football jobs
 # Needs root, debootstrap and podman (apt-get install debootstrap podman).
 # SEED_RL_CA_FILE: a CA bundle to trust for PyPI inside the build (for a TLS-intercepting
 # proxy); default: the host's bundle when PIP_CERT names one. It is mounted, not copied.
@@ -36,8 +37,9 @@ if [ -n "${SEED_RL_WHEELS:-}" ]; then
 fi
 for target in "${targets[@]}"; do
   case "$target" in
-    actor|learner) ;;
-    *) echo "error: unknown image '$target'; choose actor or learner" >&2; exit 2 ;;
+    actor|learner|actor-football|learner-football) ;;
+    *) echo "error: unknown image '$target'; choose actor, learner, actor-football or learner-football" >&2
+       exit 2 ;;
   esac
   "${podman[@]}" build --isolation=chroot --network=host "${build_args[@]}" --target "$target" \
     --tag "localhost/seed-rl-$target:latest" --file docker/Dockerfile .

@@ -3,6 +3,10 @@
 #   docker/check_local.sh           # the actor image, against a learner started here from
 #                                   # .venv (run tools/setup_venv.sh first)
 #   docker/check_local.sh learner   # the learner image: a short CartPole run inside it
+#   docker/check_local.sh actor-football     # a Football env steps in the image, then the
+#                                            # actor checks
+#   docker/check_local.sh learner-football   # the same, a 300-frame Football training,
+#                                            # then the learner check
 # `podman run` cannot start containers in this project's sandbox (crun: setrlimit is
 # refused), so the image's root filesystem is mounted and entered with chroot: the
 # image's own Python, packages and seed_rl run, sharing this machine's kernel and
@@ -11,8 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 which=${1:-actor}
 case "$which" in
-  actor|learner) image=localhost/seed-rl-$which:latest ;;
-  *) echo "error: unknown image '$which'; choose actor or learner" >&2; exit 2 ;;
+  actor|learner|actor-football|learner-football) image=localhost/seed-rl-$which:latest ;;
+  *) echo "error: unknown image '$which'; choose actor, learner, actor-football or learner-football" >&2
+     exit 2 ;;
 esac
 podman=(podman --storage-driver=vfs)
 port=$(.venv/bin/python -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
@@ -31,6 +36,30 @@ trap cleanup EXIT
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 in_image() { chroot "$root" /usr/bin/env PATH=/opt/venv/bin:/usr/bin:/bin HOME=/root "$@"; }
+
+if [ "$which" != "${which%-football}" ]; then
+  echo "== gfootball in the image: the engine loads and an academy scenario steps"
+  in_image python3 -c "
+import gfootball.env
+from seed_rl.envs import make_env
+env = make_env('football:academy_empty_goal_close', 0); obs, _ = env.reset(seed=0)
+steps, ret = 0, 0.0
+while True:
+    obs, r, term, trunc, _ = env.step(env.action_space.sample()); steps += 1; ret += r
+    if term or trunc: break
+print('Football observation', obs.shape, obs.dtype, 'episode of', steps, 'steps, return', ret)"
+  if [ "$which" = learner-football ]; then
+    echo "== a 300-frame Football training (learner probe env and 1 actor process) inside the image"
+    in_image python3 -m seed_rl.train --env=football:academy_empty_goal_close --num_actors=1 \
+      --envs_per_actor=2 --unroll_length=16 --batch_size=2 --total_environment_frames=300 \
+      --log_interval_s=1 --logdir=/tmp/seed-rl-check-football >"$work/football.log" 2>&1 \
+      || { tail -20 "$work/football.log" >&2; exit 1; }
+    tail -1 "$root/tmp/seed-rl-check-football/metrics.jsonl"
+  fi
+  which=${which%-football}
+elif in_image python3 -c "import gfootball" 2>/dev/null; then
+  echo "error: gfootball is installed in $image; only the -football images should carry it" >&2; exit 1
+fi
 
 if [ "$which" = learner ]; then
   echo "== a short CartPole training (learner and 2 actor processes) inside the learner image"

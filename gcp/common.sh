@@ -8,6 +8,10 @@
 #   BUCKET      gs://BUCKET for credentials, summaries, checkpoints, created if missing
 #               (gs://PROJECT-seed-rl)
 #   TAG         image tag (default: the time of the build)
+#   IMAGE_VARIANT  set by a script whose environment the default images lack: "football"
+#               builds and runs the actor-football/learner-football Dockerfile targets,
+#               pushed as actor-football:TAG and learner-football:TAG (default: none,
+#               the Atari-only actor and learner images)
 #   NUM_ACTORS, ACTORS_PER_REPLICA, LEARNER_MACHINE_TYPE, ACCELERATOR_TYPE,
 #   ACCELERATOR_COUNT, ACTOR_MACHINE_TYPE   override the script's job shape
 #   SKIP_BUILD=1  reuse images already pushed with TAG
@@ -45,8 +49,15 @@ start_training() {
   local job_name
   job_name="${prefix}-$(date -u +%Y%m%d-%H%M%S)"
   local registry="${region}-docker.pkg.dev/${project}/${repository}"
-  local actor_image="${registry}/actor:${tag}"
-  local learner_image="${registry}/learner:${tag}"
+  local actor_target=actor learner_target=learner
+  case "${IMAGE_VARIANT:-}" in
+    "") ;;
+    football) actor_target=actor-football learner_target=learner-football ;;
+    *) echo "error: unknown IMAGE_VARIANT '${IMAGE_VARIANT}'; choose football or leave it unset" >&2
+       exit 2 ;;
+  esac
+  local actor_image="${registry}/${actor_target}:${tag}"
+  local learner_image="${registry}/${learner_target}:${tag}"
   local python=${PYTHON:-}
   if [ -z "$python" ]; then
     if [ -x "$ROOT/.venv/bin/python" ]; then python="$ROOT/.venv/bin/python"; else python=python3; fi
@@ -60,7 +71,7 @@ start_training() {
     fi
     run gcloud builds submit "$ROOT" --project="$project" --region="$region" \
       --config="$GCP_DIR/cloudbuild.yaml" \
-      --substitutions="_ACTOR_IMAGE=${actor_image},_LEARNER_IMAGE=${learner_image}"
+      --substitutions="_ACTOR_IMAGE=${actor_image},_LEARNER_IMAGE=${learner_image},_ACTOR_TARGET=${actor_target},_LEARNER_TARGET=${learner_target}"
   fi
   if [ "${DRY_RUN:-0}" = 1 ] || ! gcloud storage buckets describe "$bucket" --project="$project" >/dev/null 2>&1; then
     run gcloud storage buckets create "$bucket" --project="$project" --location="$region" \

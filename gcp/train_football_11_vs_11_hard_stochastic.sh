@@ -3,10 +3,13 @@
 # Shape and hyperparameters from SEED RL's gcp/train_football_scoring.sh: 25 workers x 8
 # actors (here 25 replicas x 8 processes x 1 environment), inference batch 64, batch 32,
 # unroll 32, discount 0.997, entropy 3.19e-5, Adam lr 5.53e-5, 500M frames.
-# The image needs gfootball (see the Football section of the README).
+# Builds and runs the Football images (docker/Dockerfile targets actor-football and
+# learner-football: the Atari images plus gfootball 2.10.2 and the SDL2/Boost/EGL runtime
+# libraries; the README's containers section says what was checked).
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+IMAGE_VARIANT=football
 NUM_ACTORS=${NUM_ACTORS:-25}
 ACTORS_PER_REPLICA=${ACTORS_PER_REPLICA:-8}
 LEARNER_MACHINE_TYPE=${LEARNER_MACHINE_TYPE:-n1-standard-8}

@@ -38,3 +38,37 @@ def test_image_requirements_are_the_ones_pyproject_declares():
     # Everything seed_rl and its Atari extra depend on is in one of the images; torch comes from the TORCH build arg.
     assert {name(d) for d in declared} == {name(r) for r in actor + learner} | {"torch"}
     assert re.search(r'ARG TORCH="torch==[0-9.]+"', (ROOT / "docker" / "Dockerfile").read_text())
+
+
+def _stages(dockerfile: str) -> dict[str, str]:
+    """Each stage's name -> its text (from its FROM line to the next)."""
+    parts = re.split(r"^(?=FROM )", dockerfile, flags=re.M)
+    return {re.match(r"FROM \S+ AS (\S+)", part).group(1): part for part in parts if part.startswith("FROM ")}
+
+
+def test_football_images_add_gfootball_without_its_build_dependencies():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    stages = _stages(dockerfile)
+    order = list(stages)
+    # Football stages come after the Atari targets, so building `actor` or `learner` (even with a
+    # builder that does not skip unused stages) never compiles gfootball.
+    assert order.index("learner") < min(order.index(s) for s in ("football-build", "actor-football", "learner-football"))
+    assert stages["actor-football"].startswith("FROM actor AS")
+    assert stages["learner-football"].startswith("FROM actor-football AS")
+    # The wheel is built by tools/setup_football.sh in its own stage; the image gets only the wheel and
+    # runtime libraries, never the -dev packages setup_football.sh installs to build it.
+    assert "SEED_RL_FOOTBALL_WHEELS=" in stages["football-build"] and "setup_football.sh" in stages["football-build"]
+    assert "COPY --from=football-build" in stages["actor-football"]
+    assert not re.search(r"-dev\b|build-essential|cmake", stages["actor-football"] + stages["learner-football"])
+    # Both learners install the same torch and TensorBoard.
+    torch_arg = re.compile(r'^ARG TORCH=.*$|^RUN pip install "\$\{TORCH\}".*$', re.M)
+    assert torch_arg.findall(stages["learner"]) == torch_arg.findall(stages["learner-football"])
+
+
+def test_setup_football_names_a_missing_venv(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "SEED_RL_VENV": str(tmp_path / "missing")}
+    result = subprocess.run(["bash", str(ROOT / "tools" / "setup_football.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: SEED_RL_VENV={tmp_path}/missing has no bin/python; "
+                                     "create the venv first (python3 -m venv ...)")

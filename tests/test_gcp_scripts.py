@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,10 +15,12 @@ import pytest
 from seed_rl.launch import vertex
 from train_helpers import ROOT
 
+# script: (env flag, actor replicas, actors per replica, Dockerfile targets = image names)
 SCRIPTS = {
-    "train_atari_pong.sh": ("--env=atari:Pong", 32, 4),
-    "train_football_11_vs_11_hard_stochastic.sh": ("--env=football:11_vs_11_hard_stochastic", 25, 8),
-    "train_dmlab_rooms_watermaze.sh": ("--env=dmlab:rooms_watermaze", 50, 8),
+    "train_atari_pong.sh": ("--env=atari:Pong", 32, 4, ("actor", "learner")),
+    "train_football_11_vs_11_hard_stochastic.sh": ("--env=football:11_vs_11_hard_stochastic", 25, 8,
+                                                   ("actor-football", "learner-football")),
+    "train_dmlab_rooms_watermaze.sh": ("--env=dmlab:rooms_watermaze", 50, 8, ("actor", "learner")),
 }
 
 FAKE_GCLOUD = """#!/usr/bin/env bash
@@ -50,7 +53,7 @@ def test_scripts_parse():
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_dry_run_builds_on_cloud_build_and_prints_a_valid_job(script, fake_gcloud):
     env, log = fake_gcloud
-    env_flag, replicas, per_replica = SCRIPTS[script]
+    env_flag, replicas, per_replica, (actor_target, learner_target) = SCRIPTS[script]
     result = subprocess.run(["bash", str(ROOT / "gcp" / script), "--seed=7"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -59,11 +62,13 @@ def test_dry_run_builds_on_cloud_build_and_prints_a_valid_job(script, fake_gclou
     registry = "us-central1-docker.pkg.dev/fake-project/seed-rl"
     assert (f"+ gcloud builds submit {ROOT} --project=fake-project --region=us-central1 "
             f"--config={ROOT}/gcp/cloudbuild.yaml "
-            f"--substitutions=_ACTOR_IMAGE={registry}/actor:t1,_LEARNER_IMAGE={registry}/learner:t1") in result.stderr
+            f"--substitutions=_ACTOR_IMAGE={registry}/{actor_target}:t1,_LEARNER_IMAGE={registry}/{learner_target}:t1,"
+            f"_ACTOR_TARGET={actor_target},_LEARNER_TARGET={learner_target}") in result.stderr
     message = vertex.to_message(json.loads(result.stdout))
     learner, actors = message.job_spec.worker_pool_specs
-    assert learner.container_spec.image_uri == f"{registry}/learner:t1"
-    assert actors.container_spec.image_uri == f"{registry}/actor:t1"
+    # The job runs the images the build pushed (Football's carry gfootball, the others do not).
+    assert learner.container_spec.image_uri == f"{registry}/{learner_target}:t1"
+    assert actors.container_spec.image_uri == f"{registry}/{actor_target}:t1"
     assert learner.machine_spec.accelerator_count == 1 and actors.machine_spec.accelerator_count == 0
     assert actors.replica_count == replicas
     args = list(actors.container_spec.args)
@@ -85,11 +90,23 @@ def test_no_project_is_one_clear_error(tmp_path):
     assert result.stderr.strip() == "error: no Google Cloud project: set PROJECT=... or run 'gcloud config set project ID'"
 
 
+def test_unknown_image_variant_is_one_clear_error(fake_gcloud):
+    env, _ = fake_gcloud
+    env["IMAGE_VARIANT"] = "dmlab"
+    source = f"source {ROOT}/gcp/common.sh; NUM_ACTORS=1; start_training x"
+    result = subprocess.run(["bash", "-c", source], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown IMAGE_VARIANT 'dmlab'; choose football or leave it unset"
+
+
 def test_cloud_build_config_uses_the_substitutions_common_sh_passes():
     config = (ROOT / "gcp" / "cloudbuild.yaml").read_text()
     common = (ROOT / "gcp" / "common.sh").read_text()
-    for name in ("_ACTOR_IMAGE", "_LEARNER_IMAGE"):
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text()
+    for name in ("_ACTOR_IMAGE", "_LEARNER_IMAGE", "_ACTOR_TARGET", "_LEARNER_TARGET"):
         assert "${" + name + "}" in config and f"{name}=" in common
-    for target in ("actor", "learner"):
-        assert f"--target={target}" in config
-        assert f"AS {target}" in (ROOT / "docker" / "Dockerfile").read_text()
+    # Without substitutions for the targets, Cloud Build builds the Atari images.
+    assert re.search(r"^substitutions:\n  _ACTOR_TARGET: actor\n  _LEARNER_TARGET: learner\n", config, re.M)
+    for *_, targets in SCRIPTS.values():
+        for target in targets:
+            assert re.search(rf"^FROM \S+ AS {target}$", dockerfile, re.M), target

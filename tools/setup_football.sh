@@ -3,6 +3,14 @@
 # `./run_local.sh football` and tests/test_football.py need it.
 #
 #   tools/setup_football.sh
+#   SEED_RL_VENV=/opt/venv tools/setup_football.sh     # another venv (docker/Dockerfile)
+#
+# SEED_RL_VENV: the venv to install into (default .venv; created with
+#   tools/setup_venv.sh only when it is the default and missing).
+# SEED_RL_FOOTBALL_WHEELS: a folder; when set, the gfootball wheel built here is also
+#   left there, with requirements.txt listing its runtime dependencies, so another
+#   environment can install it without the build dependencies (docker/Dockerfile's
+#   actor-football stage does).
 #
 # 1. The Debian build dependencies (SDL2 with image/ttf/gfx, Boost with
 #    Boost.Python, Mesa GL/EGL, CMake, a C++ compiler): installed with apt-get
@@ -28,11 +36,23 @@ deb_packages=(
   libboost-python-dev libboost-thread-dev libboost-system-dev libboost-filesystem-dev
 )
 
-[ -x .venv/bin/python ] || tools/setup_venv.sh
-python=.venv/bin/python
+venv=${SEED_RL_VENV:-.venv}
+venv=$(cd "$(dirname "$venv")" && pwd)/$(basename "$venv")
+if [ ! -x "$venv/bin/python" ]; then
+  if [ -z "${SEED_RL_VENV:-}" ]; then
+    tools/setup_venv.sh
+  else
+    echo "error: SEED_RL_VENV=$SEED_RL_VENV has no bin/python; create the venv first (python3 -m venv ...)" >&2
+    exit 2
+  fi
+fi
+python=$venv/bin/python
+wheels=${SEED_RL_FOOTBALL_WHEELS:-}
+# gfootball's runtime dependencies (see the note at the top).
+runtime_packages=(psutil six "gym==0.25.2" scipy absl-py opencv-python-headless)
 
-if "$python" -c "import gfootball.env" 2>/dev/null; then
-  echo "gfootball is already installed in .venv"
+if [ -z "$wheels" ] && "$python" -c "import gfootball.env" 2>/dev/null; then
+  echo "gfootball is already installed in $venv"
   exit 0
 fi
 
@@ -56,9 +76,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-"$python" -m pip install --quiet psutil six "gym==0.25.2" scipy absl-py \
-  opencv-python-headless wheel setuptools
+"$python" -m pip install --quiet "${runtime_packages[@]}" wheel setuptools
 echo "building gfootball $GFOOTBALL_VERSION from source (a few minutes)"
-PATH="$PWD/.venv/bin:$PATH" "$python" -m pip install --quiet --no-build-isolation --no-deps \
-  --no-binary gfootball "gfootball==$GFOOTBALL_VERSION"
-"$python" -c "import gfootball.env; print('gfootball', '$GFOOTBALL_VERSION', 'installed in .venv')"
+if [ -z "$wheels" ]; then
+  PATH="$venv/bin:$PATH" "$python" -m pip install --quiet --no-build-isolation --no-deps \
+    --no-binary gfootball "gfootball==$GFOOTBALL_VERSION"
+else
+  mkdir -p "$wheels"
+  PATH="$venv/bin:$PATH" "$python" -m pip wheel --quiet --no-build-isolation --no-deps \
+    --no-binary gfootball --wheel-dir "$wheels" "gfootball==$GFOOTBALL_VERSION"
+  printf '%s\n' "${runtime_packages[@]}" >"$wheels/requirements.txt"
+  "$python" -m pip install --quiet --no-deps "$wheels"/gfootball-"$GFOOTBALL_VERSION"-*.whl
+fi
+"$python" -c "import gfootball.env; print('gfootball', '$GFOOTBALL_VERSION', 'installed in $venv')"
