@@ -37,19 +37,23 @@ class CredentialFiles:
         return cls(f"{directory}/{TOKEN_FILE}", f"{directory}/{CERT_FILE}", f"{directory}/{KEY_FILE}")
 
 
-def generate_credentials(
-    directory: str | Path, server_name: str = DEFAULT_SERVER_NAME, validity_days: int = DEFAULT_VALIDITY_DAYS
-) -> CredentialFiles:
-    """Writes a fresh token, an EC P-256 key and a self-signed certificate for ``server_name``."""
+def self_signed_certificate(
+    server_name: str, ips: tuple[str, ...] = (), validity_days: int = DEFAULT_VALIDITY_DAYS
+) -> tuple[bytes, bytes]:
+    """PEM certificate and PKCS#8 key of an EC P-256 self-signed certificate (its own CA).
+
+    It names ``server_name`` and the IP addresses ``ips``.
+    """
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)])
+    alt_names = [x509.DNSName(server_name), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
@@ -59,16 +63,26 @@ def generate_credentials(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=validity_days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    files = CredentialFiles.in_directory(str(directory))
-    _write_private(files.key, key.private_bytes(
+    key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ))
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def generate_credentials(
+    directory: str | Path, server_name: str = DEFAULT_SERVER_NAME, validity_days: int = DEFAULT_VALIDITY_DAYS
+) -> CredentialFiles:
+    """Writes a fresh token, an EC P-256 key and a self-signed certificate for ``server_name``."""
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    cert_pem, key_pem = self_signed_certificate(server_name, validity_days=validity_days)
+    files = CredentialFiles.in_directory(str(directory))
+    _write_private(files.key, key_pem)
     _write_private(files.token, (secrets.token_urlsafe(32) + "\n").encode())
-    Path(files.cert).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    Path(files.cert).write_bytes(cert_pem)
     return files
 
 
