@@ -82,7 +82,7 @@ LAUNCHER_SET_FLAGS = {
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
-RAY_INSTALL_HINT = "pip install -e '.[ray]' (tools/setup_venv.sh installs it by default)"
+RAY_INSTALL_HINT = "tools/setup_venv.sh atari,plot,ray (or pip install -e '.[ray]')"
 
 
 class LaunchError(Exception):
