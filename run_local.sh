@@ -2,6 +2,7 @@
 # Train on this machine: the learner and its actors as local processes.
 #
 #   ./run_local.sh atari [--game=Breakout] [train flags...]   # Atari, Pong by default
+#   ./run_local.sh minatar [--game=SpaceInvaders] [flags...]  # MinAtar, Breakout by default
 #   ./run_local.sh football [--scenario=X] [train flags...]   # academy_empty_goal_close by default
 #   ./run_local.sh gym CartPole-v1 [train flags...]           # any gymnasium id
 #   ./run_local.sh dmlab [--level=rooms_watermaze] [train flags...]  # DeepMind Lab (engine built separately)
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -39,16 +40,19 @@ case "$family" in
   atari)
     take_option game Pong "$@"
     env="atari:$picked"
-    # 30-minute-scale defaults for a small CPU machine; override any of them.
+    # Two actor processes of 16 environments each; override any flag.
+    defaults=(--num_actors=2 --envs_per_actor=16)
+    ;;
+  minatar)
+    take_option game Breakout "$@"
+    env="minatar:$picked"
     defaults=(--num_actors=2 --envs_per_actor=16)
     ;;
   football)
     take_option scenario academy_empty_goal_close "$@"  # SEED RL football/env.py default
     env="football:$picked"
-    # SEED RL's Football IMPALA: Adam at a constant 0.00048 (football/vtrace_main.py),
-    # unrolls of 32, batches of 32, discount 0.997 (gcp/train_football_*.sh).
-    defaults=(--num_actors=2 --envs_per_actor=8 --optimizer=adam --learning_rate=0.00048 --nolr_decay
-      --unroll_length=32 --batch_size=32 --discount=0.997)
+    # The agent's settings come from the Football preset (seed_rl/presets.py).
+    defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
   gym)
     [ $# -ge 1 ] || usage
@@ -66,19 +70,8 @@ case "$family" in
 esac
 
 tools/setup_venv.sh >&2
-# Atari and DeepMind Lab are images; Football picks its own representation below.
-image_family=$(case "$family" in atari | dmlab) echo true ;; *) echo false ;; esac)
-if [ "$family" = dmlab ] && ! .venv/bin/python -c "import deepmind_lab" 2>/dev/null; then
-  # seed_rl.train stops before starting anything, with one line that says how
-  # to build deepmind_lab; no other notice before it.
-  image_family=false
-fi
-if [ "$image_family" = true ] && ! .venv/bin/python -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-  # The IMPALA deep ResNet trains at ~450 frames/s on 2 CPU cores, the Nature
-  # CNN at ~3,500 (measured, README); later flags override this one.
-  echo "no CUDA GPU: using the cheaper Nature CNN (pass --torso=impala_deep for the IMPALA ResNet)" >&2
-  defaults+=(--torso=nature)
-fi
+# Agent settings per environment family (and the cheaper CPU choices, e.g. the
+# Nature CNN) come from seed_rl/presets.py; seed_rl.train prints them at start.
 if [ "$family" = football ]; then
   .venv/bin/python -c "import gfootball.env" 2>/dev/null || {
     echo "error: Google Research Football (gfootball) is not installed in .venv; run tools/setup_football.sh" >&2

@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 # Test extras: Atari, the test tools, plots, old-gym (shimmy), Vertex AI and Ray.
 # Google Research Football is built separately (tools/setup_football.sh; CI does).
-tools/setup_venv.sh atari,test,plot,shimmy,gcp,ray >&2
+tools/setup_venv.sh atari,minatar,test,plot,video,shimmy,gcp,ray >&2
 exec .venv/bin/python -m pytest "$@"

@@ -35,9 +35,15 @@ def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAG
         define(field.name, None, f"{cls.__name__}.{field.name} (default {field.default!r})", flag_values=flag_values)
 
 
-def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS):
+def given_fields(cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> set[str]:
+    """The fields of ``cls`` whose flags were given a value (on the command line or by a caller)."""
+    return {f.name for f in dataclasses.fields(cls) if f.name in flag_values and flag_values[f.name].value is not None}
+
+
+def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS, defaults: dict | None = None):
+    """``cls`` built from the given flags, then ``defaults`` (e.g. a preset), then its own defaults."""
     hints = typing.get_type_hints(cls)
-    overrides = {}
+    overrides = dict(defaults or {})
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(hints[f.name]):
             overrides[f.name] = dataclass_from_flags(hints[f.name], flag_values)

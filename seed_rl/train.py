@@ -26,7 +26,8 @@ import torch
 from absl import app, flags
 
 from seed_rl.agents import registry
-from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
+from seed_rl import presets
+from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, given_fields
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
@@ -167,6 +168,12 @@ def main(argv: list[str]) -> None:
     frames_per_step = env_frames_per_step(FLAGS.env, env_config)
     total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     try:
+        config_cls = registry.config_class(FLAGS.agent)
+        family_preset = presets.preset(presets.env_family(FLAGS.env, spec.observation_shape), FLAGS.agent)
+        preset_values = presets.apply_preset(
+            config_cls, family_preset.resolve(device.type), given_fields(config_cls)
+        )
+        log.info("%s", presets.describe(family_preset, device.type, preset_values))
         built = registry.build_agent(
             FLAGS.agent,
             spec,
@@ -175,6 +182,7 @@ def main(argv: list[str]) -> None:
             frames_per_step,
             num_envs=total_envs,
             seed=FLAGS.seed,
+            preset=preset_values,
         )
     except ValueError as e:
         sys.exit(f"error: {e}")

@@ -269,7 +269,8 @@ def test_no_gradients_flow():
 @pytest.mark.parametrize("A", [2, 6, 18])
 def test_entropy_of_uniform_logits(A):
     logits = torch.full((4, 3, A), 0.37)
-    assert losses.entropy_loss(logits).item() == pytest.approx(-math.log(A), rel=1e-6)
+    # Summed over the T*B = 12 entries (scalable_agent / TorchBeast reduction).
+    assert losses.entropy_loss(logits).item() == pytest.approx(-12 * math.log(A), rel=1e-6)
 
 
 def test_entropy_loss_minimisation_raises_entropy():
@@ -286,7 +287,7 @@ def test_entropy_matches_manual():
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(3, 2, 5, generator=g, dtype=torch.float64)
     p = torch.softmax(logits, -1).numpy()
-    manual = np.mean([[np.sum(p[t, b] * np.log(p[t, b])) for b in range(2)] for t in range(3)])
+    manual = np.sum([[np.sum(p[t, b] * np.log(p[t, b])) for b in range(2)] for t in range(3)])
     assert losses.entropy_loss(logits).item() == pytest.approx(manual, rel=1e-10)
 
 
@@ -319,7 +320,7 @@ def test_policy_gradient_value_and_detached_advantages():
     advantages = torch.randn(T, B, generator=g, dtype=torch.float64, requires_grad=True)
     loss = losses.policy_gradient_loss(logits, actions, advantages)
     lp = torch.log_softmax(logits, -1).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    expected = -(lp * advantages.detach()).mean()
+    expected = -(lp * advantages.detach()).sum()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
     assert not loss.requires_grad  # advantages are detached, logits had no grad
 
@@ -329,16 +330,17 @@ def test_baseline_loss_value_and_gradient():
     values = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     targets = torch.randn(6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     loss = losses.baseline_loss(values, targets)
-    expected = 0.5 * ((targets - values) ** 2).mean()
+    expected = 0.5 * ((targets - values) ** 2).sum()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
     loss.backward()
     assert targets.grad is None
     np.testing.assert_allclose(
-        values.grad.numpy(), ((values - targets) / values.numel()).detach().numpy(), rtol=1e-10
+        values.grad.numpy(), (values - targets).detach().numpy(), rtol=1e-10
     )
 
 
-def test_losses_are_batch_size_invariant():
+def test_losses_sum_over_time_and_batch():
+    # Repeating the batch three times triples every loss: a sum, not a mean.
     g = torch.Generator().manual_seed(6)
     T, B, A = 5, 3, 4
     logits = torch.randn(T, B, A, generator=g)
@@ -347,13 +349,13 @@ def test_losses_are_batch_size_invariant():
     values, targets = torch.randn(T, B, generator=g), torch.randn(T, B, generator=g)
     rep = lambda x: torch.cat([x, x, x], dim=1)  # noqa: E731
     assert losses.policy_gradient_loss(rep(logits), rep(actions), rep(adv)).item() == (
-        pytest.approx(losses.policy_gradient_loss(logits, actions, adv).item(), rel=1e-5)
+        pytest.approx(3 * losses.policy_gradient_loss(logits, actions, adv).item(), rel=1e-5)
     )
     assert losses.baseline_loss(rep(values), rep(targets)).item() == pytest.approx(
-        losses.baseline_loss(values, targets).item(), rel=1e-5
+        3 * losses.baseline_loss(values, targets).item(), rel=1e-5
     )
     assert losses.entropy_loss(rep(logits)).item() == pytest.approx(
-        losses.entropy_loss(logits).item(), rel=1e-5
+        3 * losses.entropy_loss(logits).item(), rel=1e-5
     )
 
 
@@ -379,9 +381,9 @@ def test_mask_excludes_entries():
         assert fn(logits, adv, targets).item() == pytest.approx(
             fn(logits2, adv2, targets2).item(), rel=1e-5
         )
-    # Masked mean equals mean over the valid entries.
+    # The masked loss is the sum over the valid entries.
     valid = mask.flatten()
-    expected = 0.5 * ((targets - values) ** 2).flatten()[valid].mean()
+    expected = 0.5 * ((targets - values) ** 2).flatten()[valid].sum()
     assert losses.baseline_loss(values, targets, mask).item() == pytest.approx(
         expected.item(), rel=1e-6
     )

@@ -9,7 +9,7 @@
 # would pull a multi-GB CUDA build. Set SEED_RL_PYTHON to choose the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=${1:-atari,plot}
+extras=${1:-atari,minatar,plot}
 python=${SEED_RL_PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   echo "creating .venv with $($python --version)"

@@ -36,6 +36,19 @@ def define_agent_flags() -> None:
 AGENTS = ("impala", "r2d2")
 
 
+def config_class(name: str) -> type:
+    """The config dataclass of agent ``name``."""
+    if name == "impala":
+        from seed_rl.agents.impala.config import ImpalaConfig
+
+        return ImpalaConfig
+    if name == "r2d2":
+        from seed_rl.agents.r2d2.config import R2D2Config
+
+        return R2D2Config
+    raise ValueError(f"unknown --agent={name!r}; choose one of {', '.join(AGENTS)}")
+
+
 def build_agent(
     name: str,
     spec: EnvSpec,
@@ -45,8 +58,9 @@ def build_agent(
     num_envs: int,
     seed: int = 0,
     flag_values=flags.FLAGS,
+    preset: dict[str, Any] | None = None,
 ) -> BuiltAgent:
-    """Builds ``name`` from its config dataclass, overridden by the flags that were given.
+    """Builds ``name`` from its config dataclass, overridden by ``preset``, then by the flags that were given.
 
     ``num_envs`` is the number of environments across all actors (R2D2's
     per-environment epsilons); ``frames_per_step`` converts agent steps to
@@ -56,10 +70,9 @@ def build_agent(
         from seed_rl.agents.impala.agent import ImpalaAgent
         from seed_rl.agents.impala.config import ImpalaConfig
 
-        config = dataclass_from_flags(ImpalaConfig, flag_values)
-        config.validate()
+        config = dataclass_from_flags(ImpalaConfig, flag_values, preset)
         frames_per_train_step = config.batch_size * config.unroll_length * frames_per_step
-        agent = ImpalaAgent(spec, config, device, total_train_steps=total_frames // frames_per_train_step)
+        agent = ImpalaAgent(spec, config, device, total_train_steps=total_frames // max(1, frames_per_train_step))
         data = OnPolicyData(config.batch_size)
         return BuiltAgent(agent, data, config.unroll_length, 1, config.batch_size, dataclasses.asdict(config))
     if name == "r2d2":
@@ -68,7 +81,7 @@ def build_agent(
         from seed_rl.agents.r2d2.replay_data import ReplayData
         from seed_rl.replay.prioritized import PrioritizedReplay
 
-        config = dataclass_from_flags(R2D2Config, flag_values)
+        config = dataclass_from_flags(R2D2Config, flag_values, preset)
         agent = R2D2Agent(spec, config, device, num_envs)
         replay = PrioritizedReplay(
             config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=seed

@@ -10,6 +10,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 
@@ -20,26 +21,31 @@ def checkpoint_dir(logdir: str | os.PathLike) -> Path:
     return Path(logdir) / "checkpoints"
 
 
-def save_checkpoint(logdir: str | os.PathLike, state: dict, frames: int, keep: int = 3) -> Path:
-    """Saves ``state`` as ``checkpoints/ckpt-<frames>.pt`` atomically; keeps the newest ``keep``."""
-    directory = checkpoint_dir(logdir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"ckpt-{frames:013d}.pt"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Calls ``write`` on a temporary file beside ``path``, fsyncs it and renames it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def save_checkpoint(logdir: str | os.PathLike, state: dict, frames: int, keep: int = 3) -> Path:
+    """Saves ``state`` as ``checkpoints/ckpt-<frames>.pt`` atomically; keeps the newest ``keep``."""
+    directory = checkpoint_dir(logdir)
+    path = directory / f"ckpt-{frames:013d}.pt"
+    write_atomically(path, lambda f: torch.save(state, f))
     for old in list_checkpoints(logdir)[:-keep]:
         old.unlink(missing_ok=True)
     return path

@@ -1,7 +1,9 @@
 """Builds environments by name and describes them to the agents.
 
 ``make_env('atari:Pong', seed)`` builds an Atari game with SEED RL's
-preprocessing, ``make_env('dmlab:rooms_watermaze', seed)`` a DeepMind Lab level
+preprocessing, ``make_env('minatar:Breakout', seed)`` a MinAtar game as
+channel-first 0/255 uint8 planes (``minatar.py``),
+``make_env('dmlab:rooms_watermaze', seed)`` a DeepMind Lab level
 (``dmlab.py``), ``make_env('gym:<id>', seed)`` an old-gym-API environment through
 shimmy (``old_gym.py``); any other name is a registered gymnasium id such as
 ``'CartPole-v1'``, or ``'my_package.envs:MyEnv-v0'`` to import the module that
@@ -25,6 +27,7 @@ from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
 from seed_rl.envs.old_gym import GYM_PREFIX, make_old_gym
 from seed_rl.envs.football import FOOTBALL_PREFIX, make_football
+from seed_rl.envs.minatar import MINATAR_PREFIX, make_minatar
 
 ATARI_PREFIX = "atari:"
 DMLAB_PREFIX = "dmlab:"
@@ -105,11 +108,14 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
     Args:
       env_name: 'atari:<Game>' (e.g. 'atari:Pong', 'atari:space_invaders') for
         an Atari game with SEED RL's preprocessing (see ``make_atari``),
+        'minatar:<Game>' (e.g. 'minatar:Breakout', 'minatar:space_invaders')
+        for a MinAtar game (see ``make_minatar``),
         'football:<scenario>' for Google Research Football (see ``make_football``), or
         any registered gymnasium id (e.g. 'CartPole-v1').
       seed: seeds the action space; the actor seeds episodes with the first
         ``env.reset(seed=...)``.
-      config: Atari preprocessing settings; ignored by other environments.
+      config: Atari preprocessing settings; ignored by other environments
+        (MinAtar keeps its own defaults).
 
     Returns:
       The env. Float, integer (except uint8) and boolean Box observations are
@@ -120,6 +126,8 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
     """
     if env_name.startswith(ATARI_PREFIX):
         return make_atari(env_name[len(ATARI_PREFIX):], seed, config)
+    if env_name.startswith(MINATAR_PREFIX):
+        return make_minatar(env_name[len(MINATAR_PREFIX):], seed)
     if env_name.startswith(DMLAB_PREFIX):
         from seed_rl.envs.dmlab import make_dmlab
 
@@ -138,6 +146,10 @@ def make_env(env_name: str, seed: int, config: EnvConfig = EnvConfig()) -> gymna
                 f"could not import {module!r} to register {env_name!r}: {e}; is the package installed "
                 "and on PYTHONPATH?"
             ) from None
+
+    if env_name.startswith("MinAtar/"):
+        game = env_name.split("/")[-1].split("-v")[0]
+        raise EnvError(f"{env_name!r} is a MinAtar id; write it as minatar:{game} (minimal action set, uint8 planes)")
 
     if _is_ale_id(env_name):
         game = env_name.split("/")[-1].split("-v")[0]
@@ -183,7 +195,7 @@ def _finish(env: gymnasium.Env, seed: int) -> gymnasium.Env:
 
 
 def frames_per_step(env_name: str, config: EnvConfig = EnvConfig()) -> int:
-    """Environment frames per agent step: Atari's frame skip, DeepMind Lab's action repeats, else 1."""
+    """Environment frames per agent step: Atari's frame skip, DeepMind Lab's action repeats, else 1 (MinAtar too)."""
     if env_name.startswith(ATARI_PREFIX):
         return config.frame_skip
     if env_name.startswith(DMLAB_PREFIX):

@@ -91,6 +91,30 @@ class NatureTorso(nn.Module):
         return torch.relu(self.fc(x.flatten(1)))
 
 
+class MinAtarTorso(nn.Module):
+    """The MinAtar network (Young & Tian 2019), for 10x10 MinAtar planes.
+
+    One convolution of 16 3x3 filters, stride 1 (no padding), ReLU, then a
+    128-unit fully connected layer, ReLU. Takes uint8 images ``[N, C, H, W]``
+    and scales them to [0, 1].
+    """
+
+    def __init__(self, observation_shape: tuple[int, ...], channels: int = 16, output_size: int = 128):
+        super().__init__()
+        in_channels, height, width = observation_shape
+        self.conv = nn.Conv2d(in_channels, channels, 3, stride=1)
+        self.fc = nn.Linear(channels * (height - 2) * (width - 2), output_size)
+        self.output_size = output_size
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv(observation.float() / 255.0))
+        return torch.relu(self.fc(x.flatten(1)))
+
+
+# Spatial size (height, width) of MinAtar's planes.
+MINATAR_FRAME_SIZE = (10, 10)
+
+
 class MLPTorso(nn.Module):
     """A fully connected encoder for vector observations (flattened if multi-dimensional)."""
 
@@ -108,23 +132,26 @@ class MLPTorso(nn.Module):
         return self.layers(observation.float().flatten(1))
 
 
-TORSOS = ("auto", "impala_deep", "gfootball_smm", "nature", "mlp")
+TORSOS = ("auto", "impala_deep", "gfootball_smm", "nature", "minatar", "mlp")
+_IMAGE_TORSOS = ("impala_deep", "gfootball_smm", "nature", "minatar")
 
 
 def make_torso(name: str, observation_shape: tuple[int, ...], observation_dtype: str) -> nn.Module:
     """Builds a torso.
 
     ``auto`` picks SEED's Football network for uint8 images of a Football
-    frame size (72x96, 90x120, 108x144), the IMPALA deep CNN for other uint8
-    images, else an MLP.
+    frame size (72x96, 90x120, 108x144), the MinAtar network for 10x10 uint8
+    images, the IMPALA deep CNN for other uint8 images, else an MLP.
     """
     if name == "auto":
         is_image = observation_dtype == "uint8" and len(observation_shape) == 3
         if is_image and tuple(observation_shape[1:]) in FOOTBALL_FRAME_SIZES:
             name = "gfootball_smm"
+        elif is_image and tuple(observation_shape[1:]) == MINATAR_FRAME_SIZE:
+            name = "minatar"
         else:
             name = "impala_deep" if is_image else "mlp"
-    if name in ("impala_deep", "gfootball_smm", "nature") and len(observation_shape) != 3:
+    if name in _IMAGE_TORSOS and len(observation_shape) != 3:
         raise ValueError(
             f"torso {name!r} needs image observations [C, H, W], got shape {observation_shape}; use --torso=mlp"
         )
@@ -134,6 +161,8 @@ def make_torso(name: str, observation_shape: tuple[int, ...], observation_dtype:
         return GFootballTorso(observation_shape)
     if name == "nature":
         return NatureTorso(observation_shape)
+    if name == "minatar":
+        return MinAtarTorso(observation_shape)
     if name == "mlp":
         return MLPTorso(observation_shape)
     raise ValueError(f"unknown torso {name!r}; choose one of {', '.join(TORSOS)}")

@@ -53,7 +53,11 @@ class ImpalaAgent:
         return ActResult(action, {"policy_logits": logits}, core_state)
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
-        """IMPALA loss on a time-major batch of ``T + 1``-step unrolls (see ``Unroll``)."""
+        """IMPALA loss on a time-major batch of ``T + 1``-step unrolls (see ``Unroll``).
+
+        The loss is summed over the T*B steps (scalable_agent, TorchBeast) for
+        RMSprop, and averaged (SEED RL) for Adam; see ``ImpalaConfig``.
+        """
         cfg = self.config
         logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
         rewards = batch["reward"][1:]
@@ -77,12 +81,16 @@ class ImpalaAgent:
         pg_loss = losses.policy_gradient_loss(logits[:-1], actions, returns.pg_advantages)
         v_loss = losses.baseline_loss(values[:-1], returns.vs)
         entropy = losses.entropy_loss(logits[:-1])
-        total = pg_loss + cfg.baseline_cost * v_loss + cfg.entropy_cost * entropy
+        summed = pg_loss + cfg.baseline_cost * v_loss + cfg.entropy_cost * entropy
+        entries = actions.numel()
+        # Adam: SEED's mean-reduced losses, for which --adam_epsilon is sized.
+        total = summed / entries if cfg.optimizer == "adam" else summed
+        # Logged per step (means), so curves compare across unroll and batch sizes.
         logs = {
-            "loss/total": total.item(),
-            "loss/policy": pg_loss.item(),
-            "loss/baseline": v_loss.item(),
-            "policy_entropy": -entropy.item(),
+            "loss/total": summed.item() / entries,
+            "loss/policy": pg_loss.item() / entries,
+            "loss/baseline": v_loss.item() / entries,
+            "policy_entropy": -entropy.item() / entries,
             "mean_rho": returns.log_rhos.exp().mean().item(),
         }
         return total, logs

@@ -2,6 +2,27 @@
 
 Source for each default: Espeholt et al. 2018, "IMPALA", Appendix (Atari
 hyperparameters, shared by the single-task "deep" experiments), unless noted.
+``seed_rl/presets.py`` overrides some of them per environment family.
+
+How big one update is depends on the loss reduction and the optimizer's
+epsilon together, so each optimizer follows one source for both:
+
+- ``rmsprop`` (default): IMPALA's own code (scalable_agent) and TorchBeast
+  **sum** the losses over time and batch. TorchBeast uses torch's RMSprop,
+  whose epsilon sits outside the square root, at 0.01; that is the value and
+  meaning of ``--rmsprop_epsilon``. (scalable_agent's TF1 RMSProp puts its
+  epsilon 0.1 inside the square root, a different quantity.) With a mean over
+  T*B = 640 entries instead, eps 0.01 would act like eps 6.4 on the sum and
+  updates shrink about 50x (measured on Pong batches: issue 9).
+- ``adam``: SEED RL's V-trace learner takes the **mean** of its losses with
+  Adam (Football, DMLab), so with ``--optimizer=adam`` the summed loss is
+  divided by T*B and ``--adam_epsilon`` means what SEED's flag means.
+
+RMSprop normalises each step by the gradient's running RMS and Adam by its
+moments, so the step in parameter space is set by the learning rate, not by
+``--unroll_length`` or ``--batch_size``; those change how much data one step
+sees (and, for RMSprop, how large the gradient is next to epsilon, exactly as
+in TorchBeast).
 """
 
 from __future__ import annotations
@@ -17,9 +38,9 @@ class ImpalaConfig:
     optimizer: str = "rmsprop"  # IMPALA: RMSProp; "adam" as in SEED's Football/DMLab configs
     learning_rate: float = 6e-4  # IMPALA Atari: 0.0006
     rmsprop_decay: float = 0.99  # IMPALA Atari: decay 0.99
-    rmsprop_epsilon: float = 0.01  # IMPALA Atari: epsilon 0.01
+    rmsprop_epsilon: float = 0.01  # TorchBeast: torch RMSprop eps 0.01 on summed losses (see above)
     rmsprop_momentum: float = 0.0  # IMPALA Atari: momentum 0
-    adam_epsilon: float = 1e-8  # torch/Keras default, for --optimizer=adam
+    adam_epsilon: float = 3.125e-7  # SEED RL DMLab/Football scripts (gcp/train_*.sh): Adam eps 3.125e-7 on mean losses
     lr_decay: bool = True  # IMPALA: learning rate linearly annealed to 0 over training
     entropy_cost: float = 0.01  # IMPALA Atari: entropy cost 0.01
     baseline_cost: float = 0.5  # IMPALA Atari: baseline cost 0.5

@@ -1,10 +1,13 @@
 """IMPALA loss terms (policy gradient, baseline, entropy).
 
-Reduction convention: every loss is a **mean over the T*B (time x batch)
-entries**, not a sum, so learning rates and loss coefficients do not depend on
-unroll length or batch size. With a ``mask`` ([T, B], bool or float weights),
-the mean is taken over the masked entries only:
-``sum(mask * x) / max(sum(mask), 1)``.
+Reduction convention: every loss is a **sum over the T*B (time x batch)
+entries**, as in IMPALA's own code (scalable_agent) and TorchBeast. The
+optimizer's epsilon only has a meaning together with this reduction: RMSprop
+on a loss scaled by c with epsilon e takes the same steps as on the unscaled
+loss with epsilon e/c, so the RMSprop epsilon of those sources (sized for
+summed gradients) is only right with summed losses. ``ImpalaAgent`` divides
+by T*B itself where its source (SEED RL's Adam configs) takes means. With a
+``mask`` ([T, B], bool or float weights), only the masked entries are summed.
 
 Advantages and V-trace targets are treated as constants (``detach``); only the
 logits / values passed in receive gradients.
@@ -16,16 +19,15 @@ import torch
 import torch.nn.functional as F
 
 
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of ``x`` over all entries, or over entries where ``mask`` is set."""
+def _masked_sum(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Sum of ``x`` over all entries, or over entries where ``mask`` is set (weighted)."""
     if mask is None:
-        return x.mean()
+        return x.sum()
     if mask.shape != x.shape:
         raise ValueError(
             f"mask shape {tuple(mask.shape)} != loss shape {tuple(x.shape)}."
         )
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    return (x * mask.to(x.dtype)).sum()
 
 
 def policy_gradient_loss(
@@ -34,7 +36,7 @@ def policy_gradient_loss(
     advantages: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Policy gradient loss ``-mean(log pi(a_s|x_s) * A_s)``.
+    """Policy gradient loss ``-sum(log pi(a_s|x_s) * A_s)``.
 
     Args:
       logits: policy logits ``[T, B, A]`` (receive gradients).
@@ -53,7 +55,7 @@ def policy_gradient_loss(
         )
     log_probs = F.log_softmax(logits, dim=-1)
     action_log_probs = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
-    return _masked_mean(-action_log_probs * advantages.detach(), mask)
+    return _masked_sum(-action_log_probs * advantages.detach(), mask)
 
 
 def baseline_loss(
@@ -61,7 +63,7 @@ def baseline_loss(
     targets: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Value regression loss ``0.5 * mean((targets - values)^2)``.
+    """Value regression loss ``0.5 * sum((targets - values)^2)``.
 
     Args:
       values: baseline predictions ``V(x_s)``, ``[T, B]`` (receive gradients).
@@ -76,14 +78,14 @@ def baseline_loss(
             f"values {tuple(values.shape)} and targets {tuple(targets.shape)} "
             "differ in shape."
         )
-    return _masked_mean(0.5 * (targets.detach() - values) ** 2, mask)
+    return _masked_sum(0.5 * (targets.detach() - values) ** 2, mask)
 
 
 def entropy_loss(
     logits: torch.Tensor,
     mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Negative policy entropy ``mean(sum_a pi(a) log pi(a))``.
+    """Negative policy entropy ``sum_s sum_a pi(a|x_s) log pi(a|x_s)``.
 
     Minimising this loss increases the entropy of the policy.
 
@@ -92,8 +94,8 @@ def entropy_loss(
       mask: optional ``[T, B]`` validity mask.
 
     Returns:
-      Scalar loss (``-entropy``, averaged over T*B).
+      Scalar loss (``-entropy``, summed over T*B).
     """
     log_probs = F.log_softmax(logits, dim=-1)
     neg_entropy = (log_probs.exp() * log_probs).sum(-1)
-    return _masked_mean(neg_entropy, mask)
+    return _masked_sum(neg_entropy, mask)

@@ -86,10 +86,10 @@ class R2D2Agent:
             target_q, _ = self._unroll(self.target_model, batch, cfg.burn_in, None, target_state)
         td, valid = self._td_errors(q, target_q, batch)
         q_taken = q[:-1].gather(-1, batch["action"][cfg.burn_in : -1].unsqueeze(-1)).squeeze(-1)
-        if valid is not None:
-            per_sequence = 0.5 * td.pow(2).sum(dim=0) / valid.sum(dim=0).clamp(min=1)
-        else:
-            per_sequence = 0.5 * td.pow(2).mean(dim=0)
+        # SEED RL's R2D2 learner: 0.5 * squared TD errors summed over time (steps
+        # masked for a time-limit cut add nothing), then the importance-weighted
+        # mean over the batch. Adam's epsilon (R2D2 Table 2) is sized for this loss.
+        per_sequence = 0.5 * td.pow(2).sum(dim=0)
         weights = batch.get("importance_weights")
         loss = (per_sequence * weights).mean() if weights is not None else per_sequence.mean()
         priorities = sequence_priority(td.detach().abs(), cfg.priority_eta)

@@ -1,0 +1,188 @@
+"""Per-environment-family defaults ("presets") for the agents' configurations.
+
+An agent's config dataclass holds the defaults of its paper (IMPALA's and
+R2D2's Atari settings). A preset overrides some of them for one family of
+environments and, where a CPU learner needs cheaper choices, for CPU learners
+only. Each value carries its source: a paper, a reference implementation's
+configuration, or the measurement here that chose it (``docs/results.md``).
+
+Precedence, highest first: a flag given on the command line, the CPU part of
+the preset (on a CPU learner), the preset, the config dataclass default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FAMILIES = ("atari", "minatar", "football", "dmlab", "vector", "other")
+
+
+@dataclass(frozen=True)
+class Setting:
+    value: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The overrides of one (environment family, agent) pair."""
+
+    family: str
+    agent: str
+    settings: dict[str, Setting]  # on every device
+    cpu_settings: dict[str, Setting]  # on a CPU learner, over ``settings``
+
+    def resolve(self, device_type: str) -> dict[str, Setting]:
+        resolved = dict(self.settings)
+        if device_type == "cpu":
+            resolved.update(self.cpu_settings)
+        return resolved
+
+
+_NATURE_ON_CPU = Setting(
+    "nature",
+    "measured here (tools/bench_throughput.py, 2 CPU cores): the IMPALA ResNet trains at ~450 frames/s, "
+    "the Nature CNN at ~3,500",
+)
+_TORCHBEAST_PONG = "TorchBeast's example Pong command (monobeast)"
+
+# (family, agent) -> (settings on every device, settings on a CPU learner)
+_TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
+    # IMPALA's Atari settings are ImpalaConfig's own defaults. A CPU learner
+    # trains on far fewer frames per hour, so it takes TorchBeast's Pong
+    # configuration: 4x smaller updates (4 x 80 steps), i.e. 2x more updates per frame.
+    ("atari", "impala"): (
+        {},
+        {
+            "torso": _NATURE_ON_CPU,
+            "batch_size": Setting(4, _TORCHBEAST_PONG + ": batch 4"),
+            "unroll_length": Setting(80, _TORCHBEAST_PONG + ": unroll 80"),
+            "learning_rate": Setting(4e-4, _TORCHBEAST_PONG + ": RMSprop lr 0.0004"),
+            "lr_decay": Setting(
+                False,
+                "TorchBeast anneals over 30M agent steps (120M frames); a CPU run sees a few percent of "
+                "that, where the annealed rate is still above 90% of the initial one",
+            ),
+        },
+    ),
+    ("atari", "r2d2"): ({}, {"torso": _NATURE_ON_CPU}),
+    ("dmlab", "impala"): (
+        {
+            "optimizer": Setting("adam", "SEED RL gcp/train_dmlab_*.sh: Adam"),
+            "learning_rate": Setting(1e-4, "SEED RL gcp/train_dmlab_*.sh: learning rate 0.0001"),
+            "adam_epsilon": Setting(3.125e-7, "SEED RL gcp/train_dmlab_*.sh (current): Adam epsilon 3.125e-7"),
+            "entropy_cost": Setting(1e-5, "SEED RL gcp/train_dmlab_*.sh: entropy cost 1e-5"),
+            "vtrace_lambda": Setting(0.99, "SEED RL gcp/train_dmlab_*.sh: lambda 0.99"),
+            "lr_decay": Setting(False, "SEED RL's V-trace learner: constant learning rate"),
+        },
+        {"torso": _NATURE_ON_CPU},
+    ),
+    ("dmlab", "r2d2"): ({}, {"torso": _NATURE_ON_CPU}),
+    ("football", "impala"): (
+        {
+            "optimizer": Setting("adam", "SEED RL football/vtrace_main.py: Adam"),
+            "learning_rate": Setting(0.00048, "SEED RL football/vtrace_main.py: learning rate 0.00048"),
+            "lr_decay": Setting(False, "SEED RL's V-trace learner: constant learning rate"),
+            "unroll_length": Setting(32, "SEED RL gcp/train_football_*.sh: unroll 32"),
+            "batch_size": Setting(32, "SEED RL gcp/train_football_*.sh: batch 32"),
+            "discount": Setting(0.997, "SEED RL gcp/train_football_*.sh: discount 0.997"),
+        },
+        {},
+    ),
+    # MinAtar: the IMPALA paper's settings learn Breakout and Space Invaders
+    # (docs/results.md); the torso is MinAtar's own small CNN (torso=auto).
+    ("minatar", "impala"): ({}, {}),
+    ("minatar", "r2d2"): (
+        {
+            "lstm_size": Setting(128, "MinAtar's network size (Young & Tian 2019: 128 hidden units)"),
+            "head_size": Setting(128, "MinAtar's network size (Young & Tian 2019: 128 hidden units)"),
+            "unroll_length": Setting(20, "measured here (docs/results.md): short sequences for short games"),
+            "burn_in": Setting(10, "measured here (docs/results.md)"),
+            "sequence_period": Setting(10, "measured here (docs/results.md)"),
+            "batch_size": Setting(32, "measured here (docs/results.md)"),
+            "discount": Setting(0.99, "MinAtar (Young & Tian 2019): discount 0.99"),
+            "learning_rate": Setting(2.5e-4, "measured here (docs/results.md)"),
+            "target_update_period": Setting(250, "measured here (docs/results.md)"),
+            "replay_capacity": Setting(10_000, "measured here (docs/results.md)"),
+            "min_replay_size": Setting(200, "measured here (docs/results.md)"),
+            "replay_ratio": Setting(4.0, "measured here (docs/results.md)"),
+            "epsilon_base": Setting(0.2, "measured here (docs/results.md): a higher exploration floor"),
+            "epsilon_alpha": Setting(1.5, "measured here (docs/results.md)"),
+        },
+        {},
+    ),
+    # Vector observations (CartPole and the like): small problems that need many
+    # small updates and unclipped rewards. Chosen by the CartPole runs in docs/results.md.
+    ("vector", "impala"): (
+        {
+            "optimizer": Setting("adam", "measured here (docs/results.md): Adam, as SEED RL's V-trace learner"),
+            "learning_rate": Setting(0.002, "measured here (docs/results.md)"),
+            "lr_decay": Setting(False, "SEED RL's V-trace learner: constant learning rate"),
+            "batch_size": Setting(8, "measured here (docs/results.md): more, smaller updates"),
+            "baseline_cost": Setting(0.25, "measured here (docs/results.md)"),
+            "entropy_cost": Setting(0.005, "measured here (docs/results.md)"),
+            "reward_clipping": Setting("none", "rewards of vector tasks are not on Atari's scale"),
+        },
+        {},
+    ),
+    ("vector", "r2d2"): (
+        {
+            "lstm_size": Setting(64, "measured here (docs/results.md): a small network for a small problem"),
+            "head_size": Setting(64, "measured here (docs/results.md)"),
+            "unroll_length": Setting(20, "measured here (docs/results.md)"),
+            "burn_in": Setting(10, "measured here (docs/results.md)"),
+            "sequence_period": Setting(10, "measured here (docs/results.md)"),
+            "batch_size": Setting(32, "measured here (docs/results.md)"),
+            "learning_rate": Setting(1e-3, "measured here (docs/results.md)"),
+            "discount": Setting(0.99, "measured here (docs/results.md)"),
+            "target_update_period": Setting(100, "measured here (docs/results.md)"),
+            "replay_capacity": Setting(
+                10_000, "measured here (docs/results.md): with 2,000 CartPole collapsed after its first peak"
+            ),
+            "replay_ratio": Setting(8.0, "measured here (docs/results.md): small problems need many updates"),
+            "epsilon_base": Setting(
+                0.2, "measured here (docs/results.md): with 16 envs R2D2's schedule leaves most nearly greedy"
+            ),
+            "epsilon_alpha": Setting(1.5, "measured here (docs/results.md)"),
+        },
+        {},
+    ),
+}
+
+
+def env_family(env_name: str, observation_shape: tuple[int, ...]) -> str:
+    """The preset family of ``--env``: by its prefix, else by its observation's rank."""
+    for family in ("atari", "minatar", "football", "dmlab"):
+        if env_name.startswith(family + ":"):
+            return family
+    return "vector" if len(observation_shape) == 1 else "other"
+
+
+def preset(family: str, agent: str) -> Preset:
+    settings, cpu_settings = _TABLE.get((family, agent), ({}, {}))
+    return Preset(family, agent, settings, cpu_settings)
+
+
+def apply_preset(config_cls: type, resolved: dict[str, Setting], given: set[str]) -> dict[str, Any]:
+    """The preset values that ``config_cls`` takes and that no command-line flag overrides."""
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(resolved) - fields
+    if unknown:
+        raise ValueError(f"preset names fields {sorted(unknown)} that {config_cls.__name__} lacks")
+    return {name: setting.value for name, setting in resolved.items() if name not in given}
+
+
+def describe(preset_: Preset, device_type: str, applied: dict[str, Any]) -> str:
+    """One log line per applied value, with its source."""
+    resolved = preset_.resolve(device_type)
+    where = " on a CPU learner" if device_type == "cpu" and preset_.cpu_settings else ""
+    if not applied:
+        return f"preset {preset_.family}/{preset_.agent}{where}: the agent's own defaults"
+    lines = [f"preset {preset_.family}/{preset_.agent}{where} (a flag overrides any of these):"]
+    lines += [f"  --{name}={value}  ({resolved[name].source})" for name, value in applied.items()]
+    return "\n".join(lines)
