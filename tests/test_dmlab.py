@@ -441,6 +441,7 @@ def test_impala_trains_through_the_standin_with_a_level_cache(tmp_path):
             "--dmlab_height=12",
             "--dmlab_level_options=episodeLengthFrames=40,mapCount=3",
             f"--level_cache_dir={cache}",
+            "--torso=impala_deep",  # 16x12 frames are too small for the CPU preset's Nature CNN
             "--num_actors=1",
             "--envs_per_actor=2",
             "--unroll_length=5",

@@ -8,31 +8,14 @@ import pytest
 
 from train_helpers import ROOT, read_metrics, run_train
 
+# A small, fast configuration for runs that check plumbing, not learning.
 SMALL_R2D2 = (
     "--agent=r2d2",
-    "--num_actors=2",
-    "--envs_per_actor=8",
     "--lstm_size=64",
     "--head_size=64",
     "--unroll_length=20",
     "--burn_in=10",
     "--sequence_period=10",
-    "--batch_size=32",
-    "--min_replay_size=100",
-    "--learning_rate=0.001",
-    "--discount=0.99",
-    "--target_update_period=100",
-    # 10k sequences of 10 new steps (100k steps, ~200 full CartPole episodes):
-    # with the default 2000 the buffer held ~40 good episodes and CartPole
-    # collapsed after its first peak (forgetting what failure looks like).
-    "--replay_capacity=10000",
-    # Small problems need many updates per step: each step is trained on 8
-    # times on average (SEED's Atari default is 1.5).
-    "--replay_ratio=8",
-    # A higher exploration floor than R2D2's 0.4**(1 + 7i/(N-1)): with 16
-    # environments most of them were nearly greedy and learning collapsed.
-    "--epsilon_base=0.2",
-    "--epsilon_alpha=1.5",
     "--seed=1",
 )
 
@@ -44,12 +27,12 @@ def _returns(logdir, min_episodes: int = 100) -> list[float]:
 
 @pytest.mark.slow
 def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
-    # See README "Learning" for the runs behind these settings.
     # The cue is visible only at the first step, the question 7 steps later; a
     # memoryless policy scores 0 in expectation (+1/-1 at chance). Over 100
     # episodes chance gives a mean within about +-0.3 (3 standard deviations).
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
-    result = run_train(tmp_path, *SMALL_R2D2, "--env=memory_env:MemoryCue-v0",
+    # The vector-family preset (seed_rl/presets.py), nothing but the budget.
+    result = run_train(tmp_path, "--agent=r2d2", "--env=memory_env:MemoryCue-v0",
                        "--total_environment_frames=100000", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     returns = _returns(tmp_path)
@@ -59,9 +42,9 @@ def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_r2d2_learns_cartpole(tmp_path):
-    # See README "Learning": with TD-error insertion priorities and this replay
-    # size, runs reached 450-497 within 300-400k frames.
-    result = run_train(tmp_path, *SMALL_R2D2, "--env=CartPole-v1",
+    # Nothing but the budget: the vector-family preset that every user gets
+    # (seed_rl/presets.py). On 2 CPU cores it passed 400 at ~270k frames.
+    result = run_train(tmp_path, "--agent=r2d2", "--env=CartPole-v1",
                        "--total_environment_frames=400000", timeout=1100)
     assert result.returncode == 0, result.stderr[-3000:]
     returns = _returns(tmp_path)

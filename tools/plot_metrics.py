@@ -1,6 +1,11 @@
-"""Plots mean episode return against environment frames from metrics.jsonl files.
+"""Plots learning curves from metrics.jsonl files against environment frames.
 
-  .venv/bin/python tools/plot_metrics.py runs/pong_impala_cpu --out docs/pong_impala_cpu.png
+  .venv/bin/python tools/plot_metrics.py runs/atari_Pong-impala --panel policy_entropy \
+      --out docs/pong_impala_cpu.png
+
+The first panel is the 100-episode mean return; each ``--panel NAME`` adds one
+of another metric (e.g. ``policy_entropy``, ``loss/baseline``). The title gives
+each run's frames and wall-clock hours (from the records' ``time``, across resumes).
 """
 
 from __future__ import annotations
@@ -10,14 +15,20 @@ import json
 from pathlib import Path
 
 
-def load(logdir: Path) -> tuple[list[int], list[float]]:
-    frames, returns = [], []
-    for line in (logdir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("episode_return_mean") is not None:
-            frames.append(record["frames"])
-            returns.append(record["episode_return_mean"])
-    return frames, returns
+def load(logdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
+    points = [(r["frames"] / 1e6, r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def wall_hours(records: list[dict]) -> float | None:
+    """Hours of training: the sum of gaps between records, leaving out pauses of over 5 minutes (restarts)."""
+    times = [r["time"] for r in records if "time" in r]
+    gaps = [b - a for a, b in zip(times, times[1:]) if 0 <= b - a < 300]
+    return sum(gaps) / 3600 if gaps else None
 
 
 def main() -> None:
@@ -25,6 +36,8 @@ def main() -> None:
     parser.add_argument("logdirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--title", default=None)
+    parser.add_argument("--label", action="append", default=None, help="legend label per logdir")
+    parser.add_argument("--panel", action="append", default=[], help="another metric to plot below")
     args = parser.parse_args()
 
     import matplotlib
@@ -32,16 +45,26 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for logdir in args.logdirs:
-        frames, returns = load(logdir)
-        ax.plot([f / 1e6 for f in frames], returns, label=logdir.name)
-    ax.set_xlabel("environment frames (millions)")
-    ax.set_ylabel("mean return (last 100 episodes)")
-    ax.set_title(args.title or ", ".join(d.name for d in args.logdirs))
-    ax.grid(alpha=0.3)
+    keys = ["episode_return_mean", *args.panel]
+    fig, axes = plt.subplots(len(keys), 1, figsize=(6, 2.2 + 1.6 * len(keys)), dpi=100, sharex=True, squeeze=False)
+    labels = args.label or [d.name for d in args.logdirs]
+    summary = []
+    for logdir, label in zip(args.logdirs, labels):
+        records = load(logdir)
+        for ax, key in zip(axes[:, 0], keys):
+            ax.plot(*series(records, key), label=label)
+        hours = wall_hours(records)
+        summary.append(f"{records[-1]['frames'] / 1e6:.1f}M frames" + (f", {hours:.1f} h" if hours else ""))
+    axes[0, 0].set_ylabel("mean return\n(last 100 episodes)")
+    for ax, key in zip(axes[1:, 0], keys[1:]):
+        ax.set_ylabel(key)
+    for ax in axes[:, 0]:
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel("environment frames (millions)")
+    axes[0, 0].set_title(args.title or ", ".join(labels))
     if len(args.logdirs) > 1:
-        ax.legend()
+        axes[0, 0].legend(fontsize=8)
+    fig.text(0.99, 0.01, "; ".join(summary), ha="right", va="bottom", fontsize=7, color="gray")
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import time
 import threading
 from pathlib import Path
 
@@ -50,7 +51,8 @@ class MetricsWriter:
         self._jsonl = open(self.logdir / "metrics.jsonl", "a", buffering=1)
 
     def write(self, frames: int, values: dict) -> None:
-        record = {"frames": frames, **values}
+        # Unix time in the JSON lines only: curves against wall-clock time, across resumes.
+        record = {"frames": frames, "time": round(time.time(), 3), **values}
         self._jsonl.write(json.dumps(record) + "\n")
         for key, value in values.items():
             if isinstance(value, (int, float)) and value is not None and math.isfinite(value):

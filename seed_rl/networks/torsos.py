@@ -72,7 +72,12 @@ class NatureTorso(nn.Module):
 
     def __init__(self, observation_shape: tuple[int, ...], output_size: int = 512):
         super().__init__()
-        in_channels = observation_shape[0]
+        in_channels, height, width = observation_shape
+        if min(height, width) < 36:  # the three convolutions need 36x36 at least
+            raise ValueError(
+                f"torso 'nature' needs images of at least 36x36, got {height}x{width}; "
+                "use --torso=impala_deep or --torso=auto"
+            )
         self.convs = nn.Sequential(
             nn.Conv2d(in_channels, 32, 8, stride=4),
             nn.ReLU(),
