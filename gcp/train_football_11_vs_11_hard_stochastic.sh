@@ -6,7 +6,7 @@
 # mean-reduced loss, as --optimizer=adam takes it here), 500M frames.
 # Builds and runs the Football images (docker/Dockerfile targets actor-football and
 # learner-football: the Atari images plus gfootball 2.10.2 and the SDL2/Boost/EGL runtime
-# libraries; the README's containers section says what was checked).
+# libraries; docs/distributed.md says what was checked).
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

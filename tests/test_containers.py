@@ -1,7 +1,7 @@
 """What the images rely on: the actor image has no torch, and its requirements match pyproject.toml.
 
 Building the images needs root, podman and a few minutes: docker/build_local.sh and
-docker/check_local.sh do that (see the README's container section).
+docker/check_local.sh do that (see docs/distributed.md, containers).
 """
 
 from __future__ import annotations

@@ -334,7 +334,7 @@ def test_insecure_flag_serves_on_a_public_interface_with_a_warning(tmp_path):
 
 
 def test_remote_actor_joins_a_tls_learner_with_the_token(tmp_path, certs):
-    """The README's commands: learner on 0.0.0.0 with TLS and a token, actors with the CA and the token."""
+    """The commands of docs/security.md: learner on 0.0.0.0 with TLS and a token, actors with the CA and the token."""
     token_file = write_token(tmp_path / "token", TOKEN)
     port = free_port()
     learner = subprocess.Popen(

@@ -49,7 +49,7 @@ from netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailabl
 
 ROOT = Path(__file__).resolve().parent.parent
 # Cheap learner: IMPALA's MLP torso on vector observations; batches of 8 unrolls
-# of 20 steps, as the CartPole configuration in the README's learning results.
+# of 20 steps, as the CartPole configuration in docs/results.md.
 CHEAP_AGENT_FLAGS = ["--agent=impala", "--unroll_length=20", "--batch_size=8"]
 NETNS_PORT = 8686  # the learner's namespace is private, so a fixed port cannot collide
 LOG_INTERVAL_S = 1.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates or updates .venv with seed_rl and the given extras (comma-separated;
-# default atari,plot, what ./run_local.sh needs; ./run_tests.sh asks for the test
+# default atari,minatar,plot, what ./run_local.sh needs; ./run_tests.sh asks for the test
 # extras). Re-installs when pyproject.toml or the C++ sources change, or when an
 # extra is asked for that is not installed yet; extras installed earlier are kept,
 # so switching between training and tests never rebuilds the C++ extension.

@@ -137,7 +137,7 @@ def server_security(
     if not insecure:
         raise SecurityConfigError(
             f"--server_address={address} accepts actors from other machines, which needs "
-            f"{' and '.join(missing)}; give them (see README, 'Security and fault tolerance'), "
+            f"{' and '.join(missing)}; give them (see docs/security.md), "
             f"serve on 127.0.0.1, or pass --insecure to run without them on a trusted network"
         )
     log.warning(

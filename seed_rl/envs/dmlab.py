@@ -17,7 +17,7 @@
   (``terminated``; DeepMind Lab does not say whether a time limit ended it);
 - an optional level cache (``level_cache_dir``, see ``level_cache.py``).
 
-The engine is not on PyPI; building it is described in the README ("DeepMind
+The engine is not on PyPI; building it is described in docs/environments.md ("DeepMind
 Lab") and in the error raised when it is missing.
 """
 

@@ -41,7 +41,7 @@ class R2D2Config:
     lstm_size: int = 512  # R2D2 Table 2: LSTM 512 units
     head_size: int = 512  # R2D2 Table 2: dueling heads with 512 hidden units
     torso: str = "auto"  # IMPALA deep ResNet for images (SEED's R2D2 Atari), MLP for vectors
-    checkpoint_replay: bool = True  # store replay contents in checkpoints (see README)
+    checkpoint_replay: bool = True  # store replay contents in checkpoints (see docs/agents.md)
 
     def validate(self) -> None:
         positive = ("unroll_length", "sequence_period", "batch_size", "n_step", "target_update_period",
