@@ -23,10 +23,11 @@ def test_impala_learns_cartpole(tmp_path):
     assert returns[0] < 100
 
 
-def test_atari_smoke_run_writes_metrics_and_checkpoint(tmp_path):
+@pytest.mark.parametrize("env", ["atari:Pong", "minatar:Breakout"])
+def test_image_smoke_run_writes_metrics_and_checkpoint(tmp_path, env):
     result = run_train(
         tmp_path,
-        "--env=atari:Pong",
+        f"--env={env}",
         "--num_actors=1",
         "--envs_per_actor=2",
         "--unroll_length=5",
