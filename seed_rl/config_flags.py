@@ -30,6 +30,9 @@ def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAG
             define_dataclass_flags(hints[field.name], flag_values)
             continue
         if field.name in flag_values:
+            # A field several configs share (batch_size, ...): one flag, each config's default in its help.
+            flag = flag_values[field.name]
+            flag.help = f"{flag.help}; {cls.__name__}.{field.name} (default {field.default!r})"
             continue
         define = _DEFINERS[hints[field.name]]
         define(field.name, None, f"{cls.__name__}.{field.name} (default {field.default!r})", flag_values=flag_values)
@@ -38,6 +41,16 @@ def define_dataclass_flags(cls: type, flag_values: flags.FlagValues = flags.FLAG
 def given_fields(cls: type, flag_values: flags.FlagValues = flags.FLAGS) -> set[str]:
     """The fields of ``cls`` whose flags were given a value (on the command line or by a caller)."""
     return {f.name for f in dataclasses.fields(cls) if f.name in flag_values and flag_values[f.name].value is not None}
+
+
+def foreign_flags(own: type, others: list[type], flag_values: flags.FlagValues = flags.FLAGS) -> dict[str, type]:
+    """Given flags that only another config has: ``{flag name: the config class it belongs to}``."""
+    own_fields = {f.name for f in dataclasses.fields(own)}
+    return {
+        name: other
+        for other in others
+        for name in given_fields(other, flag_values) - own_fields
+    }
 
 
 def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS, defaults: dict | None = None):

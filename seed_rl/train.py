@@ -27,7 +27,7 @@ from absl import app, flags
 
 from seed_rl.agents import registry
 from seed_rl import presets
-from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, given_fields
+from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
@@ -169,6 +169,15 @@ def main(argv: list[str]) -> None:
     total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     try:
         config_cls = registry.config_class(FLAGS.agent)
+        others = [registry.config_class(name) for name in registry.AGENTS if name != FLAGS.agent]
+        foreign = foreign_flags(config_cls, others)
+        if foreign:
+            name, owner = sorted(foreign.items())[0]
+            owner_agent = registry.agent_of_config(owner)
+            raise ValueError(
+                f"--{name} is a flag of --agent={owner_agent}, not of --agent={FLAGS.agent}; "
+                f"drop it, or train with --agent={owner_agent}"
+            )
         family_preset = presets.preset(presets.env_family(FLAGS.env, spec.observation_shape), FLAGS.agent)
         preset_values = presets.apply_preset(
             config_cls, family_preset.resolve(device.type), given_fields(config_cls)

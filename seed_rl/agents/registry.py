@@ -36,6 +36,11 @@ def define_agent_flags() -> None:
 AGENTS = ("impala", "r2d2")
 
 
+def agent_of_config(config_cls: type) -> str:
+    """The agent name whose config dataclass is ``config_cls``."""
+    return next(name for name in AGENTS if config_class(name) is config_cls)
+
+
 def config_class(name: str) -> type:
     """The config dataclass of agent ``name``."""
     if name == "impala":
