@@ -297,3 +297,42 @@ def test_default_impala_steps_move_the_policy_on_pong(pong_envs, device_type):
     overrides = {name: s.value for name, s in presets.preset("atari", "impala").resolve(device_type).items()}
     config = ImpalaConfig(**{**overrides, "torso": "nature"})
     assert _kl_after_default_steps(config, pong_envs) > 1e-3
+
+
+def test_rmsprop_tf_is_scalable_agents_rmsprop():
+    # TF1 RMSProp (IMPALA's own code): ms starts at 1, epsilon inside the square root.
+    config = ImpalaConfig(torso="mlp", optimizer="rmsprop_tf", rmsprop_epsilon=0.1)
+    torch.manual_seed(0)
+    agent = ImpalaAgent(VECTOR, config, torch.device("cpu"), total_train_steps=10**6)
+    batches = [_impala_batch(5, 4, seed=s) for s in range(3)]
+    model = copy.deepcopy(agent.model)
+    ms = [torch.ones_like(p) for p in model.parameters()]
+    for batch in batches:
+        probe = ImpalaAgent(VECTOR, ImpalaConfig(torso="mlp"), torch.device("cpu"), 1)
+        probe.model = model
+        loss, _ = probe.compute_loss(batch)  # the summed loss
+        grads = _clip_global_norm(list(torch.autograd.grad(loss, list(model.parameters()))), config.max_grad_norm)
+        with torch.no_grad():
+            for p, m, g in zip(model.parameters(), ms, grads):
+                m.mul_(config.rmsprop_decay).add_((1 - config.rmsprop_decay) * g * g)
+                p.sub_(config.learning_rate * g / torch.sqrt(m + config.rmsprop_epsilon))
+        agent.train_step(batch, LOCK)
+    for expected, actual in zip(model.parameters(), agent.model.parameters()):
+        np.testing.assert_allclose(actual.detach().numpy(), expected.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_torso_health_tells_a_dead_torso_from_a_live_one():
+    from seed_rl.agents.impala.diagnostics import torso_health
+
+    spec = EnvSpec(observation_shape=(4, 84, 84), observation_dtype="uint8", num_actions=6)
+    torch.manual_seed(0)
+    agent = ImpalaAgent(spec, ImpalaConfig(torso="nature"), torch.device("cpu"), 1)
+    observations = torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8)
+    live = torso_health(agent, observations)
+    assert live["conv outputs ever positive"] > 0.3 and live["value std between states"] > 0
+    with torch.no_grad():  # every feature unit pushed below zero: dead
+        agent.model.torso.fc.bias.fill_(-1e3)
+    dead = torso_health(agent, observations)
+    assert dead["torso features ever positive"] == 0.0
+    assert dead["value std between states"] == 0.0
+    assert dead["conv outputs ever positive"] == live["conv outputs ever positive"]

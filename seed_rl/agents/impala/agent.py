@@ -9,6 +9,7 @@ import torch
 from seed_rl.agents.impala import losses, vtrace
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
+from seed_rl.agents.impala.optimizers import TFRMSprop
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import EnvSpec
 
@@ -28,7 +29,12 @@ class ImpalaAgent:
             use_lstm=config.use_lstm,
             lstm_size=config.lstm_size,
         ).to(device)
-        if config.optimizer == "rmsprop":
+        if config.optimizer == "rmsprop_tf":
+            self.optimizer = TFRMSprop(
+                self.model.parameters(), lr=config.learning_rate, decay=config.rmsprop_decay,
+                epsilon=config.rmsprop_epsilon,
+            )
+        elif config.optimizer == "rmsprop":
             self.optimizer = torch.optim.RMSprop(
                 self.model.parameters(),
                 lr=config.learning_rate,

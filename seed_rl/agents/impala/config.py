@@ -55,8 +55,8 @@ class ImpalaConfig:
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 
     def validate(self) -> None:
-        if self.optimizer not in ("rmsprop", "adam"):
-            raise ValueError(f"--optimizer must be rmsprop or adam, got {self.optimizer!r}")
+        if self.optimizer not in ("rmsprop", "rmsprop_tf", "adam"):
+            raise ValueError(f"--optimizer must be rmsprop, rmsprop_tf or adam, got {self.optimizer!r}")
         if self.reward_clipping not in ("abs_one", "none"):
             raise ValueError(f"--reward_clipping must be abs_one or none, got {self.reward_clipping!r}")
         for name in ("unroll_length", "batch_size"):
