@@ -33,7 +33,7 @@ import gymnasium
 import numpy as np
 import torch
 
-from seed_rl.agents.registry import AGENTS
+from seed_rl.agents.registry import AGENTS, config_class
 from seed_rl.core import checkpoint
 from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
@@ -114,15 +114,14 @@ def _read_checkpoint(logdir: Path, device: torch.device) -> tuple[Path, dict]:
 
 
 def _build_agent(name: str, config: dict, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
+    agent_config = dataclass_from_dict(config_class(name), config)
     if name == "impala":
         from seed_rl.agents.impala.agent import ImpalaAgent
-        from seed_rl.agents.impala.config import ImpalaConfig
 
-        return ImpalaAgent(spec, dataclass_from_dict(ImpalaConfig, config), device, total_train_steps=1)
+        return ImpalaAgent(spec, agent_config, device, total_train_steps=1)
     from seed_rl.agents.r2d2.agent import R2D2Agent
-    from seed_rl.agents.r2d2.config import R2D2Config
 
-    agent = R2D2Agent(spec, dataclass_from_dict(R2D2Config, config), device, num_envs=1)
+    agent = R2D2Agent(spec, agent_config, device, num_envs=1)
     agent.epsilons = torch.tensor([epsilon], dtype=torch.float64, device=device)
     return agent
 

@@ -73,20 +73,18 @@ def build_agent(
     """
     if name == "impala":
         from seed_rl.agents.impala.agent import ImpalaAgent
-        from seed_rl.agents.impala.config import ImpalaConfig
 
-        config = dataclass_from_flags(ImpalaConfig, flag_values, preset)
+        config = dataclass_from_flags(config_class(name), flag_values, preset)
         frames_per_train_step = config.batch_size * config.unroll_length * frames_per_step
         agent = ImpalaAgent(spec, config, device, total_train_steps=total_frames // max(1, frames_per_train_step))
         data = OnPolicyData(config.batch_size)
         return BuiltAgent(agent, data, config.unroll_length, 1, config.batch_size, dataclasses.asdict(config))
     if name == "r2d2":
         from seed_rl.agents.r2d2.agent import R2D2Agent
-        from seed_rl.agents.r2d2.config import R2D2Config
         from seed_rl.agents.r2d2.replay_data import ReplayData
         from seed_rl.replay.prioritized import PrioritizedReplay
 
-        config = dataclass_from_flags(R2D2Config, flag_values, preset)
+        config = dataclass_from_flags(config_class(name), flag_values, preset)
         agent = R2D2Agent(spec, config, device, num_envs)
         replay = PrioritizedReplay(
             config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=seed

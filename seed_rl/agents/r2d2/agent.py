@@ -84,7 +84,7 @@ class R2D2Agent:
         q, _ = self._unroll(self.model, batch, cfg.burn_in, None, online_state)
         with torch.no_grad():
             target_q, _ = self._unroll(self.target_model, batch, cfg.burn_in, None, target_state)
-        td, valid = self._td_errors(q, target_q, batch)
+        td = self._td_errors(q, target_q, batch)
         q_taken = q[:-1].gather(-1, batch["action"][cfg.burn_in : -1].unsqueeze(-1)).squeeze(-1)
         # SEED RL's R2D2 learner: 0.5 * squared TD errors summed over time (steps
         # masked for a time-limit cut add nothing), then the importance-weighted
@@ -97,7 +97,7 @@ class R2D2Agent:
         return loss, priorities, logs
 
     def _td_errors(self, q: torch.Tensor, target_q: torch.Tensor, batch: dict):
-        """n-step double-Q TD errors of the trained steps, ``[L-1, B]``, and the valid-step mask or None.
+        """n-step double-Q TD errors of the trained steps, ``[L-1, B]``, zero where a target is left out.
 
         ``q`` and ``target_q`` are ``[L, B, A]`` over the steps after burn-in;
         ``batch`` holds the whole sequence (burn-in included), time-major.
@@ -111,9 +111,8 @@ class R2D2Agent:
         actions = batch["action"][cfg.burn_in : -1]
         td = targets - q[:-1].gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         if "truncated" not in batch:
-            return td, None
-        valid = truncation_mask(batch["done"][cfg.burn_in :], batch["truncated"][cfg.burn_in :], cfg.n_step)
-        return td * valid, valid
+            return td
+        return td * truncation_mask(batch["done"][cfg.burn_in :], batch["truncated"][cfg.burn_in :], cfg.n_step)
 
     @torch.no_grad()
     def insertion_priority(self, unroll: Unroll) -> float:
@@ -131,7 +130,7 @@ class R2D2Agent:
         if unroll.truncated is not None:
             batch["truncated"] = column(unroll.truncated).bool()
         q = column(unroll.agent_outputs["q"])[self.config.burn_in :].float()
-        td, _ = self._td_errors(q, q, batch)
+        td = self._td_errors(q, q, batch)
         return float(sequence_priority(td.abs(), self.config.priority_eta)[0])
 
     def train_step(self, batch: dict, params_lock: threading.Lock) -> dict:
