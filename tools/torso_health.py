@@ -21,7 +21,8 @@ import torch
 
 from seed_rl.agents.impala.diagnostics import torso_health
 from seed_rl.core.agent import ActInputs
-from seed_rl.evaluate import load_run
+from seed_rl.envs.errors import EnvError
+from seed_rl.evaluate import EvaluationError, load_run
 
 
 def collect_observations(agent, env, steps: int, seed: int) -> torch.Tensor:
@@ -48,7 +49,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    run, env = load_run(args.logdir, seed=args.seed)
+    try:
+        run, env = load_run(args.logdir, seed=args.seed)
+    except (EvaluationError, EnvError, OSError) as e:
+        raise SystemExit(f"error: {e}") from None
     if run.agent_name != "impala":
         raise SystemExit(f"error: {args.logdir} holds a {run.agent_name} run; this tool reads IMPALA networks")
     observations = collect_observations(run.agent, env, args.steps, args.seed)

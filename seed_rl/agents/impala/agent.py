@@ -28,6 +28,7 @@ class ImpalaAgent:
             torso=config.torso,
             use_lstm=config.use_lstm,
             lstm_size=config.lstm_size,
+            weight_init=config.weight_init,
         ).to(device)
         if config.optimizer == "rmsprop_tf":
             self.optimizer = TFRMSprop(

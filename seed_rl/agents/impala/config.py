@@ -51,12 +51,17 @@ class ImpalaConfig:
     clip_pg_rho_threshold: float = 1.0  # IMPALA: rho-bar for the policy gradient = 1
     clip_c_threshold: float = 1.0  # IMPALA: c-bar = 1
     torso: str = "auto"  # SEED Football ResNet for 72x96 Football frames, IMPALA deep ResNet for other images, MLP for vectors
+    # "torch" (PyTorch's layer defaults) or "orthogonal" (OpenAI Baselines / CleanRL:
+    # gain sqrt(2) in the torso, 0.01 policy head, 1 value head, zero biases).
+    weight_init: str = "torch"
     use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 
     def validate(self) -> None:
         if self.optimizer not in ("rmsprop", "rmsprop_tf", "adam"):
             raise ValueError(f"--optimizer must be rmsprop, rmsprop_tf or adam, got {self.optimizer!r}")
+        if self.weight_init not in ("torch", "orthogonal"):
+            raise ValueError(f"--weight_init must be torch or orthogonal, got {self.weight_init!r}")
         if self.reward_clipping not in ("abs_one", "none"):
             raise ValueError(f"--reward_clipping must be abs_one or none, got {self.reward_clipping!r}")
         for name in ("unroll_length", "batch_size"):

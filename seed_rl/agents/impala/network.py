@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seed_rl.networks.initialization import initialize_actor_critic
 from seed_rl.networks.recurrent import ResettingLSTM
 from seed_rl.networks.torsos import make_torso
 
@@ -18,6 +19,7 @@ class ActorCriticNet(nn.Module):
         torso: str = "auto",
         use_lstm: bool = False,
         lstm_size: int = 256,
+        weight_init: str = "torch",
     ):
         super().__init__()
         self.torso = make_torso(torso, observation_shape, observation_dtype)
@@ -27,6 +29,7 @@ class ActorCriticNet(nn.Module):
             features = lstm_size
         self.policy = nn.Linear(features, num_actions)
         self.baseline = nn.Linear(features, 1)
+        initialize_actor_critic(weight_init, self.torso, self.policy, self.baseline)
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return self.core.initial_state(batch_size) if self.core is not None else ()
