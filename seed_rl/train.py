@@ -153,6 +153,9 @@ def server_address(role: str, address: str | None) -> str:
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value")
+    for name in ("num_actors", "envs_per_actor"):
+        if getattr(FLAGS, name) < 1:
+            sys.exit(f"error: --{name} must be >= 1, got {getattr(FLAGS, name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(FLAGS.seed)
     if FLAGS.torch_threads > 0:

@@ -49,6 +49,8 @@ def test_image_smoke_run_writes_metrics_and_checkpoint(tmp_path, env):
         (("--env=CartPol-v1",), "did you mean 'CartPole-v1'"),
         (("--env=atari:Pongg",), "unknown Atari game 'Pongg'"),
         (("--env=Pendulum-v1",), "Discrete action space"),
+        (("--env=CartPole-v1", "--num_actors=0"), "--num_actors must be >= 1, got 0"),
+        (("--env=CartPole-v1", "--weight_init=xavier"), "--weight_init must be torch or orthogonal"),
         (("--env=CartPole-v1", "--optimizer=sgd"), "--optimizer must be rmsprop, rmsprop_tf or adam"),
         (("--env=CartPole-v1", "--burn_in=3"), "--burn_in is a flag of --agent=r2d2, not of --agent=impala"),
         (("--env=CartPole-v1", "--agent=r2d2", "--entropy_cost=0.1"), "--entropy_cost is a flag of --agent=impala"),
