@@ -108,7 +108,7 @@ def start_learner(
     unrolls: list[Unroll] = []
     episodes: list = []
     batch_sizes: list[int] = []
-    engine = InferenceEngine(agent, unroll_length, unrolls.append, threading.Lock())
+    engine = InferenceEngine(agent, unroll_length, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock())
     batcher = DynamicBatcher(engine, batch_size, timeout_s, on_batch=batch_sizes.append)
     try:
         server = LearnerServer(

@@ -2,7 +2,7 @@
 
 ``collect_batch`` steps ``B`` environments ``T + 1`` times with ``agent.act``
 and returns the time-major batch the learner would train on, with the same
-conventions as the actor and ``stack_unrolls``: step ``t`` holds the
+conventions as the actor and the trajectory store: step ``t`` holds the
 observation, the reward and done that arrived with it, and the action chosen
 on it.
 """

@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.env_state: the learner's per-environment states and unroll assembly."""
+"""Tests for seed_rl.core.env_state: the learner's per-environment recurrent states."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seed_rl.core.env_state import EnvStateTable, StepRecord, Unroll, UnrollBuilder, stack_unrolls
+from seed_rl.core.env_state import EnvStateTable
 
 CPU = torch.device("cpu")
 
@@ -137,129 +137,3 @@ def test_model_without_recurrent_state():
     table.scatter(index, ())
     table.remove(["a", "b", "c"])
     assert len(table) == 0
-
-
-# ----------------------------------------------------------------------------
-# UnrollBuilder
-
-
-def _step(t: int) -> StepRecord:
-    return StepRecord(
-        observation=np.full((2, 2), t, dtype=np.uint8),
-        reward=float(t) / 2,
-        done=t % 4 == 0,
-        action=t % 3,
-        agent_outputs={"policy_logits": np.array([t, -t], dtype=np.float32), "baseline": np.float32(t)},
-        core_state=(np.full(3, 1000 + t, dtype=np.float32), np.array([t], dtype=np.int64)),
-    )
-
-
-def test_unrolls_have_length_plus_one_steps_with_one_step_overlap():
-    length = 3
-    builder = UnrollBuilder(length)
-    unrolls: list[tuple[int, Unroll]] = []
-    for t in range(11):
-        unroll = builder.append(_step(t))
-        if unroll is not None:
-            unrolls.append((t, unroll))
-    # Steps 0..3, 3..6, 6..9; step 10 waits for the next unroll.
-    assert [t for t, _ in unrolls] == [3, 6, 9]
-    assert len(builder) == 2
-    for k, (_, unroll) in enumerate(unrolls):
-        steps = list(range(k * length, k * length + length + 1))
-        assert unroll.observation.shape == (length + 1, 2, 2)
-        assert unroll.observation[:, 0, 0].tolist() == steps
-        assert unroll.reward.dtype == np.float32 and unroll.reward.tolist() == [t / 2 for t in steps]
-        assert unroll.done.dtype == bool and unroll.done.tolist() == [t % 4 == 0 for t in steps]
-        assert unroll.action.dtype == np.int64 and unroll.action.tolist() == [t % 3 for t in steps]
-        assert unroll.agent_outputs["policy_logits"].shape == (length + 1, 2)
-        assert unroll.agent_outputs["policy_logits"][:, 0].tolist() == steps
-        assert unroll.agent_outputs["baseline"].tolist() == steps
-        # The recurrent state before the unroll's first step.
-        assert unroll.initial_core_state[0].tolist() == [1000.0 + steps[0]] * 3
-        assert unroll.initial_core_state[1].tolist() == [steps[0]]
-    for (_, prev), (_, nxt) in zip(unrolls, unrolls[1:]):
-        np.testing.assert_array_equal(prev.observation[-1], nxt.observation[0])
-        assert prev.reward[-1] == nxt.reward[0]
-        assert prev.done[-1] == nxt.done[0]
-        assert prev.action[-1] == nxt.action[0]
-        np.testing.assert_array_equal(
-            prev.agent_outputs["policy_logits"][-1], nxt.agent_outputs["policy_logits"][0]
-        )
-
-
-def test_next_initial_state_is_the_state_stored_with_the_overlapping_step():
-    builder = UnrollBuilder(2)
-    records = [_step(t) for t in range(5)]
-    emitted = [u for u in (builder.append(r) for r in records) if u is not None]
-    assert len(emitted) == 2
-    overlap = records[2]  # last step of unroll 0, first step of unroll 1
-    for got, want in zip(emitted[1].initial_core_state, overlap.core_state):
-        np.testing.assert_array_equal(got, want)
-    for got, want in zip(emitted[0].initial_core_state, records[0].core_state):
-        np.testing.assert_array_equal(got, want)
-
-
-def test_unroll_length_one():
-    builder = UnrollBuilder(1)
-    assert builder.append(_step(0)) is None
-    first = builder.append(_step(1))
-    second = builder.append(_step(2))
-    assert first.observation[:, 0, 0].tolist() == [0, 1]
-    assert second.observation[:, 0, 0].tolist() == [1, 2]
-
-
-def test_unroll_arrays_do_not_alias_later_steps():
-    builder = UnrollBuilder(1)
-    observation = np.zeros(2, np.float32)
-    step = StepRecord(observation, 0.0, False, 0, {}, ())
-    builder.append(step)
-    unroll = builder.append(StepRecord(np.ones(2, np.float32), 1.0, False, 1, {}, ()))
-    observation[:] = 5  # the caller reusing its buffer must not change a finished unroll
-    assert unroll.observation.tolist() == [[0.0, 0.0], [1.0, 1.0]]
-    assert unroll.agent_outputs == {}
-    assert unroll.initial_core_state == ()
-
-
-def test_invalid_unroll_length():
-    with pytest.raises(ValueError, match="unroll length"):
-        UnrollBuilder(0)
-
-
-def test_stack_unrolls_is_time_major():
-    builders = [UnrollBuilder(3), UnrollBuilder(3)]
-    unrolls = []
-    for b, builder in enumerate(builders):
-        for t in range(4):
-            unroll = builder.append(_step(10 * b + t))
-        unrolls.append(unroll)
-    batch = stack_unrolls(unrolls, CPU)
-    assert batch["observation"].shape == (4, 2, 2, 2)
-    assert batch["observation"][:, 1, 0, 0].tolist() == [10, 11, 12, 13]
-    assert batch["reward"].shape == (4, 2) and batch["reward"].dtype == torch.float32
-    assert batch["done"].dtype == torch.bool
-    assert batch["action"].dtype == torch.int64
-    assert batch["agent_outputs"]["policy_logits"].shape == (4, 2, 2)
-    assert batch["agent_outputs"]["baseline"].shape == (4, 2)
-    assert batch["initial_core_state"][0].shape == (2, 3)
-    assert batch["initial_core_state"][0][:, 0].tolist() == [1000.0, 1010.0]
-    assert batch["initial_core_state"][1].tolist() == [[0], [10]]
-
-
-@pytest.mark.parametrize("length, overlap", [(5, 3), (4, 0), (6, 6)])
-def test_overlapping_sequences_start_every_period_steps(length, overlap):
-    builder = UnrollBuilder(length, overlap)
-    period = length + 1 - overlap
-    records = [_step(t) for t in range(40)]
-    emitted = [u for u in (builder.append(r) for r in records) if u is not None]
-    assert len(emitted) >= 3
-    for k, unroll in enumerate(emitted):
-        first = k * period
-        assert unroll.observation[:, 0, 0].tolist() == list(range(first, first + length + 1))
-        for got, want in zip(unroll.initial_core_state, records[first].core_state):
-            np.testing.assert_array_equal(got, want)
-
-
-def test_overlap_out_of_range_is_refused():
-    with pytest.raises(ValueError, match="overlap"):
-        UnrollBuilder(3, 4)

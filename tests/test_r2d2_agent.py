@@ -13,6 +13,7 @@ from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.replay_data import ReplayData
 from seed_rl.core.env_state import Unroll
+from seed_rl.core.trajectories import UnrollBatch
 from seed_rl.envs import EnvSpec
 from seed_rl.replay.prioritized import PrioritizedReplay
 
@@ -126,11 +127,12 @@ def test_target_network_updates_every_period():
         assert same() == (step % agent.config.target_update_period == 0)
 
 
-def _unroll(value: float) -> Unroll:
-    return Unroll(
+def _unroll(value: float) -> UnrollBatch:
+    """One sequence, as the inference side hands it over."""
+    return UnrollBatch.from_unrolls([Unroll(
         observation=np.full((3, 3), value, np.float32), reward=np.zeros(3, np.float32),
         done=np.zeros(3, bool), action=np.zeros(3, np.int64), agent_outputs={}, initial_core_state=(),
-    )
+    )], torch.device("cpu"))
 
 
 def test_replay_data_holds_the_replay_ratio_and_round_trips_through_a_checkpoint():
@@ -234,7 +236,10 @@ def test_replay_data_inserts_new_sequences_at_their_td_priority():
     for total in (0.5, 3.0):
         reward = np.zeros(agent.config.sequence_length, np.float32)
         reward[0] = total
-        data.add(Unroll(observation=None, reward=reward, done=None, action=None, agent_outputs={},
-                        initial_core_state=()))
+        steps = len(reward)
+        data.add(UnrollBatch.from_unrolls([Unroll(
+            observation=np.zeros((steps, 3), np.float32), reward=reward, done=np.zeros(steps, bool),
+            action=np.zeros(steps, np.int64), agent_outputs={}, initial_core_state=(),
+        )], torch.device("cpu")))
     assert data.max_priority == 1.0  # untouched: only training results raise it
     assert replay.get_priorities([0, 1]).tolist() == pytest.approx([0.5, 3.0])  # alpha = 1

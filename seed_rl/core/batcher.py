@@ -24,6 +24,7 @@ class PendingRequest:
     payload: Any
     size: int
     future: Future = field(default_factory=Future)
+    submitted_at: float = field(default_factory=time.monotonic)
 
 
 class BatcherClosed(RuntimeError):
@@ -56,6 +57,9 @@ class DynamicBatcher:
         self._pending: collections.deque[PendingRequest] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self.requests_served = 0
+        self.batches_served = 0
+        self.wait_seconds = 0.0  # summed over requests: submission to the start of their batch
         self._thread = threading.Thread(target=self._loop, name="inference-batcher", daemon=True)
         self._thread.start()
 
@@ -115,6 +119,10 @@ class DynamicBatcher:
                 return
             if not batch:
                 continue
+            now = time.monotonic()
+            self.requests_served += len(batch)
+            self.batches_served += 1
+            self.wait_seconds += sum(now - r.submitted_at for r in batch)
             try:
                 if self._on_batch is not None:
                     self._on_batch(sum(r.size for r in batch))

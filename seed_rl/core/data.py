@@ -12,16 +12,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from seed_rl.core.env_state import Unroll
+from seed_rl.core.trajectories import UnrollBatch
 
 
 class TrainingData(Protocol):
-    def add(self, unroll: Unroll) -> None: ...
+    def add(self, unrolls: UnrollBatch) -> None: ...
 
     def wants_data(self) -> bool:
         """True while training must wait for more unrolls."""
 
-    def sample(self) -> tuple[list[Unroll], dict[str, np.ndarray], Any]:
+    def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
         """A batch of unrolls, extra per-unroll arrays for the batch, and a handle for ``after_train``."""
 
     def after_train(self, handle: Any, priorities: np.ndarray | None) -> None: ...
@@ -32,20 +32,26 @@ class TrainingData(Protocol):
 
 
 class OnPolicyData:
-    """Every unroll is trained on exactly once, in batches of ``batch_size``."""
+    """Every unroll is trained on exactly once, in arrival order, in batches of ``batch_size``."""
 
     def __init__(self, batch_size: int):
         self.batch_size = batch_size
-        self._pending: list[Unroll] = []
+        self._pending: list[UnrollBatch] = []
+        self._count = 0
 
-    def add(self, unroll: Unroll) -> None:
-        self._pending.append(unroll)
+    def add(self, unrolls: UnrollBatch) -> None:
+        self._pending.append(unrolls)
+        self._count += len(unrolls)
 
     def wants_data(self) -> bool:
-        return len(self._pending) < self.batch_size
+        return self._count < self.batch_size
 
-    def sample(self) -> tuple[list[Unroll], dict[str, np.ndarray], Any]:
-        batch, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
+    def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
+        pending = UnrollBatch.concat(self._pending)
+        batch = pending.select(slice(0, self.batch_size))
+        rest = len(pending) - self.batch_size
+        self._pending = [pending.select(slice(self.batch_size, None))] if rest else []
+        self._count = rest
         return batch, {}, None
 
     def after_train(self, handle: Any, priorities: np.ndarray | None) -> None:

@@ -1,14 +1,17 @@
 """Learner-side inference over a batch of actor steps, and trajectory assembly.
 
 One call handles a batch of :class:`StepRequest` (one per actor stream): it
-looks up each environment's recurrent state, runs the agent once on the whole
-batch, stores the new states, appends every environment's step to its unroll
-and hands finished unrolls to ``unroll_sink``.
+looks up each environment's slot (cached per stream), gathers the recurrent
+states, runs the agent once on the whole batch, stores the new states, writes
+the step into the :class:`~seed_rl.core.trajectories.TrajectoryStore` with one
+tensor write per field, and hands the unrolls the step completed to
+``unroll_sink`` as one :class:`~seed_rl.core.trajectories.UnrollBatch`.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -16,7 +19,8 @@ import numpy as np
 import torch
 
 from seed_rl.core.agent import ActInputs, Agent
-from seed_rl.core.env_state import EnvStateTable, StepRecord, Unroll, UnrollBuilder
+from seed_rl.core.env_state import EnvStateTable
+from seed_rl.core.trajectories import TrajectoryStore, UnrollBatch
 
 
 @dataclass
@@ -35,12 +39,21 @@ class StepRequest:
         return len(self.reward)
 
 
+@dataclass
+class StageTimes:
+    """CPU seconds the inference thread spent per stage (``time.thread_time``), for benchmarks and logs."""
+
+    forward: float = 0.0  # the agent's act() on the batch, with input and state gathering
+    store: float = 0.0  # writing the step into the trajectory store and handing unrolls over
+    batches: int = 0
+
+
 class InferenceEngine:
     def __init__(
         self,
         agent: Agent,
         unroll_length: int,
-        unroll_sink: Callable[[Unroll], None],
+        unroll_sink: Callable[[UnrollBatch], None],
         params_lock: threading.Lock,
         unroll_overlap: int = 1,
     ):
@@ -49,58 +62,59 @@ class InferenceEngine:
         self.unroll_overlap = unroll_overlap
         self._sink = unroll_sink
         self._params_lock = params_lock
-        self._lock = threading.Lock()  # guards the state table and the builders
+        self._lock = threading.Lock()  # guards the state table, the stream slots and the store
         self._states = EnvStateTable(agent.initial_core_state, agent.device)
-        self._builders: dict[tuple[int, int], UnrollBuilder] = {}
+        self._store = TrajectoryStore(unroll_length, unroll_overlap, agent.device)
+        self._stream_slots: dict[int, np.ndarray] = {}
         self.env_steps = 0
+        self.times = StageTimes()
 
     @property
     def num_envs(self) -> int:
         with self._lock:
-            return len(self._builders)
+            return len(self._states)
+
+    @property
+    def slot_capacity(self) -> int:
+        """Slots allocated for environments' states and unrolls (bounded by the most ever connected at once)."""
+        with self._lock:
+            return self._states.capacity
+
+    def _slots(self, request: StepRequest) -> np.ndarray:
+        slots = self._stream_slots.get(request.stream_id)
+        if slots is None or len(slots) != request.num_envs:
+            slots = self._states.slots([(request.stream_id, i) for i in range(request.num_envs)])
+            self._stream_slots[request.stream_id] = slots
+        return slots
 
     def __call__(self, requests: Sequence[StepRequest]) -> list[np.ndarray]:
-        keys = [(r.stream_id, i) for r in requests for i in range(r.num_envs)]
-        observation = np.concatenate([r.observation for r in requests])
-        done = np.concatenate([r.done for r in requests])
-        truncated = np.concatenate([r.truncated for r in requests])
-        reward = np.concatenate([r.reward for r in requests])
-        env_index = np.concatenate(
-            [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]
-        )
+        started = time.thread_time()
         device = self.agent.device
+        columns = {
+            name: torch.from_numpy(np.concatenate([getattr(r, name) for r in requests])).to(device)
+            for name in ("observation", "reward", "done", "truncated")
+        }
+        env_index = torch.from_numpy(np.concatenate(
+            [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]
+        )).to(device)
         with self._lock:
-            state, index = self._states.gather(keys)
-            with self._params_lock:
-                inputs = ActInputs(
-                    *(torch.from_numpy(x).to(device) for x in (observation, reward, done, env_index))
-                )
+            slots = np.concatenate([self._slots(r) for r in requests])
+            index = torch.from_numpy(slots).to(device)
+            state = self._states.states(index)
+            with self._params_lock, torch.inference_mode():
+                inputs = ActInputs(columns["observation"], columns["reward"], columns["done"], env_index)
                 result = self.agent.act(inputs, state)
             self._states.scatter(index, result.core_state)
-            actions = result.action.cpu().numpy()
-            outputs = {k: v.cpu().numpy() for k, v in result.outputs.items()}
-            state_before = tuple(s.cpu().numpy() for s in state)
-            finished: list[Unroll] = []
-            for i, key in enumerate(keys):
-                builder = self._builders.get(key)
-                if builder is None:
-                    builder = self._builders[key] = UnrollBuilder(self.unroll_length, self.unroll_overlap)
-                unroll = builder.append(
-                    StepRecord(
-                        observation=observation[i],
-                        reward=float(reward[i]),
-                        done=bool(done[i]),
-                        truncated=bool(truncated[i]),
-                        action=int(actions[i]),
-                        agent_outputs={k: v[i] for k, v in outputs.items()},
-                        core_state=tuple(s[i] for s in state_before),
-                    )
-                )
-                if unroll is not None:
-                    finished.append(unroll)
-            self.env_steps += len(keys)
-        for unroll in finished:
-            self._sink(unroll)
+            actions = result.action.cpu().numpy()  # once per batch, after the forward pass
+            forward_done = time.thread_time()
+            columns["action"] = result.action
+            finished = self._store.write(slots, columns, result.outputs, state, self._states.capacity)
+            self.env_steps += len(slots)
+        if finished is not None:
+            self._sink(finished)
+        self.times.forward += forward_done - started
+        self.times.store += time.thread_time() - forward_done
+        self.times.batches += 1
         results, start = [], 0
         for r in requests:
             results.append(actions[start : start + r.num_envs])
@@ -109,8 +123,7 @@ class InferenceEngine:
 
     def remove_stream(self, stream_id: int, num_envs: int) -> None:
         """Drops the partial unrolls and recurrent states of a stream that ended."""
-        keys = [(stream_id, i) for i in range(num_envs)]
         with self._lock:
-            for key in keys:
-                self._builders.pop(key, None)
-            self._states.remove(keys)
+            self._stream_slots.pop(stream_id, None)
+            freed = self._states.remove([(stream_id, i) for i in range(num_envs)])
+            self._store.reset(freed)

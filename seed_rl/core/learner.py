@@ -3,14 +3,15 @@
 Threads: gRPC workers (one per actor stream) validate requests and wait on the
 dynamic batcher; the batcher thread runs inference and unroll assembly; the
 caller's thread (:meth:`Learner.run`) trains, logs and checkpoints. Finished
-unrolls cross from inference to training through a bounded queue, which is
-also the back-pressure that keeps actors from running far ahead of training.
+unrolls cross from inference to training, as batched tensors, through a queue
+bounded in unrolls, which is also the back-pressure that keeps actors from
+running far ahead of training.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,11 +22,11 @@ from seed_rl.core import checkpoint
 from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.data import TrainingData
-from seed_rl.core.env_state import Unroll, stack_unrolls
 from seed_rl.core.inference import InferenceEngine
 from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
 from seed_rl.core.security import ServerSecurity
 from seed_rl.core.server import LearnerServer
+from seed_rl.core.trajectories import UnrollBatch
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,40 @@ class LearnerSettings:
         return (self.unroll_length + 1 - self.unroll_overlap) * self.frames_per_step
 
 
+class UnrollQueue:
+    """A FIFO of :class:`UnrollBatch` bounded by the number of unrolls it holds."""
+
+    def __init__(self, max_unrolls: int):
+        self.max_unrolls = max_unrolls
+        self._items: collections.deque[UnrollBatch] = collections.deque()
+        self._unrolls = 0
+        self._changed = threading.Condition()
+
+    def qsize(self) -> int:
+        """Unrolls waiting."""
+        with self._changed:
+            return self._unrolls
+
+    def put(self, item: UnrollBatch, timeout: float) -> bool:
+        """Appends ``item`` once fewer than ``max_unrolls`` wait; False if that took longer than ``timeout``."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._unrolls < self.max_unrolls, timeout):
+                return False
+            self._items.append(item)
+            self._unrolls += len(item)
+            self._changed.notify_all()
+            return True
+
+    def get(self, timeout: float) -> UnrollBatch | None:
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._items, timeout):
+                return None
+            item = self._items.popleft()
+            self._unrolls -= len(item)
+            self._changed.notify_all()
+            return item
+
+
 class Learner:
     def __init__(
         self, agent: Agent, data: TrainingData, spec: EnvSpec, settings: LearnerSettings, run_config: dict
@@ -73,7 +108,7 @@ class Learner:
         self.episodes = EpisodeStats()
         self._stop = threading.Event()
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
-        self.unrolls: queue.Queue[Unroll] = queue.Queue(maxsize=queue_size)
+        self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
             agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap
         )
@@ -95,6 +130,7 @@ class Learner:
             security=settings.security,
         )
         self.metrics = MetricsWriter(settings.logdir)
+        self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()
 
     @property
@@ -119,24 +155,21 @@ class Learner:
         self.train_steps = state["train_steps"]
         log.info("resumed from %s at %d frames", path, self.frames)
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, wait: bool = False) -> None:
+        """Writes a checkpoint in the background from a snapshot; ``wait``: finish it before returning."""
         state = {
-            "agent": self.agent.state_dict(),
+            "agent": checkpoint.detached_copy(self.agent.state_dict()),
             "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
             "run_config": self.run_config,
         }
-        path = checkpoint.save_checkpoint(self.settings.logdir, state, self.frames)
-        log.info("checkpoint %s", path)
+        self.checkpoints.save(state, self.frames, wait=wait)
 
-    def _enqueue_unroll(self, unroll: Unroll) -> None:
+    def _enqueue_unroll(self, unrolls: UnrollBatch) -> None:
         while not self._stop.is_set():
-            try:
-                self.unrolls.put(unroll, timeout=0.1)
+            if self.unrolls.put(unrolls, timeout=0.1):
                 return
-            except queue.Full:
-                continue
 
     def start(self) -> None:
         self.server.start()
@@ -159,14 +192,13 @@ class Learner:
         logs: dict[str, float] = {}
         while not self.done() and not self._stop.is_set():
             if self.data.wants_data():
-                try:
-                    self.data.add(self.unrolls.get(timeout=0.1))
-                    self.frames += s.frames_per_unroll
-                except queue.Empty:
-                    pass
+                unrolls = self.unrolls.get(timeout=0.1)
+                if unrolls is not None:
+                    self.data.add(unrolls)
+                    self.frames += len(unrolls) * s.frames_per_unroll
             else:
                 unrolls, extras, handle = self.data.sample()
-                batch = stack_unrolls(unrolls, self.agent.device)
+                batch = unrolls.to(self.agent.device).training_batch()
                 batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
                 logs = self.agent.train_step(batch, self.params_lock)
                 self.data.after_train(handle, logs.pop("priorities", None))
@@ -199,7 +231,9 @@ class Learner:
         """Writes the final checkpoint and shuts the server down."""
         self._stop.set()
         if save and self.frames > 0:
-            self.save_checkpoint()
+            self.save_checkpoint(wait=True)
+        else:
+            self.checkpoints.wait()
         self.server.stop(grace_s=0.5)
         self.batcher.close()
         self.metrics.close()

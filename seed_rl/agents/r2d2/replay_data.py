@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from seed_rl.core.env_state import Unroll
+from seed_rl.core.trajectories import UnrollBatch
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 log = logging.getLogger(__name__)
@@ -82,20 +83,24 @@ class ReplayData:
         self.trained_steps = 0
         self.max_priority = 1.0
 
-    def add(self, unroll: Unroll) -> None:
-        priority = self.max_priority if self.initial_priority is None else self.initial_priority(unroll)
-        self.replay.insert([unroll], np.array([priority]))
-        self.inserted_steps += self.new_steps_per_sequence
+    def add(self, unrolls: UnrollBatch) -> None:
+        sequences = unrolls.unrolls()
+        if self.initial_priority is None:
+            priorities = np.full(len(sequences), self.max_priority)
+        else:
+            priorities = np.array([self.initial_priority(u) for u in sequences])
+        self.replay.insert(sequences, priorities)
+        self.inserted_steps += self.new_steps_per_sequence * len(sequences)
 
     def wants_data(self) -> bool:
         if len(self.replay) < self.min_size:
             return True
         return self.trained_steps >= self.replay_ratio * self.inserted_steps
 
-    def sample(self) -> tuple[list[Unroll], dict[str, np.ndarray], Any]:
+    def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
         ids, unrolls, weights = self.replay.sample(self.batch_size)
         self.trained_steps += self.batch_size * self.trained_steps_per_sequence
-        return unrolls, {"importance_weights": weights}, ids
+        return UnrollBatch.from_unrolls(unrolls, torch.device("cpu")), {"importance_weights": weights}, ids
 
     def after_train(self, handle: Any, priorities: np.ndarray | None) -> None:
         if priorities is None:

@@ -1,0 +1,145 @@
+"""Tests for seed_rl.core.trajectories: unroll assembly as batched tensors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seed_rl.core.env_state import Unroll
+from seed_rl.core.trajectories import TrajectoryStore, UnrollBatch
+
+CPU = torch.device("cpu")
+
+
+def _value(slot: int, t: int) -> int:
+    return 100 * slot + t
+
+
+def _write(store: TrajectoryStore, slots, times, capacity: int = 8) -> UnrollBatch | None:
+    """Writes step ``times[i]`` of the environment in ``slots[i]``; every field encodes (slot, t)."""
+    values = torch.tensor([_value(s, t) for s, t in zip(slots, times)])
+    step = {
+        "observation": values.view(-1, 1, 1).expand(-1, 2, 2).contiguous(),
+        "reward": values.float() / 2,
+        "done": torch.tensor([t % 4 == 0 for t in times]),
+        "truncated": torch.tensor([t % 8 == 0 for t in times]),
+        "action": values % 3,
+    }
+    outputs = {"policy_logits": torch.stack([values.float(), -values.float()], -1), "baseline": values.float()}
+    state_before = (values.float().view(-1, 1).expand(-1, 3) + 1000, values.view(-1, 1))
+    return store.write(np.asarray(slots, np.int64), step, outputs, state_before, capacity)
+
+
+def _check_unroll(unroll: Unroll, slot: int, first: int, length: int) -> None:
+    steps = [_value(slot, t) for t in range(first, first + length + 1)]
+    times = list(range(first, first + length + 1))
+    assert unroll.observation.shape == (length + 1, 2, 2)
+    assert unroll.observation[:, 0, 0].tolist() == steps
+    assert unroll.reward.dtype == np.float32 and unroll.reward.tolist() == [v / 2 for v in steps]
+    assert unroll.done.dtype == bool and unroll.done.tolist() == [t % 4 == 0 for t in times]
+    assert unroll.truncated.tolist() == [t % 8 == 0 for t in times]
+    assert unroll.action.dtype == np.int64 and unroll.action.tolist() == [v % 3 for v in steps]
+    assert unroll.agent_outputs["policy_logits"][:, 0].tolist() == steps
+    assert unroll.agent_outputs["baseline"].tolist() == steps
+    # The recurrent state before the unroll's first step.
+    assert unroll.initial_core_state[0].tolist() == [1000.0 + steps[0]] * 3
+    assert unroll.initial_core_state[1].tolist() == [steps[0]]
+
+
+def test_unrolls_of_environments_at_different_phases_with_one_step_overlap():
+    length = 3
+    store = TrajectoryStore(length)
+    emitted: list[tuple[int, Unroll]] = []
+    # Slot 0 starts at call 0, slot 5 joins at call 2: each has its own position.
+    for call in range(12):
+        slots = [0] if call < 2 else [0, 5]
+        times = [call] if call < 2 else [call, call - 2]
+        batch = _write(store, slots, times)
+        if batch is not None:
+            assert batch.observation.shape[:2] == (length + 1, len(batch))
+            emitted += [(call, u) for u in batch.unrolls()]
+    firsts = {0: [], 5: []}
+    for _, unroll in emitted:
+        slot = int(unroll.observation[0, 0, 0]) // 100
+        first = int(unroll.observation[0, 0, 0]) % 100
+        firsts[slot].append(first)
+        _check_unroll(unroll, slot, first, length)
+    assert firsts == {0: [0, 3, 6], 5: [0, 3, 6]}  # steps 0..3, 3..6, 6..9: one shared step
+    assert store.steps_held(0) == 3 and store.steps_held(5) == 1
+
+
+@pytest.mark.parametrize("length, overlap", [(5, 3), (4, 0), (6, 6), (1, 1)])
+def test_overlapping_sequences_start_every_period_steps(length, overlap):
+    store = TrajectoryStore(length, overlap)
+    period = length + 1 - overlap
+    emitted = []
+    for t in range(40):
+        batch = _write(store, [2], [t])
+        if batch is not None:
+            emitted += batch.unrolls()
+    assert len(emitted) >= 3
+    for k, unroll in enumerate(emitted):
+        _check_unroll(unroll, 2, k * period, length)
+
+
+def test_handed_over_unrolls_do_not_alias_the_buffers():
+    store = TrajectoryStore(1)
+    _write(store, [0], [0])
+    batch = _write(store, [0], [1])
+    before = batch.observation.clone()
+    for t in range(2, 6):
+        _write(store, [0], [t])
+    assert torch.equal(batch.observation, before)
+
+
+def test_reset_slot_starts_a_fresh_unroll():
+    store = TrajectoryStore(2)
+    _write(store, [1], [0])
+    _write(store, [1], [1])
+    store.reset([1])  # the environment left; a new one takes the slot
+    assert _write(store, [1], [10]) is None
+    assert _write(store, [1], [11]) is None
+    (unroll,) = _write(store, [1], [12]).unrolls()
+    _check_unroll(unroll, 1, 10, 2)
+
+
+def test_growing_capacity_keeps_partial_unrolls():
+    store = TrajectoryStore(2)
+    _write(store, [3], [0], capacity=4)
+    _write(store, [3], [1], capacity=4)
+    batch = _write(store, [3, 6], [2, 0], capacity=8)
+    assert store.capacity == 8
+    (unroll,) = batch.unrolls()
+    _check_unroll(unroll, 3, 0, 2)
+
+
+@pytest.mark.parametrize("length, overlap, match", [(0, 0, "unroll length"), (3, 4, "overlap"), (3, -1, "overlap")])
+def test_bad_lengths_are_refused(length, overlap, match):
+    with pytest.raises(ValueError, match=match):
+        TrajectoryStore(length, overlap)
+
+
+def _single(first: int, length: int = 3) -> Unroll:
+    steps = np.arange(first, first + length + 1)
+    return Unroll(
+        observation=np.stack([np.full((2, 2), t, np.uint8) for t in steps]),
+        reward=steps.astype(np.float32), done=steps % 2 == 0, action=steps % 3,
+        agent_outputs={"baseline": steps.astype(np.float32)},
+        initial_core_state=(np.full(3, first, np.float32),),
+        truncated=np.zeros(length + 1, bool),
+    )
+
+
+def test_batches_stack_time_major_and_split_back():
+    batch = UnrollBatch.from_unrolls([_single(0), _single(10)], CPU)
+    assert batch.observation.shape == (4, 2, 2, 2) and len(batch) == 2
+    assert batch.observation[:, 1, 0, 0].tolist() == [10, 11, 12, 13]
+    assert batch.initial_core_state[0][:, 0].tolist() == [0.0, 10.0]
+    joined = UnrollBatch.concat([batch, UnrollBatch.from_unrolls([_single(20)], CPU)])
+    assert len(joined) == 3
+    tail = joined.select(slice(1, None))
+    assert [int(u.observation[0, 0, 0]) for u in tail.unrolls()] == [10, 20]
+    training = tail.training_batch()
+    assert training["reward"].shape == (4, 2) and training["agent_outputs"]["baseline"].shape == (4, 2)
+    assert training["initial_core_state"][0].shape == (2, 3)

@@ -1,0 +1,409 @@
+"""How many environment steps one learner can serve: central inference with learning off.
+
+  .venv/bin/python tools/bench_inference.py                        # synthetic Atari actors
+  .venv/bin/python tools/bench_inference.py --torso=impala_deep --actors=8 --envs_per_actor=32
+  .venv/bin/python tools/bench_inference.py --mode=pong --actors=2  # real Pong actor processes
+  .venv/bin/python tools/bench_inference.py --churn --seconds=30    # actors come and go
+
+The learner is the real one (gRPC server, dynamic batcher, inference engine,
+trajectory store) around an IMPALA agent with the chosen torso; nothing
+trains, and finished unrolls are dropped.
+
+``--mode=synthetic`` (default): actor processes replay pre-recorded Pong
+observations (84x84x4 uint8) over the real transport as fast as the learner
+answers, so the learner is the only limit. The same actors are then run
+against a no-op learner (same server and batcher, zero actions, no model),
+which gives the transport's own ceiling. For each it prints env steps/s and
+the learner's CPU microseconds per env step, split by stage:
+
+- forward: the agent's forward pass, with gathering inputs and states;
+- store: writing the step into the trajectory store and handing unrolls over;
+- transport + decode + batching: the rest of the learner process's CPU (gRPC
+  threads, request decoding and validation, the batcher). With
+  ``--torch_threads`` above 1 the forward pass's other threads land here too;
+
+and the mean batching wait (wall time from a request's arrival to the start of
+its batch).
+
+``--mode=pong``: ``--actors`` real ``seed_rl.actor`` processes step Pong
+against the model learner, then against the no-op learner; their steps/s is
+compared with ``--actors`` processes stepping the same environments with
+random actions and no learner, on the same cores: the inference path, and the
+transport alone, as a share of the environments' own ceiling (Sample Factory
+reports 74.8% end to end).
+
+``--churn``: for ``--seconds``, synthetic actors connect, stream for a random
+while and go, half by closing their stream and half by dropping it mid-stream;
+every ``--kill_seconds`` one actor process is killed (SIGKILL) and replaced.
+It prints the learner's RSS and its state-table size over time, which must
+stay flat; ``--json`` writes the samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seed_rl.agents.impala.agent import ImpalaAgent
+from seed_rl.agents.impala.config import ImpalaConfig
+from seed_rl.core import protocol
+from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.inference import InferenceEngine, StepRequest
+from seed_rl.core.security import ClientSecurity
+from seed_rl.core.server import LearnerServer
+from seed_rl.envs import EnvConfig, env_spec, make_env
+
+ENV = "atari:Pong"
+RECORDED_STEPS = 64
+
+
+# ----------------------------------------------------------------------------
+# Synthetic actors
+
+
+def record_requests(num_envs: int, seed: int = 0) -> list[bytes]:
+    """``RECORDED_STEPS`` encoded requests of ``num_envs`` real Pong observations (random play)."""
+    env = make_env(ENV, seed, EnvConfig())
+    rng = np.random.default_rng(seed)
+    frames = [np.asarray(env.reset(seed=seed)[0])]
+    for _ in range(RECORDED_STEPS + num_envs):
+        observation, *_ = env.step(int(rng.integers(env.action_space.n)))
+        frames.append(np.asarray(observation))
+    env.close()
+    requests = []
+    for t in range(RECORDED_STEPS):
+        observations = np.stack([frames[t + k] for k in range(num_envs)])  # each env at its own phase
+        reward = rng.choice(np.array([-1.0, 0.0, 0.0, 0.0, 1.0], np.float32), num_envs).astype(np.float32)
+        done = np.zeros(num_envs, bool) if t else np.ones(num_envs, bool)
+        requests.append(protocol.encode_request(observations, reward, done))
+    return requests
+
+
+def _stream_once(address: str, actor_id: int, requests: list[bytes], steps, stop, lifetime_s: float,
+                 close_cleanly: bool) -> None:
+    """One actor connection: streams ``requests`` lock-step with the replies until ``stop`` or ``lifetime_s``,
+    then ends the stream cleanly or drops it (cancelled mid-stream, as an actor that crashed)."""
+    import grpc  # in the child: gRPC must not be initialised before a fork
+
+    channel = ClientSecurity().channel(address, [])
+    call = channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b,
+                                 response_deserializer=lambda b: b)
+    outbox: list = []
+    ready = threading.Semaphore(0)
+
+    def outgoing():
+        while True:
+            ready.acquire()
+            item = outbox.pop()
+            if item is None:
+                return
+            yield item
+
+    metadata = ((protocol.ACTOR_ID_KEY, str(actor_id)), (protocol.ENV_KEY, ENV))
+    responses = call(outgoing(), metadata=metadata)
+    deadline = time.monotonic() + lifetime_s
+    i = 0
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            outbox.append(requests[i % len(requests)])
+            ready.release()
+            next(responses)
+            i += 1
+            if i % 16 == 0:
+                with steps.get_lock():
+                    steps.value += 16
+        if close_cleanly:
+            outbox.append(None)
+            ready.release()
+            for _ in responses:
+                pass
+        else:
+            responses.cancel()
+    except grpc.RpcError:
+        pass
+    channel.close()
+
+
+def _synthetic_actor(address: str, actor_id: int, requests: list[bytes], steps, stop) -> None:
+    _stream_once(address, actor_id, requests, steps, stop, float("inf"), True)
+
+
+def _churning_actor(address: str, worker: int, requests: list[bytes], steps, stop, connections) -> None:
+    """Connects, streams for a random while and goes, over and over; the parent also kills it now and then."""
+    rng = random.Random(worker)
+    while not stop.is_set():
+        with connections.get_lock():
+            connections.value += 1
+            actor_id = connections.value
+        _stream_once(address, actor_id, requests, steps, stop, rng.uniform(0.2, 1.0), rng.random() < 0.5)
+
+
+# ----------------------------------------------------------------------------
+# Learners
+
+
+class NoOpEngine:
+    """The inference engine's interface with no model: zero actions at once."""
+
+    def __init__(self):
+        self.env_steps = 0
+        self.num_envs = 0
+
+    def __call__(self, requests: list[StepRequest]) -> list[np.ndarray]:
+        self.env_steps += sum(r.num_envs for r in requests)
+        return [np.zeros(r.num_envs, np.int64) for r in requests]
+
+    def remove_stream(self, stream_id: int, num_envs: int) -> None:
+        pass
+
+
+@dataclass
+class BenchLearner:
+    server: LearnerServer
+    batcher: DynamicBatcher
+    engine: object
+
+    def close(self) -> None:
+        self.server.stop(grace_s=0.2)
+        self.batcher.close()
+
+
+def start_learner(kind: str, torso: str, device: torch.device, total_envs: int, unroll_length: int,
+                  max_streams: int) -> BenchLearner:
+    probe = make_env(ENV, 0, EnvConfig())
+    spec = env_spec(probe)
+    probe.close()
+    if kind == "noop":
+        engine = NoOpEngine()
+    else:
+        agent = ImpalaAgent(spec, ImpalaConfig(torso=torso, unroll_length=unroll_length), device, 1)
+        engine = InferenceEngine(agent, unroll_length, lambda unrolls: None, threading.Lock())
+    batcher = DynamicBatcher(engine, max_batch_size=total_envs, timeout_s=0.01)
+    server = LearnerServer("127.0.0.1:0", spec, ENV, batcher, engine, on_episodes=lambda r, l: None,
+                           max_streams=max_streams)
+    server.start()
+    return BenchLearner(server, batcher, engine)
+
+
+def _stop_all(stop, processes: list, learner: BenchLearner) -> None:
+    stop.set()
+    for p in processes:
+        p.join(timeout=5)
+        if p.is_alive():
+            p.kill()
+    learner.close()
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+# ----------------------------------------------------------------------------
+# Measurements
+
+
+def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.device) -> dict:
+    total_envs = args.actors * args.envs_per_actor
+    learner = start_learner(kind, args.torso, device, total_envs, args.unroll_length, args.actors + 16)
+    ctx = mp.get_context("spawn")
+    steps, stop = ctx.Value("q", 0), ctx.Event()
+    actors = [
+        ctx.Process(target=_synthetic_actor, args=(learner.server.address, i, requests, steps, stop), daemon=True)
+        for i in range(args.actors)
+    ]
+    try:
+        for actor in actors:
+            actor.start()
+        time.sleep(args.warmup_seconds)
+        engine, batcher = learner.engine, learner.batcher
+        start_steps, start_cpu, start_wall = engine.env_steps, time.process_time(), time.monotonic()
+        start_times = (engine.times.forward, engine.times.store) if kind == "model" else (0.0, 0.0)
+        start_requests, start_wait, start_batches = batcher.requests_served, batcher.wait_seconds, batcher.batches_served
+        time.sleep(args.seconds)
+        served = engine.env_steps - start_steps
+        wall, cpu = time.monotonic() - start_wall, time.process_time() - start_cpu
+        forward = store = 0.0
+        if kind == "model":
+            forward, store = engine.times.forward - start_times[0], engine.times.store - start_times[1]
+        requests_served = batcher.requests_served - start_requests
+        batches = batcher.batches_served - start_batches
+        wait = (batcher.wait_seconds - start_wait) / max(requests_served, 1)
+    finally:
+        _stop_all(stop, actors, learner)
+    per_step = 1e6 / max(served, 1)
+    return {
+        "learner": kind,
+        "env_steps_per_s": served / wall,
+        "cpu_us_per_step": cpu * per_step,
+        "forward_us_per_step": forward * per_step,
+        "store_us_per_step": store * per_step,
+        "transport_decode_batching_us_per_step": (cpu - forward - store) * per_step,
+        "batching_wait_ms": wait * 1e3,
+        "mean_inference_batch": served / max(batches, 1),
+    }
+
+
+def measure_pong(args, device: torch.device) -> dict:
+    """Real actor processes against each learner, and the same environments stepped with no learner."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_throughput import raw_rates  # noqa: E402  (a sibling tool)
+
+    total_envs = args.actors * args.envs_per_actor
+    served = {}
+    for kind in ("model", "noop"):
+        learner = start_learner(kind, args.torso, device, total_envs, args.unroll_length, args.actors + 16)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.server.address}",
+                 f"--env={ENV}", f"--envs_per_actor={args.envs_per_actor}", f"--actor_id={i}"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            for i in range(args.actors)
+        ]
+        try:
+            deadline = time.monotonic() + 120
+            while learner.engine.env_steps < total_envs * 20 and time.monotonic() < deadline:
+                time.sleep(0.2)  # every actor has started its environments
+            time.sleep(args.warmup_seconds)
+            start_steps, start_wall = learner.engine.env_steps, time.monotonic()
+            time.sleep(args.seconds)
+            served[kind] = (learner.engine.env_steps - start_steps) / (time.monotonic() - start_wall)
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            learner.close()
+    raw = raw_rates(ENV, args.actors, args.envs_per_actor, args.seconds, frame_skip=1)[0]
+    return {
+        "raw_env_steps_per_s": raw,
+        "model_env_steps_per_s": served["model"],
+        "noop_env_steps_per_s": served["noop"],
+        "model_ratio": served["model"] / raw,
+        "noop_ratio": served["noop"] / raw,
+    }
+
+
+def churn(args, requests: list[bytes], device: torch.device) -> dict:
+    """``--actors`` workers connect, stream and go in a loop; every ``--kill_seconds`` one is killed and replaced."""
+    total_envs = args.actors * args.envs_per_actor
+    learner = start_learner("model", args.torso, device, total_envs, args.unroll_length, 4 * args.actors + 16)
+    ctx = mp.get_context("spawn")
+    steps, stop, connections = ctx.Value("q", 0), ctx.Event(), ctx.Value("q", 0)
+    rng = random.Random(0)
+
+    def spawn(worker: int):
+        p = ctx.Process(target=_churning_actor, daemon=True,
+                        args=(learner.server.address, worker, requests, steps, stop, connections))
+        p.start()
+        return p
+
+    workers = [spawn(i) for i in range(args.actors)]
+    killed, samples = 0, []
+    start = time.monotonic()
+    next_sample, next_kill = start, start + args.kill_seconds
+    try:
+        while (now := time.monotonic()) < start + args.seconds:
+            if now >= next_kill:
+                victim = rng.randrange(len(workers))
+                workers[victim].kill()  # SIGKILL: no stream end, no goodbye
+                workers[victim].join()
+                workers[victim] = spawn(len(workers) + killed)
+                killed += 1
+                next_kill += args.kill_seconds
+            if now >= next_sample:
+                samples.append({
+                    "t": now - start,
+                    "rss_mb": rss_mb(),
+                    "envs_connected": learner.engine.num_envs,
+                    "state_slots": learner.engine.slot_capacity,
+                    "streams": learner.server.active_streams,
+                    "connections": connections.value,
+                })
+                next_sample += args.sample_seconds
+            time.sleep(0.02)
+    finally:
+        _stop_all(stop, workers, learner)
+    return {"samples": samples, "connections": connections.value, "killed": killed, "env_steps": steps.value}
+
+
+# ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("synthetic", "pong"), default="synthetic")
+    parser.add_argument("--churn", action="store_true", help="actors connect, stream and vanish for --seconds")
+    parser.add_argument("--actors", type=int, default=4)
+    parser.add_argument("--envs_per_actor", type=int, default=16)
+    parser.add_argument("--torso", default="nature", help="nature, impala_deep, ...")
+    parser.add_argument("--unroll_length", type=int, default=20)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup_seconds", type=float, default=3.0)
+    parser.add_argument("--sample_seconds", type=float, default=1.0, help="--churn: seconds between samples")
+    parser.add_argument("--kill_seconds", type=float, default=2.0, help="--churn: seconds between actor kills")
+    parser.add_argument("--torch_threads", type=int, default=1,
+                        help="PyTorch threads (1: the forward pass's CPU is all on the inference thread, so the "
+                             "stage split is exact; 0: PyTorch's default)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    if args.actors < 1 or args.envs_per_actor < 1 or args.seconds <= 0:
+        parser.error("--actors, --envs_per_actor and --seconds must be positive")
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    requests = record_requests(args.envs_per_actor)
+    header = (f"{args.actors} actors x {args.envs_per_actor} envs, torso {args.torso}, device {device}, "
+              f"{os.cpu_count()} cores")
+    if args.churn:
+        result = churn(args, requests, device)
+        print(f"churn for {args.seconds:.0f} s: {header}; {result['connections']} connections, "
+              f"{result['killed']} actors killed")
+        print(f"{'t (s)':>7} {'RSS MB':>8} {'envs':>6} {'slots':>6} {'streams':>8} {'connections':>12}")
+        for s in result["samples"]:
+            print(f"{s['t']:7.1f} {s['rss_mb']:8.1f} {s['envs_connected']:6d} {s['state_slots']:6d} "
+                  f"{s['streams']:8d} {s['connections']:12d}")
+    elif args.mode == "pong":
+        result = measure_pong(args, device)
+        print(f"real Pong actors, {header}")
+        print(f"  the same environments stepped alone: {result['raw_env_steps_per_s']:,.0f} env steps/s")
+        print(f"  served by the no-op learner: {result['noop_env_steps_per_s']:,.0f}/s "
+              f"(transport / env ceiling = {result['noop_ratio']:.3f})")
+        print(f"  served by the model learner: {result['model_env_steps_per_s']:,.0f}/s "
+              f"(inference path / env ceiling = {result['model_ratio']:.3f})")
+    else:
+        rows = [measure_synthetic(kind, args, requests, device) for kind in ("model", "noop")]
+        result = {"rows": rows, "ratio_model_over_noop": rows[0]["env_steps_per_s"] / rows[1]["env_steps_per_s"]}
+        print(f"synthetic actors replaying Pong frames, {header}")
+        print(f"{'learner':>8} {'steps/s':>9} {'CPU us/step':>12} {'forward':>8} {'store':>6} "
+              f"{'transport+':>11} {'wait ms':>8} {'batch':>6}")
+        for r in rows:
+            print(f"{r['learner']:>8} {r['env_steps_per_s']:9,.0f} {r['cpu_us_per_step']:12.1f} "
+                  f"{r['forward_us_per_step']:8.1f} {r['store_us_per_step']:6.1f} "
+                  f"{r['transport_decode_batching_us_per_step']:11.1f} {r['batching_wait_ms']:8.2f} "
+                  f"{r['mean_inference_batch']:6.1f}")
+        print(f"model learner / no-op learner (steps/s) = {result['ratio_model_over_noop']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), **result}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
