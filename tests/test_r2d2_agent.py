@@ -121,9 +121,10 @@ def test_target_network_updates_every_period():
 
     assert same()
     for step in range(1, 7):
-        logs = agent.train_step(_batch(agent, seed=step), lock)
-        assert logs["priorities"].shape == (agent.config.batch_size,)
-        assert np.all(logs["priorities"] >= 0)
+        result = agent.train_step(_batch(agent, seed=step), lock)
+        assert result.priorities.shape == (agent.config.batch_size,)
+        assert np.all(result.priorities >= 0)
+        assert "priorities" not in result.logs
         assert same() == (step % agent.config.target_update_period == 0)
 
 

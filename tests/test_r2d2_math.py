@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from seed_rl.agents.r2d2.config import R2D2Config
+from seed_rl.agents.r2d2.priorities import sequence_priority
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets
 from seed_rl.agents.r2d2.value_rescaling import inverse_value_rescale, value_rescale
 
@@ -295,3 +297,39 @@ def test_truncation_mask_only_the_first_episode_end_counts():
     # Step 0 and 1 end with the termination at step 2; step 2's window starts
     # at step 3, the truncation.
     assert truncation_mask(done, truncated, 3)[:, 0].tolist() == [True, True, False]
+
+
+# ----------------------------------------------------------------------------
+# Sequence priority
+
+ETA = R2D2Config().priority_eta
+
+
+def test_priority_eta_is_r2d2_table_2():
+    assert ETA == 0.9
+
+
+def test_sequence_priority_by_hand():
+    # [T=3, B=2] signed TD errors.
+    td = np.array([[1.0, -2.0], [3.0, 0.5], [-2.0, 1.0]])
+    # Column 0: |d| = 1, 3, 2 -> max 3, mean 2 -> 0.9*3 + 0.1*2 = 2.9
+    # Column 1: |d| = 2, .5, 1 -> max 2, mean 3.5/3 -> 0.9*2 + 0.1*3.5/3
+    expected = np.array([2.9, 1.8 + 0.35 / 3])
+    np.testing.assert_allclose(sequence_priority(np.abs(td), ETA), expected)
+    np.testing.assert_allclose(sequence_priority(td, ETA), expected)  # abs applied again.
+    np.testing.assert_allclose(sequence_priority(np.abs(td), eta=0.0), [2.0, 3.5 / 3])
+    np.testing.assert_allclose(sequence_priority(np.abs(td), eta=1.0), [3.0, 2.0])
+    assert sequence_priority(np.array([1.0, 3.0, 2.0]), ETA) == pytest.approx(2.9)
+
+    tensor = torch.tensor(td, dtype=torch.float32, requires_grad=True)
+    result = sequence_priority(tensor.abs(), ETA)
+    assert isinstance(result, torch.Tensor) and not result.requires_grad
+    assert result.shape == (2,) and result.dtype == torch.float32
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-6)
+    # Extra trailing axes are kept: [T, B, K] -> [B, K].
+    assert sequence_priority(np.ones((4, 2, 3)), ETA).shape == (2, 3)
+
+    with pytest.raises(ValueError, match="eta"):
+        sequence_priority(td, eta=1.5)
+    with pytest.raises(ValueError, match="time axis"):
+        sequence_priority(np.zeros((0, 2)), ETA)

@@ -1,4 +1,4 @@
-"""PrioritizedReplay and sequence_priority (R2D2's prioritized sequence replay)."""
+"""PrioritizedReplay: proportional prioritized replay on the sum-tree."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from seed_rl.replay import PrioritizedReplay, sequence_priority
+from seed_rl.replay import PrioritizedReplay
 
 # 0.9999 quantiles of the chi-square distribution, by degrees of freedom.
 CHI2_9999 = {1: 15.137, 2: 18.421, 3: 21.108, 4: 23.513, 5: 25.745, 6: 27.856, 7: 29.877, 8: 31.828}
@@ -39,11 +39,10 @@ def assert_frequencies(counts: dict[int, int], probabilities: dict[int, float]) 
     assert stat < CHI2_9999[dof], (stat, counts)
 
 
-def test_defaults_are_r2d2_table_2():
+def test_defaults_are_pers_proportional_variant():
     parameters = inspect.signature(PrioritizedReplay).parameters
-    assert parameters["priority_exponent"].default == 0.9
-    assert parameters["importance_sampling_exponent"].default == 0.6
-    assert inspect.signature(sequence_priority).parameters["eta"].default == 0.9
+    assert parameters["priority_exponent"].default == 0.6
+    assert parameters["importance_sampling_exponent"].default == 0.4
 
 
 def test_sampling_follows_priorities_to_the_alpha():
@@ -231,37 +230,10 @@ def test_load_state_dict_checks_capacity_and_converts_alpha():
     np.testing.assert_allclose(other.get_priorities(np.array([0, 1])), [4.0, 9.0])
 
 
-def test_sequence_priority_by_hand():
-    # [T=3, B=2] signed TD errors.
-    td = np.array([[1.0, -2.0], [3.0, 0.5], [-2.0, 1.0]])
-    # Column 0: |d| = 1, 3, 2 -> max 3, mean 2 -> 0.9*3 + 0.1*2 = 2.9
-    # Column 1: |d| = 2, .5, 1 -> max 2, mean 3.5/3 -> 0.9*2 + 0.1*3.5/3
-    expected = np.array([2.9, 1.8 + 0.35 / 3])
-    np.testing.assert_allclose(sequence_priority(np.abs(td)), expected)
-    np.testing.assert_allclose(sequence_priority(td), expected)  # abs applied again.
-    np.testing.assert_allclose(sequence_priority(np.abs(td), eta=0.0), [2.0, 3.5 / 3])
-    np.testing.assert_allclose(sequence_priority(np.abs(td), eta=1.0), [3.0, 2.0])
-    assert sequence_priority(np.array([1.0, 3.0, 2.0])) == pytest.approx(2.9)
-
-    tensor = torch.tensor(td, dtype=torch.float32, requires_grad=True)
-    result = sequence_priority(tensor.abs())
-    assert isinstance(result, torch.Tensor) and not result.requires_grad
-    assert result.shape == (2,) and result.dtype == torch.float32
-    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-6)
-    # Extra trailing axes are kept: [T, B, K] -> [B, K].
-    assert sequence_priority(np.ones((4, 2, 3))).shape == (2, 3)
-
-    with pytest.raises(ValueError, match="eta"):
-        sequence_priority(td, eta=1.5)
-    with pytest.raises(ValueError, match="time axis"):
-        sequence_priority(np.zeros((0, 2)))
-
-
-def test_priorities_from_sequence_priority_feed_the_replay():
+def test_tensor_priorities_feed_the_replay():
     replay = PrioritizedReplay(8, seed=9)
-    td = torch.rand(5, 4)
-    ids = replay.insert(items_of(4), sequence_priority(td))  # A tensor is fine.
+    ids = replay.insert(items_of(4), torch.rand(4) + 0.1)  # A tensor is fine.
     ids_sampled, _, weights = replay.sample(4)
     assert set(ids_sampled.tolist()) <= set(ids.tolist())
-    applied = replay.update_priorities(ids_sampled, sequence_priority(torch.rand(5, 4)).numpy())
+    applied = replay.update_priorities(ids_sampled, torch.rand(4).numpy() + 0.1)
     assert applied.all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import NamedTuple, Protocol
 
+import numpy as np
 import torch
 
 from seed_rl.core.env_state import CoreState
@@ -25,6 +26,13 @@ class ActResult(NamedTuple):
     core_state: CoreState  # recurrent state after the step
 
 
+class TrainResult(NamedTuple):
+    """What one ``train_step`` reports back to the learner."""
+
+    logs: dict[str, float]  # scalars for the summaries
+    priorities: np.ndarray | None = None  # [B] new replay priorities of the batch's sequences (R2D2)
+
+
 class Agent(Protocol):
     """What an agent provides to the learner core.
 
@@ -40,7 +48,7 @@ class Agent(Protocol):
 
     def act(self, inputs: ActInputs, core_state: CoreState) -> ActResult: ...
 
-    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict[str, float]: ...
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> TrainResult: ...
 
     def state_dict(self) -> dict: ...
 

@@ -200,8 +200,9 @@ class Learner:
                 unrolls, extras, handle = self.data.sample()
                 batch = unrolls.to(self.agent.device).training_batch()
                 batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
-                logs = self.agent.train_step(batch, self.params_lock)
-                self.data.after_train(handle, logs.pop("priorities", None))
+                result = self.agent.train_step(batch, self.params_lock)
+                self.data.after_train(handle, result.priorities)
+                logs = result.logs
                 self.train_steps += 1
             now = time.monotonic()
             if now - last_log >= s.log_interval_s or self.done():

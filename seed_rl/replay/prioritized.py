@@ -1,16 +1,10 @@
-"""Prioritized sequence replay for R2D2.
+"""Proportional prioritized replay of arbitrary items (sequences, for R2D2).
 
-References:
-  * Schaul et al. 2016, "Prioritized Experience Replay" (PER), Sec. 3.3 and
-    3.4: proportional prioritization ``P(i) = p_i^alpha / sum_k p_k^alpha`` and
-    importance-sampling weights ``w_i = (N * P(i))^-beta``, normalised by
-    ``max_i w_i``.
-  * Kapturowski et al. 2019, "Recurrent Experience Replay in Distributed
-    Reinforcement Learning" (R2D2), Sec. 2.3 and Table 2: sequences are
-    replayed with priority ``p = eta * max_t |delta_t| + (1 - eta) *
-    mean_t |delta_t|`` over the sequence's n-step TD errors, with priority
-    exponent ``alpha = 0.9``, importance-sampling exponent ``beta = 0.6`` and
-    ``eta = 0.9``.
+Schaul et al. 2016, "Prioritized Experience Replay" (PER), Sec. 3.3 and 3.4:
+proportional prioritization ``P(i) = p_i^alpha / sum_k p_k^alpha`` and
+importance-sampling weights ``w_i = (N * P(i))^-beta``, normalised by
+``max_i w_i``. What a priority is (R2D2's mix of max and mean TD error) is the
+agent's business: ``seed_rl/agents/r2d2/priorities.py``.
 
 The priorities live in a C++ sum-tree (:class:`seed_rl.replay.SumTree`), so
 insertion, sampling and priority updates cost O(log capacity) per item.
@@ -26,42 +20,11 @@ import torch
 
 from seed_rl.replay.sum_tree import SumTree
 
-__all__ = ["PrioritizedReplay", "sequence_priority"]
+__all__ = ["PrioritizedReplay"]
 
-# R2D2, Table 2.
-DEFAULT_PRIORITY_EXPONENT = 0.9  # alpha
-DEFAULT_IMPORTANCE_SAMPLING_EXPONENT = 0.6  # beta
-DEFAULT_ETA = 0.9  # eta: max/mean mixture of the per-sequence priority
-
-
-def sequence_priority(abs_td_errors: np.ndarray | torch.Tensor, eta: float = DEFAULT_ETA):
-    """R2D2's priority of each sequence: ``eta * max_t |d_t| + (1 - eta) * mean_t |d_t|``.
-
-    Kapturowski et al. 2019, Sec. 2.3 (``eta = 0.9``, Table 2). The reduction is
-    over axis 0, the time axis of the time-major ``[T, B, ...]`` layout, so a
-    ``[T, B]`` input gives ``[B]`` priorities (and a ``[T]`` input a scalar).
-    ``abs`` is applied again, so signed TD errors are fine too.
-
-    A pure function: returns a numpy array for numpy (or array-like) input and a
-    detached tensor, on the input's device, for a torch tensor.
-    """
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be in [0, 1], got {eta}")
-    if isinstance(abs_td_errors, torch.Tensor):
-        x = abs_td_errors.detach()
-        if x.dim() == 0 or x.shape[0] == 0:
-            raise ValueError(f"need a non-empty time axis 0, got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            x = x.double()
-        x = x.abs()
-        return eta * x.amax(dim=0) + (1.0 - eta) * x.mean(dim=0)
-    x = np.asarray(abs_td_errors)
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise ValueError(f"need a non-empty time axis 0, got shape {x.shape}")
-    if x.dtype.kind != "f":
-        x = x.astype(np.float64)
-    x = np.abs(x)
-    return eta * x.max(axis=0) + (1.0 - eta) * x.mean(axis=0)
+# PER (Schaul et al. 2016), proportional variant on Atari: alpha 0.6, beta 0.4.
+DEFAULT_PRIORITY_EXPONENT = 0.6
+DEFAULT_IMPORTANCE_SAMPLING_EXPONENT = 0.4
 
 
 def _check_priorities(priorities, n: int) -> np.ndarray:
@@ -106,9 +69,9 @@ class PrioritizedReplay:
     Args:
       capacity: the maximum number of items.
       priority_exponent: alpha; the tree stores ``p ** alpha``. 0 gives
-        uniform sampling. R2D2 (Table 2): 0.9.
+        uniform sampling.
       importance_sampling_exponent: beta of the weights ``(N * P(i))^-beta``
-        (an attribute, so it can be annealed). R2D2 (Table 2): 0.6.
+        (an attribute, so it can be annealed).
       seed: seed of the sampling random number generator.
     """
 

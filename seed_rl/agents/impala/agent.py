@@ -10,7 +10,7 @@ from seed_rl.agents.impala import losses, vtrace
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
-from seed_rl.core.agent import ActInputs, ActResult
+from seed_rl.core.agent import ActInputs, ActResult, TrainResult
 from seed_rl.envs import EnvSpec
 
 
@@ -102,7 +102,7 @@ class ImpalaAgent:
         }
         return total, logs
 
-    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict[str, float]:
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> TrainResult:
         loss, logs = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -112,7 +112,7 @@ class ImpalaAgent:
         with params_lock:
             self.optimizer.step()
         self.scheduler.step()
-        return logs
+        return TrainResult(logs)
 
     def state_dict(self) -> dict:
         return {

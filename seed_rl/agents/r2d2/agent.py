@@ -12,10 +12,10 @@ from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
-from seed_rl.core.agent import ActInputs, ActResult
+from seed_rl.core.agent import ActInputs, ActResult, TrainResult
 from seed_rl.core.env_state import Unroll
 from seed_rl.envs import EnvSpec
-from seed_rl.replay.prioritized import sequence_priority
+from seed_rl.agents.r2d2.priorities import sequence_priority
 
 
 class R2D2Agent:
@@ -133,7 +133,7 @@ class R2D2Agent:
         td = self._td_errors(q, q, batch)
         return float(sequence_priority(td.abs(), self.config.priority_eta)[0])
 
-    def train_step(self, batch: dict, params_lock: threading.Lock) -> dict:
+    def train_step(self, batch: dict, params_lock: threading.Lock) -> TrainResult:
         loss, priorities, logs = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -143,8 +143,7 @@ class R2D2Agent:
         self.train_steps += 1
         if self.train_steps % self.config.target_update_period == 0:
             self.target_model.load_state_dict(self.model.state_dict())
-        logs["priorities"] = priorities.cpu().numpy()
-        return logs
+        return TrainResult(logs, priorities.cpu().numpy())
 
     def state_dict(self) -> dict:
         return {
