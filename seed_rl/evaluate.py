@@ -33,7 +33,8 @@ import gymnasium
 import numpy as np
 import torch
 
-from seed_rl.agents.registry import AGENTS, config_class
+from seed_rl.agents import registry
+from seed_rl.agents.registry import AGENTS
 from seed_rl.core import checkpoint
 from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
@@ -114,16 +115,10 @@ def _read_checkpoint(logdir: Path, device: torch.device) -> tuple[Path, dict]:
 
 
 def _build_agent(name: str, config: dict, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
-    agent_config = dataclass_from_dict(config_class(name), config)
-    if name == "impala":
-        from seed_rl.agents.impala.agent import ImpalaAgent
-
-        return ImpalaAgent(spec, agent_config, device, total_train_steps=1)
-    from seed_rl.agents.r2d2.agent import R2D2Agent
-
-    agent = R2D2Agent(spec, agent_config, device, num_envs=1)
-    agent.epsilons = torch.tensor([epsilon], dtype=torch.float64, device=device)
-    return agent
+    agent_builder = registry.builder(name)
+    return agent_builder.build_for_evaluation(
+        dataclass_from_dict(agent_builder.config_class, config), spec, device, epsilon
+    )
 
 
 def load_run(

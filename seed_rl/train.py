@@ -60,7 +60,8 @@ flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner 
 flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")
 flags.DEFINE_string("auth_token_file", None, "file holding the token actors must send; default $SEED_RL_AUTH_TOKEN")
 flags.DEFINE_boolean("insecure", False, "allow serving on a non-loopback interface without TLS and a token (logs a warning)")
-registry.define_agent_flags()
+for _builder in registry.BUILDERS.values():
+    define_dataclass_flags(_builder.config_class)
 define_dataclass_flags(EnvConfig)
 
 ACTOR_CONFIG_ERROR = 3
@@ -186,16 +187,9 @@ def main(argv: list[str]) -> None:
             config_cls, family_preset.resolve(device.type), given_fields(config_cls)
         )
         log.info("%s", presets.describe(family_preset, device.type, preset_values))
-        built = registry.build_agent(
-            FLAGS.agent,
-            spec,
-            device,
-            FLAGS.total_environment_frames,
-            frames_per_step,
-            num_envs=total_envs,
-            seed=FLAGS.seed,
-            preset=preset_values,
-        )
+        config = dataclass_from_flags(config_cls, FLAGS, preset_values)
+        run_shape = registry.RunShape(FLAGS.total_environment_frames, frames_per_step, total_envs, FLAGS.seed)
+        built = registry.builder(FLAGS.agent).build(config, spec, device, run_shape)
     except ValueError as e:
         sys.exit(f"error: {e}")
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
@@ -225,7 +219,7 @@ def main(argv: list[str]) -> None:
     run_config = {
         "agent": FLAGS.agent,
         "env": FLAGS.env,
-        "agent_config": built.config,
+        "agent_config": dataclasses.asdict(config),
         "env_config": dataclasses.asdict(env_config),
     }
     try:

@@ -1,0 +1,46 @@
+"""What building an agent yields, and the interface each agent's builder implements (cf. Acme's builders)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from seed_rl.core.agent import Agent
+from seed_rl.core.data import TrainingData
+from seed_rl.envs import EnvSpec
+
+
+@dataclass
+class BuiltAgent:
+    """An agent with the training data store it learns from and what the learner's unroll assembly needs."""
+
+    agent: Agent
+    data: TrainingData
+    unroll_length: int  # unrolls hold unroll_length + 1 steps
+    unroll_overlap: int  # steps shared by consecutive unrolls of an environment
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """The facts of a training run an agent's construction depends on."""
+
+    total_frames: int  # the run's budget in environment frames
+    frames_per_step: int  # environment frames per agent step (Atari frame skip)
+    total_envs: int  # environments across all actors (R2D2's per-environment epsilons)
+    seed: int = 0
+
+
+class AgentBuilder(Protocol):
+    """Builds one agent from its config dataclass; never reads command-line flags."""
+
+    name: str
+    config_class: type
+
+    def build(self, config: Any, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
+        """The agent for training, its data store and its unroll shape."""
+
+    def build_for_evaluation(self, config: Any, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
+        """The agent alone, to load trained weights into and play one environment."""

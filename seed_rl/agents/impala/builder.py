@@ -1,0 +1,26 @@
+"""Builds IMPALA: the actor-critic agent and on-policy batches of unrolls."""
+
+from __future__ import annotations
+
+import torch
+
+from seed_rl.agents.builder import BuiltAgent, RunShape
+from seed_rl.agents.impala.agent import ImpalaAgent
+from seed_rl.agents.impala.config import ImpalaConfig
+from seed_rl.core.agent import Agent
+from seed_rl.core.data import OnPolicyData
+from seed_rl.envs import EnvSpec
+
+
+class ImpalaBuilder:
+    name = "impala"
+    config_class = ImpalaConfig
+
+    def build(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
+        frames_per_train_step = config.batch_size * config.unroll_length * run.frames_per_step
+        agent = ImpalaAgent(spec, config, device, total_train_steps=run.total_frames // max(1, frames_per_train_step))
+        # Consecutive unrolls share one step: the last one bootstraps the next.
+        return BuiltAgent(agent, OnPolicyData(config.batch_size), config.unroll_length, 1, config.batch_size)
+
+    def build_for_evaluation(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
+        return ImpalaAgent(spec, config, device, total_train_steps=1)  # samples from its policy; no epsilon

@@ -1,0 +1,43 @@
+"""Builds R2D2: the recurrent Q-learning agent, its prioritized sequence replay and its overlapping sequences."""
+
+from __future__ import annotations
+
+import torch
+
+from seed_rl.agents.builder import BuiltAgent, RunShape
+from seed_rl.agents.r2d2.agent import R2D2Agent
+from seed_rl.agents.r2d2.config import R2D2Config
+from seed_rl.agents.r2d2.replay_data import ReplayData
+from seed_rl.core.agent import Agent
+from seed_rl.envs import EnvSpec
+from seed_rl.replay.prioritized import PrioritizedReplay
+
+
+class R2D2Builder:
+    name = "r2d2"
+    config_class = R2D2Config
+
+    def build(self, config: R2D2Config, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
+        agent = R2D2Agent(spec, config, device, run.total_envs)
+        replay = PrioritizedReplay(
+            config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=run.seed
+        )
+        data = ReplayData(
+            replay,
+            batch_size=config.batch_size,
+            replay_ratio=config.replay_ratio,
+            min_size=config.min_replay_size,
+            trained_steps_per_sequence=config.unroll_length,
+            new_steps_per_sequence=config.sequence_period,
+            checkpoint_contents=config.checkpoint_replay,
+            initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
+        )
+        # A sequence (burn-in + unroll + bootstrap) starts every sequence_period steps.
+        length = config.sequence_length - 1  # unrolls hold length + 1 steps
+        overlap = config.sequence_length - config.sequence_period
+        return BuiltAgent(agent, data, length, overlap, config.batch_size)
+
+    def build_for_evaluation(self, config: R2D2Config, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
+        agent = R2D2Agent(spec, config, device, num_envs=1)
+        agent.epsilons = torch.tensor([epsilon], dtype=torch.float64, device=device)
+        return agent
