@@ -13,22 +13,15 @@ import sys
 
 from absl import app, flags
 
-from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
+from seed_rl import roles
+from seed_rl.config_flags import dataclass_from_flags
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.security import SecurityConfigError, read_token
 from seed_rl.envs import EnvConfig, EnvError
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner")
-flags.DEFINE_string("env", "atari:Pong", "gymnasium id, atari:<Game>, football:<scenario>, dmlab:<level> or gym:<old gym id>")
-flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by this actor")
-flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)")
-flags.DEFINE_integer("seed", 0, "base random seed")
-flags.DEFINE_string("tls_ca_file", None, "PEM CA (or self-signed certificate) to trust; when set, connect over TLS")
-flags.DEFINE_string("tls_server_name", None, "name to check in the learner's certificate; default the address's host")
-flags.DEFINE_string("auth_token_file", None, "file holding the learner's token; default $SEED_RL_AUTH_TOKEN")
-define_dataclass_flags(EnvConfig)
-
+roles.define_shared_flags()
+roles.define_actor_flags()
 
 def main(argv: list[str]) -> None:
     del argv

@@ -26,7 +26,7 @@ import torch
 from absl import app, flags
 
 from seed_rl.agents import registry
-from seed_rl import presets
+from seed_rl import presets, roles
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
@@ -39,10 +39,8 @@ LOCAL_ADDRESS = "127.0.0.1:0"
 LEARNER_ADDRESS = "127.0.0.1:8686"
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
-flags.DEFINE_string("env", "atari:Pong", "gymnasium id (e.g. CartPole-v1), atari:<Game>, football:<scenario>, dmlab:<level> or gym:<old gym id>")
 flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --num_actors actor processes here; learner: the learner only, actors connect from elsewhere")
 flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote actors expected (--role=learner)")
-flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor")
 flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
 flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
 flags.DEFINE_string(
@@ -53,16 +51,14 @@ flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference 
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
-flags.DEFINE_integer("seed", 0, "random seed")
 flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
 flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads on the learner; 0: torch's default")
 flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner serves TLS with; needs --tls_key_file")
 flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")
-flags.DEFINE_string("auth_token_file", None, "file holding the token actors must send; default $SEED_RL_AUTH_TOKEN")
 flags.DEFINE_boolean("insecure", False, "allow serving on a non-loopback interface without TLS and a token (logs a warning)")
 for _builder in registry.BUILDERS.values():
     define_dataclass_flags(_builder.config_class)
-define_dataclass_flags(EnvConfig)
+roles.define_shared_flags()  # --env, --seed, --envs_per_actor, --auth_token_file, EnvConfig
 
 ACTOR_CONFIG_ERROR = 3
 

@@ -122,17 +122,18 @@ def test_replica_entry_point_errors_are_one_line():
     no_credentials = run_task("--", "--env=CartPole-v1", cluster_spec=documented_cluster_spec("workerpool0", 0))
     assert no_credentials.returncode == 2 and "--credentials_dir=DIR" in no_credentials.stderr
     reserved = run_task("--insecure", "--", "--server_address=1.2.3.4:1", cluster_spec=documented_cluster_spec("workerpool0", 0))
-    assert reserved.returncode == 2 and "--server_address is set by seed_rl.launch.vertex_task" in reserved.stderr
+    assert reserved.returncode == 2 and "--server_address is set by the launcher: seed_rl.launch.vertex_task" in reserved.stderr
     for result in (missing, no_credentials, reserved):
         assert "Traceback" not in result.stderr
 
 
-def test_flags_for_actor_keeps_known_flags_and_negated_booleans():
-    known = frozenset({"env", "seed", "full_action_space"})
-    flags = ["--env=x", "--seed=3", "--nofull_action_space", "--agent=impala", "--notorso", "--full_action_space"]
-    assert vertex_task.flags_for_actor(flags, known) == ["--env=x", "--seed=3", "--nofull_action_space", "--full_action_space"]
+def test_actors_get_the_shared_flags_and_negated_booleans():
+    flags = ["--env=x", "--seed=3", "--nofull_action_space", "--agent=impala", "--nouse_lstm", "--full_action_space"]
+    learner, actor = vertex_task.split_train_flags(flags)
+    assert actor == ["--env=x", "--seed=3", "--nofull_action_space", "--full_action_space"]
+    assert learner == flags
     with pytest.raises(vertex_task.TaskError, match="--name=value"):
-        vertex_task.flags_for_actor(["--env", "x"], known)
+        vertex_task.split_train_flags(["--env", "x"])
 
 
 # --- the CustomJob spec ----------------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_cpu_learner_and_insecure_job():
         (dict(output_dir="/tmp/out"), "gs://BUCKET/PATH"),
         (dict(num_actors=0), "--num_actors must be at least 1"),
         (dict(train_flags=("--num_actors=8",)), "put it before the --"),
-        (dict(train_flags=("--role=local",)), "--role is set by seed_rl.launch.vertex_task"),
+        (dict(train_flags=("--role=local",)), "--role is set by the launcher: seed_rl.launch.vertex_task"),
         (dict(train_flags=("env=atari:Pong",)), "--name=value"),
     ],
 )
@@ -216,7 +217,6 @@ def test_every_replica_of_the_generated_job_gets_a_distinct_role():
     spec = vertex.build_custom_job(pong_job())
     job_spec = spec["job_spec"]
     learner_pool, actor_pool = job_spec["worker_pool_specs"]
-    known = frozenset({"env", "envs_per_actor"})
     actor_ids = []
     for task_type, pool in (("workerpool0", learner_pool), ("workerpool1", actor_pool)):
         for index in range(pool["replica_count"]):
@@ -226,7 +226,7 @@ def test_every_replica_of_the_generated_job_gets_a_distinct_role():
                 command = vertex_task.learner_command(replica, options, train_flags)
                 assert "--num_actors=12" in command
             else:
-                for command in vertex_task.actor_commands(replica, options, train_flags, known):
+                for command in vertex_task.actor_commands(replica, options, train_flags):
                     actor_ids += [int(t.split("=")[1]) for t in command if t.startswith("--actor_id=")]
     assert sorted(actor_ids) == list(range(12))
 

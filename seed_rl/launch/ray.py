@@ -17,17 +17,15 @@ node's IP, which needs the learner's security flags (TLS and a token, or
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import signal
 import sys
 import time
-import typing
 
 from absl import app, flags
 
-from seed_rl.envs import EnvConfig
+from seed_rl import roles
 
 log = logging.getLogger("seed_rl.launch.ray")
 FLAGS = flags.FLAGS
@@ -58,27 +56,10 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
     flags.DEFINE_float("stop_timeout_s", 300.0, "after Ctrl-C, how long the learner may take to write its checkpoint", flag_values=flag_values)
 
 
-# Flags seed_rl.actor understands besides its address and id; all but the
-# actor-only ones also go to the learner (which checks they match).
-def dataclass_flag_names(cls: type) -> set[str]:
-    """The flags ``config_flags.define_dataclass_flags`` makes from ``cls`` (nested dataclasses flat)."""
-    hints = typing.get_type_hints(cls)
-    names: set[str] = set()
-    for field in dataclasses.fields(cls):
-        nested = hints[field.name]
-        names |= dataclass_flag_names(nested) if dataclasses.is_dataclass(nested) else {field.name}
-    return names
-
-
-ENV_FLAGS = {"env", "seed", *dataclass_flag_names(EnvConfig)}
-SHARED_SECURITY_FLAGS = {"auth_token_file"}
-ACTOR_ONLY_FLAGS = {"tls_ca_file", "tls_server_name"}
-# The launcher sets these itself.
-LAUNCHER_SET_FLAGS = {
-    "role": "the launcher runs the learner with --role=learner",
+# Every launcher's own flags, with this launcher's way of choosing the address.
+RAY_LAUNCHER_SET_FLAGS = {
+    **roles.LAUNCHER_SET_FLAGS,
     "server_address": "use --learner_port (and --learner_host)",
-    "learner_address": "the launcher gives actors the learner's address",
-    "actor_id": "the launcher numbers the actors",
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
@@ -89,30 +70,12 @@ class LaunchError(Exception):
     """A user-facing problem, printed as one ``error:`` line."""
 
 
-def flag_name(arg: str) -> str | None:
-    """``--name=value``, ``--name`` or ``--noname`` -> the flag's name as written (``noname`` stays)."""
-    if not arg.startswith("-") or arg in ("-", "--"):
-        return None
-    return arg.lstrip("-").split("=", 1)[0]
-
-
 def route_flags(passthrough: list[str]) -> tuple[list[str], list[str]]:
-    """Splits the flags this launcher does not define into (learner flags, actor flags)."""
-    learner, actor = [], []
-    for arg in passthrough:
-        name = flag_name(arg)
-        if name is None:
-            raise LaunchError(f"unexpected argument {arg!r}; flags are written --name=value")
-        base = name[2:] if name.startswith("no") and name[2:] in ENV_FLAGS | SHARED_SECURITY_FLAGS else name
-        if base in LAUNCHER_SET_FLAGS:
-            raise LaunchError(f"--{base} is set by the launcher: {LAUNCHER_SET_FLAGS[base]}")
-        if base in ACTOR_ONLY_FLAGS:
-            actor.append(arg)
-            continue
-        learner.append(arg)
-        if base in ENV_FLAGS or base in SHARED_SECURITY_FLAGS:
-            actor.append(arg)
-    return learner, actor
+    """Splits the flags this launcher does not define into (learner flags, actor flags): ``roles.split_train_flags``."""
+    try:
+        return roles.split_train_flags(passthrough, RAY_LAUNCHER_SET_FLAGS)
+    except roles.RoleError as e:
+        raise LaunchError(str(e)) from None
 
 
 def import_ray():

@@ -92,15 +92,13 @@ def _check(job: VertexJob) -> None:
     if not job.learner_image or not job.actor_image:
         raise SpecError("give the container image with --image (or --learner_image and --actor_image)")
     for token in job.train_flags:
-        name = vertex_task.flag_name(token) if token.startswith("--") else None
-        if name is None:
-            raise SpecError(f"train flags after -- are written --name=value, got {token!r}")
+        name = token[2:].split("=", 1)[0] if token.startswith("--") else None
         if name in ("num_actors", "actors_per_replica", "insecure"):
             raise SpecError(f"--{name} is a flag of seed_rl.launch.vertex itself: put it before the --")
     try:
-        vertex_task.check_train_flags(job.train_flags)
+        vertex_task.split_train_flags(job.train_flags)  # what the task refuses, refused before submitting
     except vertex_task.TaskError as e:
-        raise SpecError(str(e)) from None
+        raise SpecError(f"train flags after --: {e}") from None
     gcs_mount_path(job.output_dir)
 
 

@@ -27,16 +27,20 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from seed_rl import roles
 from seed_rl.launch import credentials
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
 
 log = logging.getLogger("seed_rl.launch.vertex_task")
 
-# Flags this entry point sets itself from CLUSTER_SPEC and its own options.
-RESERVED_FLAGS = frozenset({
-    "role", "server_address", "learner_address", "actor_id", "num_actors",
-    "tls_cert_file", "tls_key_file", "tls_ca_file", "tls_server_name", "auth_token_file", "insecure",
-})
+# What this entry point sets itself from CLUSTER_SPEC and its own options: every
+# launcher's own flags, the number of actors and the security flags.
+_SET_HERE = "seed_rl.launch.vertex_task sets it from CLUSTER_SPEC and its own options; leave it out of the train flags"
+VERTEX_SET_FLAGS = {
+    name: _SET_HERE
+    for name in (*roles.LAUNCHER_SET_FLAGS, "num_actors", "tls_cert_file", "tls_key_file", "tls_ca_file",
+                 "tls_server_name", "auth_token_file", "insecure")
+}
 
 
 class TaskError(ValueError):
@@ -53,41 +57,12 @@ class TaskOptions:
     actors_per_replica: int = 1
 
 
-def flag_name(token: str) -> str:
-    """``--name=value`` or ``--name`` -> ``name``; anything else is refused."""
-    if not token.startswith("--") or token == "--":
-        raise TaskError(f"train flags are written --name=value, got {token!r}")
-    return token[2:].split("=", 1)[0]
-
-
-def check_train_flags(train_flags: Sequence[str]) -> None:
-    for token in train_flags:
-        name = flag_name(token)
-        if name in RESERVED_FLAGS or (name.startswith("no") and name[2:] in RESERVED_FLAGS):
-            raise TaskError(
-                f"--{name} is set by seed_rl.launch.vertex_task from CLUSTER_SPEC and its own options; "
-                "leave it out of the train flags"
-            )
-
-
-def actor_flag_names() -> frozenset[str]:
-    """Names of the flags ``python -m seed_rl.actor`` accepts (its own and the environment flags)."""
-    from absl import flags
-
-    import seed_rl.actor  # noqa: F401  (defines the actor's flags)
-
-    by_module = flags.FLAGS.flags_by_module_dict()
-    return frozenset(f.name for module, fs in by_module.items() if module.startswith("seed_rl") for f in fs)
-
-
-def flags_for_actor(train_flags: Sequence[str], actor_flags: frozenset[str]) -> list[str]:
-    """The train flags an actor also takes; learner-only ones (agent, optimizer, logdir, ...) are left out."""
-    kept = []
-    for token in train_flags:
-        name = flag_name(token)
-        if name in actor_flags or ("=" not in token and name.startswith("no") and name[2:] in actor_flags):
-            kept.append(token)
-    return kept
+def split_train_flags(train_flags: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(learner flags, actor flags) of a train command line: ``roles.split_train_flags`` with this launcher's flags."""
+    try:
+        return roles.split_train_flags(train_flags, VERTEX_SET_FLAGS)
+    except roles.RoleError as e:
+        raise TaskError(str(e)) from None
 
 
 def _security_flags(role: str, options: TaskOptions) -> list[str]:
@@ -114,13 +89,11 @@ def learner_command(replica: Replica, options: TaskOptions, train_flags: Sequenc
     ]
 
 
-def actor_commands(
-    replica: Replica, options: TaskOptions, train_flags: Sequence[str], actor_flags: frozenset[str]
-) -> list[list[str]]:
+def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[list[str]]:
     port = options.port or replica.learner_port
     shared = [
         f"--learner_address={replica.learner_host}:{port}",
-        *_security_flags("actor", options), *flags_for_actor(train_flags, actor_flags),
+        *_security_flags("actor", options), *split_train_flags(train_flags)[1],
     ]
     first = replica.index * options.actors_per_replica
     return [
@@ -212,11 +185,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     options, train_flags, dry_run = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         replica = replica_from_environment(environ)
-        check_train_flags(train_flags)
+        split_train_flags(train_flags)  # refuses what this entry point sets itself
         if replica.role == "learner":
             commands = [learner_command(replica, options, train_flags)]
         else:
-            commands = actor_commands(replica, options, train_flags, actor_flag_names())
+            commands = actor_commands(replica, options, train_flags)
     except (ClusterSpecError, TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,124 @@
+"""Process roles and their flags, declared once.
+
+A training job has a learner and actors. Their flags fall into four groups:
+
+- **shared**: the learner and every actor take them and must agree on them
+  (the environment and its settings, the seed, environments per actor, the
+  token file);
+- **actor-only**: how an actor reaches the learner over TLS;
+- **launcher-set**: what a launcher decides for each process (roles, addresses,
+  actor ids); a user who gives one to a launcher is told what to do instead;
+- **learner-only**: everything else ``seed_rl.train`` defines (agents,
+  optimizers, logdir, ...).
+
+``seed_rl.train`` and ``seed_rl.actor`` define their flags from here, and every
+launcher (local processes, Ray, Vertex AI) splits a train command line with
+:func:`split_train_flags`. Adding a flag to a group here is the only edit
+needed for it to reach every launcher's actors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping, Sequence
+
+from absl import flags
+
+from seed_rl.config_flags import define_dataclass_flags
+from seed_rl.envs import EnvConfig
+
+
+class RoleError(ValueError):
+    """A flag given to a launcher that the launcher sets itself, or a token that is not a flag."""
+
+
+def dataclass_flag_names(cls: type) -> frozenset[str]:
+    """The flags ``config_flags.define_dataclass_flags`` makes from ``cls`` (nested dataclasses flat)."""
+    hints = typing.get_type_hints(cls)
+    names: set[str] = set()
+    for field in dataclasses.fields(cls):
+        nested = hints[field.name]
+        names |= dataclass_flag_names(nested) if dataclasses.is_dataclass(nested) else {field.name}
+    return frozenset(names)
+
+
+SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file"}) | dataclass_flag_names(EnvConfig)
+ACTOR_ONLY_FLAGS = frozenset({"tls_ca_file", "tls_server_name"})
+# What every launcher sets itself, and what to do instead of giving it.
+LAUNCHER_SET_FLAGS: Mapping[str, str] = {
+    "role": "the launcher runs the learner with --role=learner",
+    "server_address": "the launcher chooses the learner's address (see its own options)",
+    "learner_address": "the launcher gives actors the learner's address",
+    "actor_id": "the launcher numbers the actors",
+}
+
+
+def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The flags of both roles: ``--env``, ``--seed``, ``--envs_per_actor``, ``--auth_token_file`` and EnvConfig's."""
+    flags.DEFINE_string(
+        "env", "atari:Pong",
+        "gymnasium id (e.g. CartPole-v1), atari:<Game>, minatar:<Game>, football:<scenario>, dmlab:<level> "
+        "or gym:<old gym id>",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer("seed", 0, "random seed (actors derive their environments' seeds from it)",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("envs_per_actor", 8, "environments stepped by each actor", flag_values=flag_values)
+    flags.DEFINE_string(
+        "auth_token_file", None,
+        "file holding the shared token (the learner requires it, actors send it); default $SEED_RL_AUTH_TOKEN",
+        flag_values=flag_values,
+    )
+    define_dataclass_flags(EnvConfig, flag_values)
+
+
+def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """The actor's own flags: where the learner is and how to trust it."""
+    flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner", flag_values=flag_values)
+    flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)", flag_values=flag_values)
+    flags.DEFINE_string("tls_ca_file", None,
+                        "PEM CA (or self-signed certificate) to trust; when set, connect over TLS",
+                        flag_values=flag_values)
+    flags.DEFINE_string("tls_server_name", None,
+                        "name to check in the learner's certificate; default the address's host",
+                        flag_values=flag_values)
+
+
+def flag_name(token: str) -> str:
+    """``--name=value`` or ``--name`` -> ``name``; anything else is refused."""
+    if not token.startswith("--") or token == "--":
+        raise RoleError(f"unexpected argument {token!r}; flags are written --name=value")
+    return token[2:].split("=", 1)[0]
+
+
+def _base_name(token: str, known: frozenset[str]) -> str:
+    """The flag a token sets: ``--noX`` (a boolean's negation) sets ``X`` when ``X`` is known."""
+    name = flag_name(token)
+    if "=" not in token and name.startswith("no") and name[2:] in known:
+        return name[2:]
+    return name
+
+
+def split_train_flags(
+    train_flags: Sequence[str], launcher_set: Mapping[str, str] = LAUNCHER_SET_FLAGS
+) -> tuple[list[str], list[str]]:
+    """Splits a train command line into (learner flags, actor flags).
+
+    Shared flags go to both, actor-only flags to actors only, the rest to the
+    learner. A flag in ``launcher_set`` (every launcher's own choices, plus any
+    a launcher adds) raises :class:`RoleError` with what to do instead.
+    """
+    known = SHARED_FLAGS | ACTOR_ONLY_FLAGS | frozenset(launcher_set)
+    learner, actor = [], []
+    for token in train_flags:
+        name = _base_name(token, known)
+        if name in launcher_set:
+            raise RoleError(f"--{name} is set by the launcher: {launcher_set[name]}")
+        if name in ACTOR_ONLY_FLAGS:
+            actor.append(token)
+            continue
+        learner.append(token)
+        if name in SHARED_FLAGS:
+            actor.append(token)
+    return learner, actor

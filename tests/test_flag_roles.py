@@ -1,0 +1,51 @@
+"""seed_rl.roles: the flag groups of the learner and the actors, declared once and used by every launcher."""
+
+from __future__ import annotations
+
+import pytest
+from absl import flags
+
+from seed_rl import roles
+from seed_rl.launch import ray as ray_launcher
+from seed_rl.launch import vertex_task
+
+
+def test_a_flag_added_to_the_shared_group_reaches_ray_and_vertex_actors(monkeypatch):
+    monkeypatch.setattr(roles, "SHARED_FLAGS", roles.SHARED_FLAGS | {"new_env_setting"})
+    train_flags = ["--agent=impala", "--new_env_setting=7", "--env=atari:Pong"]
+    for split in (ray_launcher.route_flags, vertex_task.split_train_flags):
+        learner, actor = split(train_flags)
+        assert learner == train_flags
+        assert actor == ["--new_env_setting=7", "--env=atari:Pong"]
+
+
+def test_an_actor_only_flag_skips_the_learner():
+    learner, actor = roles.split_train_flags(["--tls_ca_file=ca.pem", "--nouse_lstm"])
+    assert (learner, actor) == (["--nouse_lstm"], ["--tls_ca_file=ca.pem"])
+
+
+@pytest.mark.parametrize("token", ["--actor_id=3", "--role=local", "--learner_address=h:1"])
+def test_launcher_set_flags_are_refused_with_what_to_do(token):
+    with pytest.raises(roles.RoleError, match="is set by the launcher: the launcher"):
+        roles.split_train_flags([token])
+
+
+def test_the_groups_are_what_train_and_actor_define():
+    learner_flags, actor_flags = flags.FlagValues(), flags.FlagValues()
+    roles.define_shared_flags(learner_flags)
+    roles.define_shared_flags(actor_flags)
+    roles.define_actor_flags(actor_flags)
+    assert set(learner_flags) == roles.SHARED_FLAGS
+    assert set(actor_flags) == roles.SHARED_FLAGS | roles.ACTOR_ONLY_FLAGS | {"learner_address", "actor_id"}
+    assert {"learner_address", "actor_id"} <= set(roles.LAUNCHER_SET_FLAGS)
+
+
+@pytest.mark.parametrize("module", ["seed_rl/train.py", "seed_rl/actor.py"])
+def test_entry_points_take_the_shared_flags_from_roles(module):
+    import re
+    from pathlib import Path
+
+    source = (Path(__file__).resolve().parent.parent / module).read_text()
+    assert "roles.define_shared_flags()" in source
+    defined_here = set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source))
+    assert not defined_here & roles.SHARED_FLAGS, f"{module} defines shared flags itself: {defined_here & roles.SHARED_FLAGS}"
