@@ -13,7 +13,7 @@ import sys
 
 from absl import app, flags
 
-from seed_rl import roles
+from seed_rl import exits, roles
 from seed_rl.config_flags import dataclass_from_flags
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.security import SecurityConfigError, read_token
@@ -40,10 +40,10 @@ def main(argv: list[str]) -> None:
         )
         run_actor(settings)
     except (EnvError, ActorConfigError, SecurityConfigError) as e:
-        sys.exit(f"error: {e}")
+        exits.fail(e)
     except KeyboardInterrupt:
         pass
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=exits.parse_flags)

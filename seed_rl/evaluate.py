@@ -33,6 +33,7 @@ import gymnasium
 import numpy as np
 import torch
 
+from seed_rl import exits
 from seed_rl.agents import registry
 from seed_rl.agents.registry import AGENTS
 from seed_rl.core import checkpoint
@@ -454,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         evaluate(args)
     except (EvaluationError, EnvError, OSError) as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
-        return 1
+        exits.fail(_one_line(e))
     return 0
 
 

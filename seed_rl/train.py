@@ -26,7 +26,7 @@ import torch
 from absl import app, flags
 
 from seed_rl.agents import registry
-from seed_rl import presets, roles
+from seed_rl import exits, presets, roles
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
@@ -60,8 +60,6 @@ for _builder in registry.BUILDERS.values():
     define_dataclass_flags(_builder.config_class)
 roles.define_shared_flags()  # --env, --seed, --envs_per_actor, --auth_token_file, EnvConfig
 
-ACTOR_CONFIG_ERROR = 3
-
 
 def _stop_when_orphaned(stop: threading.Event, poll_s: float = 1.0) -> None:
     """Sets ``stop`` once the parent process is gone (e.g. a learner killed with SIGKILL)."""
@@ -86,8 +84,7 @@ def _local_actor(settings: ActorSettings) -> None:
     try:
         run_actor(settings, stop)
     except (ActorConfigError, EnvError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(ACTOR_CONFIG_ERROR)
+        exits.fail(e)
 
 
 class LocalActors:
@@ -113,7 +110,7 @@ class LocalActors:
             for i, process in enumerate(self._processes):
                 if process.is_alive() or self._closing.is_set() or self._stopping():
                     continue
-                if process.exitcode == ACTOR_CONFIG_ERROR:
+                if exits.is_user_error(process.exitcode):
                     self._on_fatal(f"actor {i} could not start (see its error above)")
                     return
                 log.warning("actor %d exited with code %s; restarting it", i, process.exitcode)
@@ -149,10 +146,10 @@ def server_address(role: str, address: str | None) -> str:
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        sys.exit(f"error: unexpected arguments {argv[1:]}; flags are written --name=value")
+        exits.fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
     for name in ("num_actors", "envs_per_actor"):
         if getattr(FLAGS, name) < 1:
-            sys.exit(f"error: --{name} must be >= 1, got {getattr(FLAGS, name)}")
+            exits.fail(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.manual_seed(FLAGS.seed)
     if FLAGS.torch_threads > 0:
@@ -164,7 +161,7 @@ def main(argv: list[str]) -> None:
         spec = env_spec(probe)
         probe.close()
     except EnvError as e:
-        sys.exit(f"error: {e}")
+        exits.fail(f"{e}")
     frames_per_step = env_frames_per_step(FLAGS.env, env_config)
     total_envs = FLAGS.num_actors * FLAGS.envs_per_actor
     try:
@@ -187,7 +184,7 @@ def main(argv: list[str]) -> None:
         run_shape = registry.RunShape(FLAGS.total_environment_frames, frames_per_step, total_envs, FLAGS.seed)
         built = registry.builder(FLAGS.agent).build(config, spec, device, run_shape)
     except ValueError as e:
-        sys.exit(f"error: {e}")
+        exits.fail(f"{e}")
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
     try:
         address = server_address(FLAGS.role, FLAGS.server_address)
@@ -195,7 +192,7 @@ def main(argv: list[str]) -> None:
             address, FLAGS.tls_cert_file, FLAGS.tls_key_file, FLAGS.auth_token_file, FLAGS.insecure
         )
     except ValueError as e:  # SecurityConfigError included
-        sys.exit(f"error: {e}")
+        exits.fail(f"{e}")
     settings = LearnerSettings(
         logdir=logdir,
         env_name=FLAGS.env,
@@ -221,9 +218,9 @@ def main(argv: list[str]) -> None:
     try:
         learner = Learner(built.agent, built.data, spec, settings, run_config)
     except CheckpointMismatch as e:
-        sys.exit(f"error: {e}")
+        exits.fail(f"{e}")
     except OSError as e:  # the learner's port is taken
-        sys.exit(f"error: {e}; stop the other process or choose another --server_address")
+        exits.fail(f"{e}; stop the other process or choose another --server_address")
     if learner.done():
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", logdir, learner.frames)
         learner.close(save=False)
@@ -279,8 +276,8 @@ def main(argv: list[str]) -> None:
         learner.close(save=not fatal)
     log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
     if fatal:
-        sys.exit(f"error: {fatal[0]}")
+        exits.fail(f"{fatal[0]}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=exits.parse_flags)

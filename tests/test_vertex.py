@@ -12,6 +12,7 @@ import sys
 import pytest
 from google.cloud import aiplatform_v1
 
+from seed_rl import exits
 from seed_rl.launch import vertex, vertex_task
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, parse_cluster_spec
 from train_helpers import ROOT
@@ -117,12 +118,12 @@ def test_actor_replica_runs_its_actors_with_the_flags_an_actor_knows():
 
 def test_replica_entry_point_errors_are_one_line():
     missing = run_task("--insecure", cluster_spec=None)
-    assert missing.returncode == 2
+    assert missing.returncode == exits.USER_ERROR
     assert missing.stderr.strip().splitlines()[-1].startswith("error: CLUSTER_SPEC is not set")
     no_credentials = run_task("--", "--env=CartPole-v1", cluster_spec=documented_cluster_spec("workerpool0", 0))
-    assert no_credentials.returncode == 2 and "--credentials_dir=DIR" in no_credentials.stderr
+    assert no_credentials.returncode == exits.USER_ERROR and "--credentials_dir=DIR" in no_credentials.stderr
     reserved = run_task("--insecure", "--", "--server_address=1.2.3.4:1", cluster_spec=documented_cluster_spec("workerpool0", 0))
-    assert reserved.returncode == 2 and "--server_address is set by the launcher: seed_rl.launch.vertex_task" in reserved.stderr
+    assert reserved.returncode == exits.USER_ERROR and "--server_address is set by the launcher: seed_rl.launch.vertex_task" in reserved.stderr
     for result in (missing, no_credentials, reserved):
         assert "Traceback" not in result.stderr
 

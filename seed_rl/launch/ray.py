@@ -25,7 +25,7 @@ import time
 
 from absl import app, flags
 
-from seed_rl import roles
+from seed_rl import exits, roles
 
 log = logging.getLogger("seed_rl.launch.ray")
 FLAGS = flags.FLAGS
@@ -245,9 +245,9 @@ def main(argv: list[str]) -> None:
         signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
         connect(ray, FLAGS.ray_address, FLAGS.learner_num_cpus + FLAGS.num_actors * FLAGS.actor_num_cpus)
     except LaunchError as e:
-        sys.exit(f"error: {e}")
+        exits.fail(e)
     except KeyboardInterrupt:
-        sys.exit("error: interrupted while connecting to Ray")
+        exits.fail("interrupted while connecting to Ray")
     run = None
     started = time.monotonic()
     try:
@@ -267,22 +267,17 @@ def main(argv: list[str]) -> None:
                 raise LaunchError(f"the learner did not stop within --stop_timeout_s={FLAGS.stop_timeout_s:g}")
             run.check_learner()
     except LaunchError as e:
-        sys.exit(f"error: {e}")
+        exits.fail(e)
     finally:
         if run is not None:
             run.kill()
         ray.shutdown()
 
 
-def _parse_known(argv: list[str]) -> list[str]:
-    """absl parses this launcher's flags; the rest are passed through."""
-    return FLAGS(argv, known_only=True)
-
-
 def run_cli() -> None:
     """Console-script entry point (``seed-rl-ray``)."""
     define_flags()
-    app.run(main, flags_parser=_parse_known)
+    app.run(main, flags_parser=exits.parse_known_flags)  # the flags it does not define go through
 
 
 if __name__ == "__main__":

@@ -26,8 +26,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-# seed_rl's commands end with one "error: ..." line on a user error (wrong env,
-# refused by the learner); anything else is a crash worth restarting.
+from seed_rl import exits
+
+# seed_rl's commands end a user error (wrong env, refused by the learner) with
+# one "error: ..." line and exits.USER_ERROR; anything else is a crash worth
+# restarting (seed_rl.exits).
 USER_ERROR_PREFIX = "error:"
 # A child that crashes sooner than this after starting waits before its Ray
 # actor exits, so a crash loop does not spin.
@@ -50,16 +53,12 @@ class ChildExit:
         for line in reversed(self.tail):
             if line.startswith(USER_ERROR_PREFIX):
                 return line[len(USER_ERROR_PREFIX):].strip()
-            if "Flags parsing error" in line:
-                return line.split("Flags parsing error:", 1)[-1].strip()
         how = f"signal {-self.returncode}" if self.returncode < 0 else f"exit code {self.returncode}"
         last = next((line.strip() for line in reversed(self.tail) if line.strip()), "")
         return f"{how}" + (f"; last output: {last}" if last else "")
 
     def is_user_error(self) -> bool:
-        return self.returncode > 0 and any(
-            line.startswith(USER_ERROR_PREFIX) or "Flags parsing error" in line for line in self.tail
-        )
+        return exits.is_user_error(self.returncode)
 
 
 class SupervisedProcess:

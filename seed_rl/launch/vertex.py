@@ -32,6 +32,7 @@ from typing import Sequence
 
 from absl import app, flags
 
+from seed_rl import exits
 from seed_rl.launch import credentials, vertex_task
 
 # Defaults follow SEED RL's gcp/ scripts: n1-standard-4 actor machines ("standard"
@@ -256,10 +257,10 @@ def main(argv: list[str]) -> None:
             raise SpecError("give --project (or --dry_run to only print the job)")
         name = submit(spec, job, FLAGS.project, FLAGS.region)
     except SpecError as e:
-        sys.exit(f"error: {e}")
+        exits.fail(e)
     print(f"submitted {name}")
     print(f"follow it: gcloud ai custom-jobs stream-logs {name}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=exits.parse_flags)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from seed_rl import roles
+from seed_rl import exits, roles
 from seed_rl.launch import credentials
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
 
@@ -105,9 +105,11 @@ def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence
 def supervise_actors(commands: list[list[str]], poll_s: float = 0.5) -> int:
     """Runs the actor processes of this replica until one exits with a code or we are told to stop.
 
-    A process killed by a signal (the OOM killer, say) is restarted; a process
-    that exits with a code (a configuration error) stops the replica with that code.
-    SIGTERM and SIGINT stop every process and exit 0.
+    The contract of ``seed_rl.exits``: a process that ends with a user error
+    stops the replica with that code (restarting cannot fix it), one that
+    exits 0 has finished and stops it with 0, and any other end (a crash, the
+    OOM killer's signal) is restarted. SIGTERM and SIGINT stop every process
+    and exit 0.
     """
     stopping = False
 
@@ -127,8 +129,9 @@ def supervise_actors(commands: list[list[str]], poll_s: float = 0.5) -> int:
                 returncode = process.poll()
                 if returncode is None:
                     continue
-                if returncode < 0:
-                    log.warning("actor process %d was killed by signal %d; restarting it", i, -returncode)
+                if returncode != 0 and not exits.is_user_error(returncode):
+                    how = f"was killed by signal {-returncode}" if returncode < 0 else f"crashed (exit code {returncode})"
+                    log.warning("actor process %d %s; restarting it", i, how)
                     processes[i] = subprocess.Popen(commands[i])
                     log.info("actor process %d started (pid %d)", i, processes[i].pid)
                     continue
@@ -192,7 +195,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             commands = actor_commands(replica, options, train_flags)
     except (ClusterSpecError, TaskError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exits.USER_ERROR
     log.info("replica %s %d of this job; learner at %s", replica.role, replica.index, replica.learner_host)
     if dry_run:
         for command in commands:
