@@ -215,6 +215,20 @@ def rss_mb() -> float:
 # Measurements
 
 
+def _stage_counters(engine, batcher, kind: str) -> tuple[float, ...]:
+    """(forward s, store s, requests, batching wait s, batches) so far; NaN where this learner does not count it
+    (an older seed_rl, benchmarked side by side)."""
+    nan = float("nan")
+    times = getattr(engine, "times", None) if kind == "model" else None
+    return (
+        times.forward if times else (0.0 if kind == "noop" else nan),
+        times.store if times else (0.0 if kind == "noop" else nan),
+        getattr(batcher, "requests_served", nan),
+        getattr(batcher, "wait_seconds", nan),
+        getattr(batcher, "batches_served", nan),
+    )
+
+
 def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.device) -> dict:
     total_envs = args.actors * args.envs_per_actor
     learner = start_learner(kind, args.torso, device, total_envs, args.unroll_length, args.actors + 16)
@@ -229,18 +243,14 @@ def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.devi
             actor.start()
         time.sleep(args.warmup_seconds)
         engine, batcher = learner.engine, learner.batcher
+        stages = lambda: _stage_counters(engine, batcher, kind)  # noqa: E731
         start_steps, start_cpu, start_wall = engine.env_steps, time.process_time(), time.monotonic()
-        start_times = (engine.times.forward, engine.times.store) if kind == "model" else (0.0, 0.0)
-        start_requests, start_wait, start_batches = batcher.requests_served, batcher.wait_seconds, batcher.batches_served
+        start = stages()
         time.sleep(args.seconds)
         served = engine.env_steps - start_steps
         wall, cpu = time.monotonic() - start_wall, time.process_time() - start_cpu
-        forward = store = 0.0
-        if kind == "model":
-            forward, store = engine.times.forward - start_times[0], engine.times.store - start_times[1]
-        requests_served = batcher.requests_served - start_requests
-        batches = batcher.batches_served - start_batches
-        wait = (batcher.wait_seconds - start_wait) / max(requests_served, 1)
+        forward, store, requests_served, wait_s, batches = (b - a for a, b in zip(start, stages()))
+        wait = wait_s / max(requests_served, 1)
     finally:
         _stop_all(stop, actors, learner)
     per_step = 1e6 / max(served, 1)
