@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from seed_rl.envs.factory import prefixed_family
+
 log = logging.getLogger(__name__)
 
 FAMILIES = ("atari", "minatar", "football", "dmlab", "vector", "other")
@@ -180,9 +182,9 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
 
 def env_family(env_name: str, observation_shape: tuple[int, ...]) -> str:
     """The preset family of ``--env``: by its prefix, else by its observation's rank."""
-    for family in ("atari", "minatar", "football", "dmlab"):
-        if env_name.startswith(family + ":"):
-            return family
+    family = prefixed_family(env_name)
+    if family is not None:
+        return family
     return "vector" if len(observation_shape) == 1 else "other"
 
 

@@ -29,20 +29,6 @@ echo "== real Pong actors against the learner (learning off)"
 "$python" tools/bench_inference.py --mode=pong --torso=impala_deep --actors="$actors" --envs_per_actor=16 \
   --seconds="$seconds" --torch_threads=0
 
-echo "== Pong training, IMPALA deep ResNet (the paper's settings on a GPU learner)"
-logdir=$(mktemp -d)
-trap 'rm -rf "$logdir"' EXIT
-timeout $(( seconds * 4 + 120 )) "$python" -m seed_rl.train --env=atari:Pong --torso=impala_deep \
-  --num_actors="$actors" --envs_per_actor=16 --logdir="$logdir" \
-  --total_environment_frames=$(( 20000 * seconds * 4 )) --log_interval_s=10 2>&1 | grep -E "frames|preset|training" || true
-"$python" - "$logdir" "$actors" "$seconds" <<'PY'
-import json, sys
-sys.path.insert(0, "tools")
-from bench_throughput import raw_rates
-logdir, actors, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-rows = [json.loads(line) for line in open(f"{logdir}/metrics.jsonl")]
-steady = rows[len(rows) // 2:]
-fps = sum(r["fps"] for r in steady) / len(steady)
-raw = raw_rates("atari:Pong", actors, 16, min(seconds, 10), frame_skip=4)[0]
-print(f"training frames/s {fps:,.0f}; raw Pong frames/s of {actors} processes {raw:,.0f}; ratio {fps / raw:.3f}")
-PY
+echo "== Pong training, IMPALA deep ResNet (the paper's settings on a GPU learner) against raw env frames/s"
+"$python" tools/bench_throughput.py --env=atari:Pong --torso=impala_deep --num_actors="$actors" --envs_per_actor=16 \
+  --seconds="$seconds" --warmup_seconds=20

@@ -31,6 +31,13 @@ from seed_rl.envs.minatar import MINATAR_PREFIX, make_minatar
 
 ATARI_PREFIX = "atari:"
 DMLAB_PREFIX = "dmlab:"
+# The families whose --env names carry a prefix (presets are chosen per family).
+PREFIXED_FAMILIES = {"atari": ATARI_PREFIX, "minatar": MINATAR_PREFIX, "football": FOOTBALL_PREFIX, "dmlab": DMLAB_PREFIX}
+
+
+def prefixed_family(env_name: str) -> str | None:
+    """'atari' for 'atari:Pong', ...; None for a plain gymnasium id (or 'gym:<old gym id>')."""
+    return next((family for family, prefix in PREFIXED_FAMILIES.items() if env_name.startswith(prefix)), None)
 
 
 @dataclass(frozen=True)
