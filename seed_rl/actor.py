@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
             learner_address=FLAGS.learner_address,
             env_name=FLAGS.env,
             env_config=dataclass_from_flags(EnvConfig),
-            num_envs=FLAGS.envs_per_actor,
+            envs_per_actor=FLAGS.envs_per_actor,
             actor_id=FLAGS.actor_id,
             seed=FLAGS.seed,
             tls_ca_file=FLAGS.tls_ca_file,

@@ -258,7 +258,7 @@ def main(argv: list[str]) -> None:
             learner_address=local_address,
             env_name=FLAGS.env,
             env_config=env_config,
-            num_envs=FLAGS.envs_per_actor,
+            envs_per_actor=FLAGS.envs_per_actor,
             actor_id=actor_id,
             seed=FLAGS.seed,
             tls_ca_file=local_security.tls_ca_file,

@@ -50,7 +50,7 @@ def _settings(port: int, **kwargs) -> ActorSettings:
         learner_address=f"127.0.0.1:{port}",
         env_name=ENV,
         env_config=EnvConfig(),
-        num_envs=2,
+        envs_per_actor=2,
         actor_id=3,
         seed=1,
         max_backoff_s=0.5,

@@ -40,7 +40,7 @@ def test_odd_env_spaces_are_described_and_both_agents_act(env_id):
     device = torch.device("cpu")
     for agent in (
         ImpalaAgent(spec, ImpalaConfig(), device, total_train_steps=10),
-        R2D2Agent(spec, R2D2Config(lstm_size=16, head_size=16), device, num_envs=3),
+        R2D2Agent(spec, R2D2Config(lstm_size=16, head_size=16), device, total_envs=3),
     ):
         result = agent.act(inputs, agent.initial_core_state(3))
         assert result.action.shape == (3,)

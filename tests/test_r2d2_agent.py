@@ -27,7 +27,7 @@ def _agent(**overrides) -> R2D2Agent:
     )
     config = R2D2Config(**{**settings, **overrides})
     torch.manual_seed(0)
-    return R2D2Agent(SPEC, config, torch.device("cpu"), num_envs=4)
+    return R2D2Agent(SPEC, config, torch.device("cpu"), total_envs=4)
 
 
 def _batch(agent: R2D2Agent, seed: int = 0) -> dict:

@@ -233,7 +233,7 @@ def test_r2d2_default_step_is_seeds_step():
     config = R2D2Config(torso="mlp", burn_in=4, unroll_length=8, sequence_period=4, batch_size=6,
                         lstm_size=16, head_size=16)
     torch.manual_seed(0)
-    agent = R2D2Agent(VECTOR, config, torch.device("cpu"), num_envs=4)
+    agent = R2D2Agent(VECTOR, config, torch.device("cpu"), total_envs=4)
     with torch.no_grad():  # a target network apart from the online one, so double Q matters
         for p in agent.target_model.parameters():
             p.add_(0.05 * torch.randn_like(p))

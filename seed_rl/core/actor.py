@@ -46,7 +46,7 @@ class ActorSettings:
     learner_address: str
     env_name: str
     env_config: EnvConfig
-    num_envs: int
+    envs_per_actor: int
     actor_id: int = 0
     seed: int = 0
     max_backoff_s: float = 5.0
@@ -65,10 +65,10 @@ class _EnvGroup:
 
     def __init__(self, settings: ActorSettings):
         base_seed = settings.seed * 100_003 + settings.actor_id * 1_009
-        self.seeds = [base_seed + i for i in range(settings.num_envs)]
+        self.seeds = [base_seed + i for i in range(settings.envs_per_actor)]
         self.envs = [make_env(settings.env_name, s, settings.env_config) for s in self.seeds]
-        self.returns = np.zeros(settings.num_envs, dtype=np.float64)
-        self.lengths = np.zeros(settings.num_envs, dtype=np.int64)
+        self.returns = np.zeros(settings.envs_per_actor, dtype=np.float64)
+        self.lengths = np.zeros(settings.envs_per_actor, dtype=np.int64)
         self.resets = 0
 
     def reset_all(self) -> bytes:

@@ -25,7 +25,7 @@ class R2D2Agent:
     each replayed sequence starts from the state stored with it.
     """
 
-    def __init__(self, spec: EnvSpec, config: R2D2Config, device: torch.device, num_envs: int):
+    def __init__(self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int):
         config.validate()
         self.config = config
         self.device = device
@@ -39,7 +39,7 @@ class R2D2Agent:
         ).to(device)
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
-        self.epsilons = actor_epsilons(num_envs, config.epsilon_base, config.epsilon_alpha).to(device)
+        self.epsilons = actor_epsilons(total_envs, config.epsilon_base, config.epsilon_alpha).to(device)
         self.train_steps = 0
 
     def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:

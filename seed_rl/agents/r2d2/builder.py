@@ -38,6 +38,6 @@ class R2D2Builder:
         return BuiltAgent(agent, data, length, overlap, config.batch_size)
 
     def build_for_evaluation(self, config: R2D2Config, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
-        agent = R2D2Agent(spec, config, device, num_envs=1)
+        agent = R2D2Agent(spec, config, device, total_envs=1)
         agent.epsilons = torch.tensor([epsilon], dtype=torch.float64, device=device)
         return agent

@@ -5,14 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def actor_epsilons(num_envs: int, base: float = 0.4, alpha: float = 7.0) -> torch.Tensor:
+def actor_epsilons(total_envs: int, base: float = 0.4, alpha: float = 7.0) -> torch.Tensor:
     """epsilon_i = base ** (1 + alpha * i / (N - 1)) for i in 0..N-1 (one env: base)."""
-    if num_envs < 1:
-        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    if num_envs == 1:
+    if total_envs < 1:
+        raise ValueError(f"total_envs must be >= 1, got {total_envs}")
+    if total_envs == 1:
         return torch.tensor([base], dtype=torch.float64)
-    i = torch.arange(num_envs, dtype=torch.float64)
-    return base ** (1 + alpha * i / (num_envs - 1))
+    i = torch.arange(total_envs, dtype=torch.float64)
+    return base ** (1 + alpha * i / (total_envs - 1))
 
 
 def epsilon_greedy(q_values: torch.Tensor, epsilon: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
