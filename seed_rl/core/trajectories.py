@@ -41,21 +41,21 @@ class UnrollBatch:
     def __len__(self) -> int:
         return self.reward.shape[1]
 
+    def _map(self, steps, states) -> "UnrollBatch":
+        """A new batch: ``steps`` applied to every time-major tensor, ``states`` to every initial state."""
+        return UnrollBatch(
+            *(steps(getattr(self, name)) for name in _STEP_FIELDS),
+            agent_outputs={k: steps(v) for k, v in self.agent_outputs.items()},
+            initial_core_state=tuple(states(s) for s in self.initial_core_state),
+        )
+
     def select(self, index) -> "UnrollBatch":
         """The unrolls at ``index`` (a slice or an index tensor) of the batch dimension."""
-        return UnrollBatch(
-            *(getattr(self, name)[:, index] for name in _STEP_FIELDS),
-            agent_outputs={k: v[:, index] for k, v in self.agent_outputs.items()},
-            initial_core_state=tuple(s[index] for s in self.initial_core_state),
-        )
+        return self._map(lambda t: t[:, index], lambda s: s[index])
 
     def to(self, device: torch.device) -> "UnrollBatch":
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return UnrollBatch(
-            *(move(getattr(self, name)) for name in _STEP_FIELDS),
-            agent_outputs={k: move(v) for k, v in self.agent_outputs.items()},
-            initial_core_state=tuple(move(s) for s in self.initial_core_state),
-        )
+        return self._map(move, move)
 
     def training_batch(self) -> dict:
         """The dict an agent's ``train_step`` takes."""
