@@ -3,7 +3,8 @@
 Use it to run actors on other machines than the learner. The environment flags
 must match the learner's (the learner refuses mismatching observations). With
 ``--tls_ca_file`` the actor connects over TLS; the token comes from
-``--auth_token_file`` or ``$SEED_RL_AUTH_TOKEN``.
+``--auth_token_file`` or ``$SEED_RL_AUTH_TOKEN``. An actor on the learner's
+own machine can use ``--transport=shm`` (shared memory) instead of gRPC.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def main(argv: list[str]) -> None:
             tls_ca_file=FLAGS.tls_ca_file,
             tls_server_name=FLAGS.tls_server_name,
             auth_token=read_token(FLAGS.auth_token_file),
+            transport="shm" if FLAGS.transport == "shm" else "grpc",
         )
         run_actor(settings)
     except (EnvError, ActorConfigError, SecurityConfigError) as e:

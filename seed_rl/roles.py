@@ -43,7 +43,7 @@ def dataclass_flag_names(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
-SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file"}) | dataclass_flag_names(EnvConfig)
+SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file", "transport"}) | dataclass_flag_names(EnvConfig)
 ACTOR_ONLY_FLAGS = frozenset({"tls_ca_file", "tls_server_name"})
 # What every launcher sets itself, and what to do instead of giving it.
 LAUNCHER_SET_FLAGS: Mapping[str, str] = {
@@ -55,7 +55,8 @@ LAUNCHER_SET_FLAGS: Mapping[str, str] = {
 
 
 def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
-    """The flags of both roles: ``--env``, ``--seed``, ``--envs_per_actor``, ``--auth_token_file`` and EnvConfig's."""
+    """The flags of both roles: ``--env``, ``--seed``, ``--envs_per_actor``, ``--auth_token_file``, ``--transport``
+    and EnvConfig's."""
     flags.DEFINE_string(
         "env", "atari:Pong",
         "gymnasium id (e.g. CartPole-v1), atari:<Game>, minatar:<Game>, football:<scenario>, dmlab:<level> "
@@ -68,6 +69,13 @@ def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(
         "auth_token_file", None,
         "file holding the shared token (the learner requires it, actors send it); default $SEED_RL_AUTH_TOKEN",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_enum(
+        "transport", "auto", ["auto", "grpc", "shm"],
+        "how actors on the learner's machine reach it: shm (shared memory and a Unix socket; Linux), grpc "
+        "(loopback), or auto: shm for the actors a --role=local run starts where the platform has it, gRPC for "
+        "actors started on their own. Actors on other machines always use gRPC",
         flag_values=flag_values,
     )
     define_dataclass_flags(EnvConfig, flag_values)

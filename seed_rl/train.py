@@ -1,7 +1,8 @@
 """Training entry point: ``python -m seed_rl.train --agent=impala --env=atari:Pong``.
 
 ``--role=local`` (the default) starts the learner in this process and
-``--num_actors`` actor processes that connect to it over gRPC on localhost.
+``--num_actors`` actor processes that connect to it over shared memory
+(``--transport=auto`` on Linux) or gRPC on localhost.
 ``--role=learner`` starts only the learner; ``--num_actors`` actors started
 elsewhere with ``python -m seed_rl.actor --learner_address=HOST:PORT`` join it. Re-running the same command with the same
 ``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
@@ -28,6 +29,7 @@ from absl import app, flags
 from seed_rl.agents import registry
 from seed_rl import exits, presets, roles
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
+from seed_rl.core import shm
 from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
@@ -144,6 +146,17 @@ def server_address(role: str, address: str | None) -> str:
     return address
 
 
+def transports(transport: str) -> tuple[bool, str]:
+    """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``."""
+    if transport == "grpc":
+        return False, "grpc"
+    if not shm.available():
+        if transport == "shm":
+            raise ValueError("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
+        return False, "grpc"
+    return True, "shm"
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         exits.fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
@@ -193,6 +206,10 @@ def main(argv: list[str]) -> None:
         )
     except ValueError as e:  # SecurityConfigError included
         exits.fail(f"{e}")
+    try:
+        serve_shm, local_transport = transports(FLAGS.transport)
+    except ValueError as e:
+        exits.fail(f"{e}")
     settings = LearnerSettings(
         logdir=logdir,
         env_name=FLAGS.env,
@@ -208,6 +225,7 @@ def main(argv: list[str]) -> None:
         log_interval_s=FLAGS.log_interval_s,
         max_streams=FLAGS.num_actors + 16,
         security=security,
+        serve_shm=serve_shm,
     )
     run_config = {
         "agent": FLAGS.agent,
@@ -264,6 +282,7 @@ def main(argv: list[str]) -> None:
             tls_ca_file=local_security.tls_ca_file,
             tls_server_name=local_security.tls_server_name,
             auth_token=local_security.auth_token,
+            transport=local_transport,
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0

@@ -20,6 +20,8 @@ from seed_rl.core.env_state import Unroll
 from seed_rl.core.inference import InferenceEngine
 from seed_rl.core.security import ClientSecurity
 from seed_rl.core.server import LearnerServer
+from seed_rl.core.shm_server import ShmLearnerServer
+from seed_rl.core.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
 FAKE_ENV = "FakeEnv-v0"
@@ -80,6 +82,7 @@ class LearnerHarness:
     unrolls: list[Unroll] = field(default_factory=list)
     episodes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
     batch_sizes: list[int] = field(default_factory=list)
+    shm_server: ShmLearnerServer | None = None
     stopped: bool = False
 
     @property
@@ -89,6 +92,8 @@ class LearnerHarness:
     def stop(self) -> None:
         if not self.stopped:
             self.stopped = True
+            if self.shm_server is not None:
+                self.shm_server.stop()
             self.server.stop(grace_s=0.2)
             self.batcher.close()
 
@@ -102,6 +107,7 @@ def start_learner(
     timeout_s: float = 0.002,
     unroll_length: int = 4,
     agent: CountingAgent | None = None,
+    serve_shm: bool = False,
     **server_kwargs,
 ) -> LearnerHarness:
     agent = agent or CountingAgent()
@@ -111,15 +117,18 @@ def start_learner(
     engine = InferenceEngine(agent, unroll_length, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock())
     batcher = DynamicBatcher(engine, batch_size, timeout_s, on_batch=batch_sizes.append)
     try:
-        server = LearnerServer(
-            address, spec, env_name, batcher, engine,
-            on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())), **server_kwargs,
-        )
+        streams = ActorStreams(env_name, batcher, engine, on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())))
+        server = LearnerServer(address, spec, streams, **server_kwargs)
     except BaseException:
         batcher.close()
         raise
     server.start()
-    return LearnerHarness(server, batcher, engine, agent, unrolls, episodes, batch_sizes)
+    shm_server = None
+    if serve_shm:
+        token = server.security.auth_token
+        shm_server = ShmLearnerServer(server.port, spec, streams, auth_token=token)
+        shm_server.start()
+    return LearnerHarness(server, batcher, engine, agent, unrolls, episodes, batch_sizes, shm_server)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.actor.run_actor against a real LearnerServer (CartPole-v1, K=2)."""
+"""Tests for seed_rl.core.actor.run_actor against a real learner (CartPole-v1, K=2), over gRPC and shared memory."""
 
 from __future__ import annotations
 
@@ -59,10 +59,17 @@ def _settings(port: int, **kwargs) -> ActorSettings:
     return ActorSettings(**values)
 
 
+@pytest.fixture(params=["grpc", "shm"])
+def transport(request) -> str:
+    return request.param
+
+
 def _cartpole_learner(port: int, **kwargs) -> LearnerHarness:
     # Always pushing left ends CartPole episodes after about ten steps.
     kwargs.setdefault("agent", CountingAgent(fixed_action=0))
-    return start_learner(address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name=ENV, unroll_length=5, **kwargs)
+    return start_learner(
+        address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name=ENV, unroll_length=5, serve_shm=True, **kwargs
+    )
 
 
 def _check_episodes(h: LearnerHarness) -> None:
@@ -73,9 +80,9 @@ def _check_episodes(h: LearnerHarness) -> None:
     np.testing.assert_array_equal(returns, lengths.astype(np.float32))  # CartPole pays 1 per step
 
 
-def test_actor_waits_for_the_learner_then_reconnects_after_a_restart():
+def test_actor_waits_for_the_learner_then_reconnects_after_a_restart(transport):
     port = free_port()
-    actor = ActorThread(_settings(port))
+    actor = ActorThread(_settings(port, transport=transport))
     actor.start()
     learners: list[LearnerHarness] = []
     try:
@@ -115,10 +122,10 @@ def test_actor_waits_for_the_learner_then_reconnects_after_a_restart():
             h.stop()
 
 
-def test_reconnected_actor_starts_fresh_episodes():
+def test_reconnected_actor_starts_fresh_episodes(transport):
     port = free_port()
     first = _cartpole_learner(port)
-    actor = ActorThread(_settings(port))
+    actor = ActorThread(_settings(port, transport=transport))
     actor.start()
     second = None
     try:
@@ -139,8 +146,8 @@ def test_reconnected_actor_starts_fresh_episodes():
     assert actor.error is None, actor.error
 
 
-def test_actor_stops_while_the_learner_is_unreachable():
-    actor = ActorThread(_settings(free_port()))
+def test_actor_stops_while_the_learner_is_unreachable(transport):
+    actor = ActorThread(_settings(free_port(), transport=transport))
     actor.start()
     time.sleep(0.5)
     assert actor.is_alive()
@@ -148,10 +155,10 @@ def test_actor_stops_while_the_learner_is_unreachable():
     assert actor.error is None
 
 
-def test_actor_for_another_env_is_refused_for_good():
+def test_actor_for_another_env_is_refused_for_good(transport):
     port = free_port()
-    h = start_learner(address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name="Acrobot-v1")
-    actor = ActorThread(_settings(port))
+    h = start_learner(address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name="Acrobot-v1", serve_shm=True)
+    actor = ActorThread(_settings(port, transport=transport))
     actor.start()
     try:
         actor.join(POLL_S)
@@ -163,14 +170,15 @@ def test_actor_for_another_env_is_refused_for_good():
         h.stop()
 
 
-def test_actor_with_mismatched_observations_is_refused():
+def test_actor_with_mismatched_observations_is_refused(transport):
     port = free_port()
     h = start_learner(
         address=f"127.0.0.1:{port}",
         spec=EnvSpec(observation_shape=(3,), observation_dtype="float32", num_actions=2),
         env_name=ENV,
+        serve_shm=True,
     )
-    actor = ActorThread(_settings(port))
+    actor = ActorThread(_settings(port, transport=transport))
     actor.start()
     try:
         actor.join(POLL_S)

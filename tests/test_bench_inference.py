@@ -23,20 +23,26 @@ def _bench(tmp_path, *flags: str, timeout: float = 240) -> dict:
     return json.loads(out.read_text())
 
 
-def test_synthetic_actors_are_served_by_the_model_and_the_noop_learner(tmp_path):
+def test_synthetic_actors_are_served_by_the_model_and_the_noop_learner_over_both_transports(tmp_path):
     result = _bench(tmp_path, "--actors=2", "--envs_per_actor=4", "--seconds=2", "--warmup_seconds=2")
-    model, noop = result["rows"]
-    assert (model["learner"], noop["learner"]) == ("model", "noop")
-    for row in (model, noop):
+    rows = result["rows"]
+    assert [(r["transport"], r["learner"]) for r in rows] == [
+        ("grpc", "model"), ("grpc", "noop"), ("shm", "model"), ("shm", "noop")
+    ]
+    for row in rows:
         assert row["env_steps_per_s"] > 0 and row["cpu_us_per_step"] > 0
         assert 1 <= row["mean_inference_batch"] <= 8.5  # window edges can split a batch
-    assert model["forward_us_per_step"] > 0 and model["store_us_per_step"] > 0
-    assert noop["forward_us_per_step"] == 0 and noop["store_us_per_step"] == 0
-    stages = model["forward_us_per_step"] + model["store_us_per_step"] + model["transport_decode_batching_us_per_step"]
-    assert stages == pytest.approx(model["cpu_us_per_step"], rel=1e-6)
+        if row["learner"] == "model":
+            assert row["forward_us_per_step"] > 0 and row["store_us_per_step"] > 0
+            stages = (row["forward_us_per_step"] + row["store_us_per_step"]
+                      + row["transport_decode_batching_us_per_step"])
+            assert stages == pytest.approx(row["cpu_us_per_step"], rel=1e-6)
+        else:
+            assert row["forward_us_per_step"] == 0 and row["store_us_per_step"] == 0
 
 
 def test_actors_that_come_and_go_leave_the_learner_flat(tmp_path):
+    # Three workers: two stream over gRPC, one over shared memory.
     result = _bench(tmp_path, "--churn", "--actors=3", "--envs_per_actor=4", "--seconds=10",
                     "--kill_seconds=2", "--sample_seconds=0.5")
     samples = result["samples"]

@@ -62,7 +62,9 @@ from seed_rl.core import protocol
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.inference import InferenceEngine, StepRequest
 from seed_rl.core.security import ClientSecurity
+from seed_rl.core import shm
 from seed_rl.core.server import LearnerServer
+from seed_rl.core.streams import ActorStreams
 from seed_rl.envs import EnvConfig, env_spec, make_env
 
 ENV = "atari:Pong"
@@ -73,8 +75,8 @@ RECORDED_STEPS = 64
 # Synthetic actors
 
 
-def record_requests(num_envs: int, seed: int = 0) -> list[bytes]:
-    """``RECORDED_STEPS`` encoded requests of ``num_envs`` real Pong observations (random play)."""
+def record_steps(num_envs: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """``RECORDED_STEPS`` steps of ``num_envs`` real Pong observations (random play)."""
     env = make_env(ENV, seed, EnvConfig())
     rng = np.random.default_rng(seed)
     frames = [np.asarray(env.reset(seed=seed)[0])]
@@ -82,17 +84,53 @@ def record_requests(num_envs: int, seed: int = 0) -> list[bytes]:
         observation, *_ = env.step(int(rng.integers(env.action_space.n)))
         frames.append(np.asarray(observation))
     env.close()
-    requests = []
+    steps = []
     for t in range(RECORDED_STEPS):
         observations = np.stack([frames[t + k] for k in range(num_envs)])  # each env at its own phase
         reward = rng.choice(np.array([-1.0, 0.0, 0.0, 0.0, 1.0], np.float32), num_envs).astype(np.float32)
         done = np.zeros(num_envs, bool) if t else np.ones(num_envs, bool)
-        requests.append(protocol.encode_request(observations, reward, done))
-    return requests
+        steps.append({"observation": observations, "reward": reward, "done": done,
+                      "truncated": np.zeros(num_envs, bool)})
+    return steps
 
 
-def _stream_once(address: str, actor_id: int, requests: list[bytes], steps, stop, lifetime_s: float,
-                 close_cleanly: bool) -> None:
+def _stream_once(transport: str, address: str, actor_id: int, recorded: list[dict], steps, stop,
+                 lifetime_s: float, close_cleanly: bool) -> None:
+    if transport == "shm":
+        _stream_once_shm(address, actor_id, recorded, steps, stop, lifetime_s)
+    else:
+        requests = [protocol.encode_request(r["observation"], r["reward"], r["done"]) for r in recorded]
+        _stream_once_grpc(address, actor_id, requests, steps, stop, lifetime_s, close_cleanly)
+
+
+def _stream_once_shm(address: str, actor_id: int, recorded: list[dict], steps, stop, lifetime_s: float) -> None:
+    """One actor connection over shared memory: copies each recorded step into the shared arrays (as an actor's
+    environments write their observations there) and waits for the actions."""
+    num_envs = len(recorded[0]["reward"])
+    hello = {"actor_id": actor_id, "env": ENV, "num_envs": num_envs, "token": None}
+    try:
+        connection = shm.ShmConnection.connect(shm.socket_path(shm.port_of(address)), hello)
+    except (OSError, shm.Unavailable):
+        return
+    no_stats = (np.zeros(0, np.float32), np.zeros(0, np.int32))
+    deadline = time.monotonic() + lifetime_s
+    i = 0
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            for name, value in recorded[i % len(recorded)].items():
+                connection.arrays[name][...] = value
+            connection.step(*no_stats)
+            i += 1
+            if i % 16 == 0:
+                with steps.get_lock():
+                    steps.value += 16
+    except (OSError, shm.Unavailable):
+        pass
+    connection.close()
+
+
+def _stream_once_grpc(address: str, actor_id: int, requests: list[bytes], steps, stop, lifetime_s: float,
+                      close_cleanly: bool) -> None:
     """One actor connection: streams ``requests`` lock-step with the replies until ``stop`` or ``lifetime_s``,
     then ends the stream cleanly or drops it (cancelled mid-stream, as an actor that crashed)."""
     import grpc  # in the child: gRPC must not be initialised before a fork
@@ -136,18 +174,19 @@ def _stream_once(address: str, actor_id: int, requests: list[bytes], steps, stop
     channel.close()
 
 
-def _synthetic_actor(address: str, actor_id: int, requests: list[bytes], steps, stop) -> None:
-    _stream_once(address, actor_id, requests, steps, stop, float("inf"), True)
+def _synthetic_actor(transport: str, address: str, actor_id: int, recorded: list[dict], steps, stop) -> None:
+    _stream_once(transport, address, actor_id, recorded, steps, stop, float("inf"), True)
 
 
-def _churning_actor(address: str, worker: int, requests: list[bytes], steps, stop, connections) -> None:
+def _churning_actor(transport: str, address: str, worker: int, recorded: list[dict], steps, stop,
+                    connections) -> None:
     """Connects, streams for a random while and goes, over and over; the parent also kills it now and then."""
     rng = random.Random(worker)
     while not stop.is_set():
         with connections.get_lock():
             connections.value += 1
             actor_id = connections.value
-        _stream_once(address, actor_id, requests, steps, stop, rng.uniform(0.2, 1.0), rng.random() < 0.5)
+        _stream_once(transport, address, actor_id, recorded, steps, stop, rng.uniform(0.2, 1.0), rng.random() < 0.5)
 
 
 # ----------------------------------------------------------------------------
@@ -172,16 +211,20 @@ class NoOpEngine:
 @dataclass
 class BenchLearner:
     server: LearnerServer
+    shm_server: object  # ShmLearnerServer or None
     batcher: DynamicBatcher
     engine: object
+    streams: object
 
     def close(self) -> None:
+        if self.shm_server is not None:
+            self.shm_server.stop()
         self.server.stop(grace_s=0.2)
         self.batcher.close()
 
 
-def start_learner(kind: str, torso: str, device: torch.device, total_envs: int, unroll_length: int,
-                  max_streams: int) -> BenchLearner:
+def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, unroll_length: int,
+                  max_streams: int, serve_shm: bool = False) -> BenchLearner:
     probe = make_env(ENV, 0, EnvConfig())
     spec = env_spec(probe)
     probe.close()
@@ -190,11 +233,16 @@ def start_learner(kind: str, torso: str, device: torch.device, total_envs: int, 
     else:
         agent = ImpalaAgent(spec, ImpalaConfig(torso=torso, unroll_length=unroll_length), device, 1)
         engine = InferenceEngine(agent, unroll_length, lambda unrolls: None, threading.Lock())
-    batcher = DynamicBatcher(engine, max_batch_size=total_envs, timeout_s=0.01)
-    server = LearnerServer("127.0.0.1:0", spec, ENV, batcher, engine, on_episodes=lambda r, l: None,
-                           max_streams=max_streams)
+    batcher = DynamicBatcher(engine, max_batch_size=batch_size, timeout_s=0.01)
+    streams = ActorStreams(ENV, batcher, engine, on_episodes=lambda r, l: None)
+    server = LearnerServer("127.0.0.1:0", spec, streams, max_streams=max_streams)
     server.start()
-    return BenchLearner(server, batcher, engine)
+    shm_server = None
+    if serve_shm:
+        from seed_rl.core.shm_server import ShmLearnerServer
+        shm_server = ShmLearnerServer(server.port, spec, streams, max_streams=max_streams)
+        shm_server.start()
+    return BenchLearner(server, shm_server, batcher, engine, streams)
 
 
 def _stop_all(stop, processes: list, learner: BenchLearner) -> None:
@@ -229,13 +277,14 @@ def _stage_counters(engine, batcher, kind: str) -> tuple[float, ...]:
     )
 
 
-def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.device) -> dict:
-    total_envs = args.actors * args.envs_per_actor
-    learner = start_learner(kind, args.torso, device, total_envs, args.unroll_length, args.actors + 16)
+def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], device: torch.device) -> dict:
+    learner = start_learner(kind, args.torso, device, args.inference_batch_size, args.unroll_length, args.actors + 16,
+                            serve_shm=transport == "shm")
     ctx = mp.get_context("spawn")
     steps, stop = ctx.Value("q", 0), ctx.Event()
     actors = [
-        ctx.Process(target=_synthetic_actor, args=(learner.server.address, i, requests, steps, stop), daemon=True)
+        ctx.Process(target=_synthetic_actor, daemon=True,
+                    args=(transport, learner.server.address, i, recorded, steps, stop))
         for i in range(args.actors)
     ]
     try:
@@ -256,6 +305,7 @@ def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.devi
     per_step = 1e6 / max(served, 1)
     return {
         "learner": kind,
+        "transport": transport,
         "env_steps_per_s": served / wall,
         "cpu_us_per_step": cpu * per_step,
         "forward_us_per_step": forward * per_step,
@@ -273,12 +323,15 @@ def measure_pong(args, device: torch.device) -> dict:
 
     total_envs = args.actors * args.envs_per_actor
     served = {}
-    for kind in ("model", "noop"):
-        learner = start_learner(kind, args.torso, device, total_envs, args.unroll_length, args.actors + 16)
+    for transport, kind in [(t, k) for t in args.transports for k in ("model", "noop")]:
+        learner = start_learner(kind, args.torso, device, args.inference_batch_size, args.unroll_length,
+                                args.actors + 16,
+                                serve_shm=transport == "shm")
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.server.address}",
-                 f"--env={ENV}", f"--envs_per_actor={args.envs_per_actor}", f"--actor_id={i}"],
+                 f"--env={ENV}", f"--envs_per_actor={args.envs_per_actor}", f"--actor_id={i}",
+                 f"--transport={transport}"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             for i in range(args.actors)
@@ -290,7 +343,7 @@ def measure_pong(args, device: torch.device) -> dict:
             time.sleep(args.warmup_seconds)
             start_steps, start_wall = learner.engine.env_steps, time.monotonic()
             time.sleep(args.seconds)
-            served[kind] = (learner.engine.env_steps - start_steps) / (time.monotonic() - start_wall)
+            served[transport, kind] = (learner.engine.env_steps - start_steps) / (time.monotonic() - start_wall)
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -303,24 +356,26 @@ def measure_pong(args, device: torch.device) -> dict:
     raw = raw_rates(ENV, args.actors, args.envs_per_actor, args.seconds, frame_skip=1)[0]
     return {
         "raw_env_steps_per_s": raw,
-        "model_env_steps_per_s": served["model"],
-        "noop_env_steps_per_s": served["noop"],
-        "model_ratio": served["model"] / raw,
-        "noop_ratio": served["noop"] / raw,
+        "rows": [
+            {"transport": t, "learner": k, "env_steps_per_s": rate, "ratio_to_raw": rate / raw}
+            for (t, k), rate in served.items()
+        ],
     }
 
 
-def churn(args, requests: list[bytes], device: torch.device) -> dict:
-    """``--actors`` workers connect, stream and go in a loop; every ``--kill_seconds`` one is killed and replaced."""
-    total_envs = args.actors * args.envs_per_actor
-    learner = start_learner("model", args.torso, device, total_envs, args.unroll_length, 4 * args.actors + 16)
+def churn(args, recorded: list[dict], device: torch.device) -> dict:
+    """``--actors`` workers connect, stream and go in a loop; every ``--kill_seconds`` one is killed and replaced.
+    With both transports given, the workers alternate between them."""
+    learner = start_learner("model", args.torso, device, args.inference_batch_size, args.unroll_length,
+                            4 * args.actors + 16, serve_shm="shm" in args.transports)
     ctx = mp.get_context("spawn")
     steps, stop, connections = ctx.Value("q", 0), ctx.Event(), ctx.Value("q", 0)
     rng = random.Random(0)
 
     def spawn(worker: int):
+        transport = args.transports[worker % len(args.transports)]
         p = ctx.Process(target=_churning_actor, daemon=True,
-                        args=(learner.server.address, worker, requests, steps, stop, connections))
+                        args=(transport, learner.server.address, worker, recorded, steps, stop, connections))
         p.start()
         return p
 
@@ -343,7 +398,7 @@ def churn(args, requests: list[bytes], device: torch.device) -> dict:
                     "rss_mb": rss_mb(),
                     "envs_connected": learner.engine.num_envs,
                     "state_slots": learner.engine.slot_capacity,
-                    "streams": learner.server.active_streams,
+                    "streams": learner.streams.active,
                     "connections": connections.value,
                 })
                 next_sample += args.sample_seconds
@@ -372,20 +427,28 @@ def main() -> None:
     parser.add_argument("--torch_threads", type=int, default=1,
                         help="PyTorch threads (1: the forward pass's CPU is all on the inference thread, so the "
                              "stage split is exact; 0: PyTorch's default)")
+    parser.add_argument("--inference_batch_size", type=int, default=0,
+                        help="max environments per inference batch; 0: all of them (seed_rl.train's default)")
+    parser.add_argument("--transports", default="grpc,shm",
+                        help="comma-separated transports to measure side by side: grpc, shm")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
+    args.transports = [t for t in args.transports.split(",") if t]
+    args.inference_batch_size = args.inference_batch_size or args.actors * args.envs_per_actor
+    if not args.transports or set(args.transports) - {"grpc", "shm"}:
+        parser.error("--transports takes grpc and/or shm, comma-separated")
     if args.actors < 1 or args.envs_per_actor < 1 or args.seconds <= 0:
         parser.error("--actors, --envs_per_actor and --seconds must be positive")
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    requests = record_requests(args.envs_per_actor)
+    recorded = record_steps(args.envs_per_actor)
     header = (f"{args.actors} actors x {args.envs_per_actor} envs, torso {args.torso}, device {device}, "
               f"{os.cpu_count()} cores")
     if args.churn:
-        result = churn(args, requests, device)
-        print(f"churn for {args.seconds:.0f} s: {header}; {result['connections']} connections, "
-              f"{result['killed']} actors killed")
+        result = churn(args, recorded, device)
+        print(f"churn for {args.seconds:.0f} s over {'+'.join(args.transports)}: {header}; "
+              f"{result['connections']} connections, {result['killed']} actors killed")
         print(f"{'t (s)':>7} {'RSS MB':>8} {'envs':>6} {'slots':>6} {'streams':>8} {'connections':>12}")
         for s in result["samples"]:
             print(f"{s['t']:7.1f} {s['rss_mb']:8.1f} {s['envs_connected']:6d} {s['state_slots']:6d} "
@@ -394,22 +457,24 @@ def main() -> None:
         result = measure_pong(args, device)
         print(f"real Pong actors, {header}")
         print(f"  the same environments stepped alone: {result['raw_env_steps_per_s']:,.0f} env steps/s")
-        print(f"  served by the no-op learner: {result['noop_env_steps_per_s']:,.0f}/s "
-              f"(transport / env ceiling = {result['noop_ratio']:.3f})")
-        print(f"  served by the model learner: {result['model_env_steps_per_s']:,.0f}/s "
-              f"(inference path / env ceiling = {result['model_ratio']:.3f})")
+        print(f"{'transport':>10} {'learner':>8} {'steps/s':>9} {'/ env ceiling':>14}")
+        for r in result["rows"]:
+            print(f"{r['transport']:>10} {r['learner']:>8} {r['env_steps_per_s']:9,.0f} {r['ratio_to_raw']:14.3f}")
     else:
-        rows = [measure_synthetic(kind, args, requests, device) for kind in ("model", "noop")]
-        result = {"rows": rows, "ratio_model_over_noop": rows[0]["env_steps_per_s"] / rows[1]["env_steps_per_s"]}
+        rows = [measure_synthetic(kind, transport, args, recorded, device)
+                for transport in args.transports for kind in ("model", "noop")]
+        result = {"rows": rows}
         print(f"synthetic actors replaying Pong frames, {header}")
-        print(f"{'learner':>8} {'steps/s':>9} {'CPU us/step':>12} {'forward':>8} {'store':>6} "
+        print(f"{'transport':>10} {'learner':>8} {'steps/s':>9} {'CPU us/step':>12} {'forward':>8} {'store':>6} "
               f"{'transport+':>11} {'wait ms':>8} {'batch':>6}")
         for r in rows:
-            print(f"{r['learner']:>8} {r['env_steps_per_s']:9,.0f} {r['cpu_us_per_step']:12.1f} "
+            print(f"{r['transport']:>10} {r['learner']:>8} {r['env_steps_per_s']:9,.0f} {r['cpu_us_per_step']:12.1f} "
                   f"{r['forward_us_per_step']:8.1f} {r['store_us_per_step']:6.1f} "
                   f"{r['transport_decode_batching_us_per_step']:11.1f} {r['batching_wait_ms']:8.2f} "
                   f"{r['mean_inference_batch']:6.1f}")
-        print(f"model learner / no-op learner (steps/s) = {result['ratio_model_over_noop']:.3f}")
+        for transport in args.transports:
+            model, noop = (r["env_steps_per_s"] for r in rows if r["transport"] == transport)
+            print(f"{transport}: model learner / no-op learner (steps/s) = {model / noop:.3f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), **result}, f, indent=1)

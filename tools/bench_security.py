@@ -86,6 +86,7 @@ def measure(mode: str, certs, args) -> float:
     from seed_rl.core.inference import InferenceEngine
     from seed_rl.core.security import ClientSecurity, ServerSecurity
     from seed_rl.core.server import LearnerServer
+from seed_rl.core.streams import ActorStreams
     from seed_rl.envs import EnvSpec
 
     if mode == "plaintext":
@@ -98,7 +99,7 @@ def measure(mode: str, certs, args) -> float:
     engine = InferenceEngine(ConstantAgent(), 20, lambda unroll: None, threading.Lock())
     batcher = DynamicBatcher(engine, args.clients * args.envs_per_client, 0.002)
     spec = EnvSpec(observation_shape=OBS_SHAPE, observation_dtype="uint8", num_actions=6)
-    server = LearnerServer("127.0.0.1:0", spec, "bench", batcher, engine, security=server_security)
+    server = LearnerServer("127.0.0.1:0", spec, ActorStreams("bench", batcher, engine), security=server_security)
     server.start()
     context = multiprocessing.get_context("spawn")
     start, result = context.Event(), context.Queue()

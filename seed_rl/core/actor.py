@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from seed_rl.core import protocol
+from seed_rl.core import protocol, shm
 from seed_rl.core.security import ClientSecurity, SecurityConfigError
 from seed_rl.envs import EnvConfig, make_env
 
@@ -35,6 +35,9 @@ FATAL_CODES = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.UNIMPLEMENTED,
 )
+
+
+TRANSPORTS = ("grpc", "shm")
 
 
 class ActorConfigError(RuntimeError):
@@ -54,14 +57,39 @@ class ActorSettings:
     tls_server_name: str | None = None  # name to check in the certificate instead of the address's host
     auth_token: str | None = field(default=None, repr=False)  # sent as `authorization: Bearer <token>`
     keepalive_s: float = protocol.KEEPALIVE_S
+    transport: str = "grpc"  # "shm": shared memory with a learner on this machine (seed_rl.core.shm)
 
     @property
     def security(self) -> ClientSecurity:
         return ClientSecurity(self.tls_ca_file, self.tls_server_name, self.auth_token)
 
 
+@dataclass
+class StepArrays:
+    """One step of K environments as the learner receives it; the shared-memory transport maps these."""
+
+    observation: np.ndarray  # [K, ...]
+    reward: np.ndarray  # [K] float32
+    done: np.ndarray  # [K] bool: the observation starts an episode
+    truncated: np.ndarray  # [K] bool: the episode that ended hit a time limit
+
+    @classmethod
+    def allocate(cls, num_envs: int, observation: np.ndarray) -> "StepArrays":
+        observation = np.asarray(observation)
+        return cls(
+            np.empty((num_envs, *observation.shape), observation.dtype),
+            np.zeros(num_envs, np.float32),
+            np.zeros(num_envs, bool),
+            np.zeros(num_envs, bool),
+        )
+
+
 class _EnvGroup:
-    """K environments stepped in lock-step, with auto-reset and episode statistics."""
+    """K environments stepped in lock-step, with auto-reset and episode statistics.
+
+    Each step is written into ``out`` (a :class:`StepArrays`): arrays of this
+    process for gRPC, shared with the learner for the shared-memory transport.
+    """
 
     def __init__(self, settings: ActorSettings):
         base_seed = settings.seed * 100_003 + settings.actor_id * 1_009
@@ -70,25 +98,39 @@ class _EnvGroup:
         self.returns = np.zeros(settings.envs_per_actor, dtype=np.float64)
         self.lengths = np.zeros(settings.envs_per_actor, dtype=np.int64)
         self.resets = 0
+        self.out: StepArrays | None = None  # allocated at the first reset unless a transport provides it
 
-    def reset_all(self) -> bytes:
-        observations = []
+    def _write_observation(self, i: int, observation) -> None:
+        if self.out is None:
+            self.out = StepArrays.allocate(len(self.envs), observation)
+        try:
+            self.out.observation[i] = observation
+        except ValueError:
+            raise ActorConfigError(
+                f"observation shape {np.shape(observation)} does not match the learner's environment "
+                f"{self.out.observation.shape[1:]}; start the actor with the learner's --env and env flags"
+            ) from None
+
+    def reset_all(self) -> StepArrays:
         for i, env in enumerate(self.envs):
-            obs, _ = env.reset(seed=self.seeds[i] + 7919 * self.resets)
-            observations.append(obs)
+            observation, _ = env.reset(seed=self.seeds[i] + 7919 * self.resets)
+            self._write_observation(i, observation)
         self.resets += 1
         self.returns[:] = 0
         self.lengths[:] = 0
-        k = len(self.envs)
-        return protocol.encode_request(np.stack(observations), np.zeros(k, np.float32), np.ones(k, bool))
+        self.out.reward[:] = 0
+        self.out.done[:] = True
+        self.out.truncated[:] = False
+        return self.out
 
-    def step(self, actions: np.ndarray) -> bytes:
+    def step(self, actions: np.ndarray) -> tuple[StepArrays, np.ndarray, np.ndarray]:
+        """Applies ``actions``; returns the step and the (returns, lengths) of episodes that ended."""
         if actions.shape != (len(self.envs),):
             raise ActorConfigError(f"learner sent {actions.shape} actions for {len(self.envs)} environments")
-        observations, rewards, dones, truncations = [], [], [], []
+        out = self.out
         finished_returns, finished_lengths = [], []
         for i, env in enumerate(self.envs):
-            obs, reward, terminated, truncated, _ = env.step(int(actions[i]))
+            observation, reward, terminated, truncated, _ = env.step(int(actions[i]))
             self.returns[i] += reward
             self.lengths[i] += 1
             done = terminated or truncated
@@ -97,23 +139,26 @@ class _EnvGroup:
                 finished_lengths.append(self.lengths[i])
                 self.returns[i] = 0
                 self.lengths[i] = 0
-                obs, _ = env.reset()
-            observations.append(obs)
-            rewards.append(reward)
-            dones.append(done)
-            truncations.append(truncated and not terminated)
-        return protocol.encode_request(
-            np.stack(observations),
-            np.asarray(rewards, np.float32),
-            np.asarray(dones, bool),
-            np.asarray(finished_returns, np.float32),
-            np.asarray(finished_lengths, np.int32),
-            np.asarray(truncations, bool),
-        )
+                observation, _ = env.reset()
+            self._write_observation(i, observation)
+            out.reward[i] = reward
+            out.done[i] = done
+            out.truncated[i] = truncated and not terminated
+        return out, np.asarray(finished_returns, np.float32), np.asarray(finished_lengths, np.int32)
 
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def _encode_reset(envs: _EnvGroup) -> bytes:
+    out = envs.reset_all()
+    return protocol.encode_request(out.observation, out.reward, out.done)
+
+
+def _encode_step(envs: _EnvGroup, actions: np.ndarray) -> bytes:
+    out, returns, lengths = envs.step(actions)
+    return protocol.encode_request(out.observation, out.reward, out.done, returns, lengths, out.truncated)
 
 
 def _metadata(settings: ActorSettings) -> tuple[tuple[str, str], ...]:
@@ -175,21 +220,18 @@ def _stream(settings: ActorSettings, envs: _EnvGroup, channel: grpc.Channel, sto
             yield item
 
     responses = call(requests(), metadata=_metadata(settings))
-    outbox.put(envs.reset_all())
+    outbox.put(_encode_reset(envs))
     try:
         for reply in responses:
             if stop.is_set():
                 break
-            outbox.put(envs.step(protocol.decode_reply(reply)))
+            outbox.put(_encode_step(envs, protocol.decode_reply(reply)))
     finally:
         outbox.put(None)
         responses.cancel()
 
 
-def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> None:
-    """Runs until ``stop`` is set; survives learner restarts. Raises ActorConfigError if refused."""
-    stop = stop or threading.Event()
-    envs = _EnvGroup(settings)
+def _run_grpc(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -> None:
     backoff = 0.25
     waiting_since: float | None = None
     options = [
@@ -197,54 +239,115 @@ def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> N
         ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
         *protocol.keepalive_options(settings.keepalive_s),
     ]
-    try:
-        while not stop.is_set():
+    while not stop.is_set():
+        try:
+            channel = settings.security.channel(settings.learner_address, options)
+        except SecurityConfigError as e:
+            raise ActorConfigError(str(e)) from None
+        with channel:
             try:
-                channel = settings.security.channel(settings.learner_address, options)
-            except SecurityConfigError as e:
-                raise ActorConfigError(str(e)) from None
-            with channel:
-                try:
-                    grpc.channel_ready_future(channel).result(timeout=backoff)
-                except grpc.FutureTimeoutError:
-                    reason = _connect_error(settings, channel)
-                    fatal = _tls_failure(settings, reason)
-                    if fatal:
-                        raise ActorConfigError(fatal) from None
-                    if waiting_since is None:
-                        waiting_since = time.monotonic()
-                        hint = "" if settings.tls_ca_file or "socket closed" not in reason.lower() else (
-                            "; if the learner serves TLS, give this actor --tls_ca_file"
-                        )
-                        log.warning(
-                            "actor %d: learner at %s is not reachable yet (%s%s); retrying with backoff",
-                            settings.actor_id,
-                            settings.learner_address,
-                            reason,
-                            hint,
-                        )
-                    backoff = min(backoff * 2, settings.max_backoff_s)
-                    continue
-                if waiting_since is not None:
-                    log.info(
-                        "actor %d: connected to %s after %.1f s",
+                grpc.channel_ready_future(channel).result(timeout=backoff)
+            except grpc.FutureTimeoutError:
+                reason = _connect_error(settings, channel)
+                fatal = _tls_failure(settings, reason)
+                if fatal:
+                    raise ActorConfigError(fatal) from None
+                if waiting_since is None:
+                    waiting_since = time.monotonic()
+                    hint = "" if settings.tls_ca_file or "socket closed" not in reason.lower() else (
+                        "; if the learner serves TLS, give this actor --tls_ca_file"
+                    )
+                    log.warning(
+                        "actor %d: learner at %s is not reachable yet (%s%s); retrying with backoff",
                         settings.actor_id,
                         settings.learner_address,
-                        time.monotonic() - waiting_since,
+                        reason,
+                        hint,
                     )
-                    waiting_since = None
-                backoff = 0.25
-                try:
-                    _stream(settings, envs, channel, stop)
-                except grpc.RpcError as e:
-                    if e.code() in FATAL_CODES:
-                        raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
-                    if not stop.is_set():
-                        waiting_since = time.monotonic()
-                        log.warning(
-                            "actor %d: lost the learner (%s); reconnecting with backoff",
-                            settings.actor_id,
-                            e.code().name,
-                        )
+                backoff = min(backoff * 2, settings.max_backoff_s)
+                continue
+            if waiting_since is not None:
+                log.info(
+                    "actor %d: connected to %s after %.1f s",
+                    settings.actor_id,
+                    settings.learner_address,
+                    time.monotonic() - waiting_since,
+                )
+                waiting_since = None
+            backoff = 0.25
+            try:
+                _stream(settings, envs, channel, stop)
+            except grpc.RpcError as e:
+                if e.code() in FATAL_CODES:
+                    raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
+                if not stop.is_set():
+                    waiting_since = time.monotonic()
+                    log.warning(
+                        "actor %d: lost the learner (%s); reconnecting with backoff",
+                        settings.actor_id,
+                        e.code().name,
+                    )
+
+
+def _run_shm(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -> None:
+    path = shm.socket_path(shm.port_of(settings.learner_address))
+    hello = {
+        "actor_id": settings.actor_id,
+        "env": settings.env_name,
+        "num_envs": settings.envs_per_actor,
+        "token": settings.auth_token,
+    }
+    backoff, waiting_since = 0.25, None
+    no_stats = (np.zeros(0, np.float32), np.zeros(0, np.int32))
+    while not stop.is_set():
+        try:
+            connection = shm.ShmConnection.connect(path, hello)
+        except shm.Refused as e:
+            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
+        except (OSError, shm.Unavailable) as e:
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log.warning(
+                    "actor %d: no learner serves shared memory at %s yet (%s); retrying with backoff. "
+                    "--transport=shm reaches a learner on this machine only; use --transport=grpc for another",
+                    settings.actor_id, path, e,
+                )
+            stop.wait(backoff)
+            backoff = min(backoff * 2, settings.max_backoff_s)
+            continue
+        if waiting_since is not None:
+            log.info("actor %d: connected to %s after %.1f s", settings.actor_id, path, time.monotonic() - waiting_since)
+            waiting_since = None
+        backoff = 0.25
+        try:
+            envs.out = StepArrays(**connection.arrays)
+            envs.reset_all()
+            returns, lengths = no_stats
+            while not stop.is_set():
+                actions = connection.step(returns, lengths)
+                _, returns, lengths = envs.step(actions)
+        except shm.Refused as e:
+            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
+        except (OSError, shm.Unavailable) as e:
+            if not stop.is_set():
+                waiting_since = time.monotonic()
+                log.warning("actor %d: lost the learner (%s); reconnecting with backoff", settings.actor_id, e)
+        finally:
+            envs.out = None
+            connection.close()
+
+
+def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> None:
+    """Runs until ``stop`` is set; survives learner restarts. Raises ActorConfigError if refused."""
+    if settings.transport not in TRANSPORTS:
+        raise ActorConfigError(f"unknown transport {settings.transport!r}; choose one of {', '.join(TRANSPORTS)}")
+    if settings.transport == "shm" and not shm.available():
+        raise ActorConfigError("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
+    stop = stop or threading.Event()
+    envs = _EnvGroup(settings)
+    try:
+        (_run_shm if settings.transport == "shm" else _run_grpc)(settings, envs, stop)
+    except shm.ShmError as e:
+        raise ActorConfigError(str(e)) from None
     finally:
         envs.close()

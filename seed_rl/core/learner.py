@@ -1,6 +1,7 @@
 """The learner: serves inference to actors, assembles unrolls and trains on them.
 
-Threads: gRPC workers (one per actor stream) validate requests and wait on the
+Threads: gRPC workers (one per actor stream), and with ``serve_shm`` one
+thread per actor on shared memory, validate requests and wait on the
 dynamic batcher; the batcher thread runs inference and unroll assembly; the
 caller's thread (:meth:`Learner.run`) trains, logs and checkpoints. Finished
 unrolls cross from inference to training, as batched tensors, through a queue
@@ -26,6 +27,8 @@ from seed_rl.core.inference import InferenceEngine
 from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
 from seed_rl.core.security import ServerSecurity
 from seed_rl.core.server import LearnerServer
+from seed_rl.core.shm_server import ShmLearnerServer
+from seed_rl.core.streams import ActorStreams
 from seed_rl.core.trajectories import UnrollBatch
 from seed_rl.envs import EnvSpec
 
@@ -53,6 +56,7 @@ class LearnerSettings:
     log_interval_s: float = 5.0
     max_streams: int = 256
     security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
+    serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.core.shm)
 
     @property
     def frames_per_unroll(self) -> int:
@@ -119,16 +123,20 @@ class Learner:
             timeout_s=settings.inference_timeout_ms / 1000.0,
             on_batch=self._batch_sizes.append,
         )
+        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=self.episodes.add)
         self.server = LearnerServer(
-            settings.server_address,
-            spec,
-            settings.env_name,
-            self.batcher,
-            self.engine,
-            on_episodes=self.episodes.add,
-            max_streams=settings.max_streams,
-            security=settings.security,
+            settings.server_address, spec, self.streams, max_streams=settings.max_streams, security=settings.security
         )
+        self.shm_server: ShmLearnerServer | None = None
+        if settings.serve_shm:
+            try:
+                self.shm_server = ShmLearnerServer(
+                    self.server.port, spec, self.streams, settings.security.auth_token, settings.max_streams
+                )
+            except BaseException:
+                self.server.stop(grace_s=0)
+                self.batcher.close()
+                raise
         self.metrics = MetricsWriter(settings.logdir)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()
@@ -173,6 +181,8 @@ class Learner:
 
     def start(self) -> None:
         self.server.start()
+        if self.shm_server is not None:
+            self.shm_server.start()
 
     def stop(self) -> None:
         """Asks :meth:`run` to return; safe from any thread or a signal handler."""
@@ -222,7 +232,7 @@ class Learner:
             "inference_batch_size": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
-            "actors_connected": self.server.active_streams,
+            "actors_connected": self.streams.active,
             "envs_connected": self.engine.num_envs,
         }
         self.metrics.write(self.frames, record)
@@ -235,6 +245,8 @@ class Learner:
             self.save_checkpoint(wait=True)
         else:
             self.checkpoints.wait()
+        if self.shm_server is not None:
+            self.shm_server.stop()
         self.server.stop(grace_s=0.5)
         self.batcher.close()
         self.metrics.close()

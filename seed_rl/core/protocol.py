@@ -85,6 +85,16 @@ def decode_request(data: bytes, spec: EnvSpec, expected_envs: int | None) -> dic
         fields = wire.decode(data)
     except wire.WireError as e:
         raise ProtocolError(str(e)) from None
+    return validate_request(fields, spec, expected_envs)
+
+
+def validate_request(
+    fields: dict[str, np.ndarray], spec: EnvSpec, expected_envs: int | None
+) -> dict[str, np.ndarray]:
+    """Checks one step's arrays against the environment spec, whichever transport brought them.
+
+    Fills in ``truncated`` (all False) when absent; raises :class:`ProtocolError`.
+    """
     for name in ("observation", "reward", "done"):
         if name not in fields:
             raise ProtocolError(f"request lacks the field {name!r}")

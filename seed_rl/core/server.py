@@ -1,7 +1,8 @@
 """The learner's gRPC endpoint: one bidirectional stream per actor.
 
-Each request is validated (see :mod:`seed_rl.core.protocol`), queued on the
-dynamic batcher, and answered with the actions once its batch has run. A bad
+Each request is validated (see :mod:`seed_rl.core.protocol`), handed to the
+actor's :class:`~seed_rl.core.streams.ActorStream`, and answered with the
+actions once its inference batch has run. A bad
 request ends only its own stream with ``INVALID_ARGUMENT``; the other streams
 and the learner carry on. With a :class:`~seed_rl.core.security.ServerSecurity`
 the port speaks TLS and calls without the shared token are refused before this
@@ -10,24 +11,18 @@ module sees them.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import threading
 from concurrent import futures
-from typing import Callable
 
 import grpc
-import numpy as np
 
 from seed_rl.core import protocol
-from seed_rl.core.batcher import BatcherClosed, DynamicBatcher
-from seed_rl.core.inference import InferenceEngine, StepRequest
+from seed_rl.core.batcher import BatcherClosed
 from seed_rl.core.security import ServerSecurity
+from seed_rl.core.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
-
-EpisodeCallback = Callable[[np.ndarray, np.ndarray], None]
 
 
 def _identity(data: bytes) -> bytes:
@@ -39,22 +34,13 @@ class LearnerServer:
         self,
         address: str,
         spec: EnvSpec,
-        env_name: str,
-        batcher: DynamicBatcher,
-        engine: InferenceEngine,
-        on_episodes: EpisodeCallback | None = None,
+        streams: ActorStreams,
         max_streams: int = 256,
         security: ServerSecurity | None = None,
         keepalive_s: float = protocol.KEEPALIVE_S,
     ):
         self.spec = spec
-        self.env_name = env_name
-        self._batcher = batcher
-        self._engine = engine
-        self._on_episodes = on_episodes
-        self._stream_ids = itertools.count()
-        self._active = 0
-        self._active_lock = threading.Lock()
+        self.streams = streams
         options = [
             ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
@@ -90,8 +76,7 @@ class LearnerServer:
 
     @property
     def active_streams(self) -> int:
-        with self._active_lock:
-            return self._active
+        return self.streams.active
 
     def start(self) -> None:
         self._server.start()
@@ -108,40 +93,21 @@ class LearnerServer:
     def _act(self, request_iterator, context: grpc.ServicerContext):
         metadata = dict(context.invocation_metadata())
         actor = metadata.get(protocol.ACTOR_ID_KEY, context.peer())
-        env = metadata.get(protocol.ENV_KEY)
-        if env is not None and env != self.env_name:
-            context.abort(
-                grpc.StatusCode.FAILED_PRECONDITION,
-                f"actor {actor} runs --env={env} but the learner trains --env={self.env_name}",
-            )
-        stream_id = next(self._stream_ids)
-        num_envs: int | None = None
-        with self._active_lock:
-            self._active += 1
-        log.info("actor %s connected (stream %d)", actor, stream_id)
+        refusal = self.streams.env_mismatch(actor, metadata.get(protocol.ENV_KEY))
+        if refusal:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
+        stream = self.streams.open(actor, "gRPC")
         try:
             for data in request_iterator:
                 try:
-                    fields = protocol.decode_request(data, self.spec, num_envs)
+                    fields = protocol.decode_request(data, self.spec, stream.num_envs)
                 except protocol.ProtocolError as e:
                     log.warning("refusing actor %s: %s", actor, e)
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
-                if num_envs is None:
-                    num_envs = fields["observation"].shape[0]
-                    first_env_index = (int(actor) if str(actor).isdigit() else stream_id) * num_envs
-                if self._on_episodes is not None and "episode_return" in fields:
-                    self._on_episodes(fields["episode_return"], fields["episode_length"])
-                step = StepRequest(
-                    stream_id, first_env_index, fields["observation"], fields["reward"], fields["done"], fields["truncated"]
-                )
                 try:
-                    actions = self._batcher.submit(step, num_envs).result()
+                    actions = stream.step(fields)
                 except BatcherClosed:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the learner is shutting down")
                 yield protocol.encode_reply(actions)
         finally:
-            if num_envs is not None:
-                self._engine.remove_stream(stream_id, num_envs)
-            with self._active_lock:
-                self._active -= 1
-            log.info("actor %s disconnected (stream %d)", actor, stream_id)
+            stream.close()

@@ -1,0 +1,214 @@
+"""The learner's shared-memory endpoint for actors on its machine (protocol in :mod:`seed_rl.core.shm`).
+
+One thread accepts connections; each actor gets a thread that waits for its
+steps, as gRPC gives each stream a worker. A step is validated with the same
+checks as a gRPC request, so a bad step ends only that actor's connection.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import socket
+import threading
+
+import numpy as np
+
+from seed_rl.core import protocol, shm, wire
+from seed_rl.core.batcher import BatcherClosed
+from seed_rl.core.streams import ActorStreams
+from seed_rl.envs import EnvSpec
+
+log = logging.getLogger(__name__)
+
+
+class _Refusal(Exception):
+    def __init__(self, tag: bytes, reason: str):
+        super().__init__(reason)
+        self.tag = tag
+
+
+class ShmLearnerServer:
+    """Serves actors over shared memory on the socket for ``port`` (the learner's gRPC port)."""
+
+    def __init__(
+        self,
+        port: int,
+        spec: EnvSpec,
+        streams: ActorStreams,
+        auth_token: str | None = None,
+        max_streams: int = 256,
+    ):
+        if not shm.available():
+            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets); use gRPC")
+        self.spec = spec
+        self.streams = streams
+        self._auth_token = auth_token
+        self._max_streams = max_streams
+        self.path = shm.socket_path(port)
+        # The gRPC port is ours, so a socket file for it was left by a learner that died: replace it.
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._listener.bind(self.path)
+        os.chmod(self.path, 0o600)
+        self._listener.listen(64)
+        self._listener.settimeout(0.2)  # accept() wakes up to notice stop()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._acceptor = threading.Thread(target=self._accept_loop, name="shm-accept", daemon=True)
+
+    def start(self) -> None:
+        self._acceptor.start()
+        log.info("learner serving actors on this machine over shared memory at %s", self.path)
+
+    def stop(self) -> None:
+        """Refuses new actors, ends every connection (actors see the learner go) and removes the socket."""
+        self._stopping.set()
+        if self._acceptor.is_alive():
+            self._acceptor.join()
+        self._listener.close()
+        with self._lock:
+            for conn in self._connections:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in recv
+                except OSError:
+                    pass
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(timeout=5)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(None)
+            thread = threading.Thread(target=self._serve, args=(conn,), name="shm-actor", daemon=True)
+            with self._lock:
+                self._connections.add(conn)
+                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        memory = None
+        try:
+            actor, num_envs, memory, arrays = self._handshake(conn)
+        except _Refusal as e:
+            log.warning("refusing an actor on shared memory: %s", e)
+            self._send(conn, e.tag + str(e).encode())
+            self._forget(conn)
+            return
+        except (OSError, shm.ShmError):
+            self._forget(conn)
+            return
+        stream = self.streams.open(actor, "shared memory")
+        try:
+            self._steps(conn, actor, num_envs, arrays, stream)
+        finally:
+            stream.close()
+            arrays = None
+            try:
+                memory.close()
+            except BufferError:  # a view is still referenced somewhere; the mapping goes with it
+                pass
+            self._forget(conn)
+
+    def _handshake(self, conn: socket.socket):
+        message = shm.receive(conn)
+        if not message:
+            raise OSError("the actor left during the handshake")
+        if message[:1] != shm.HELLO:
+            raise _Refusal(shm.REFUSED, "the first message must be a handshake; is the actor the same seed_rl version?")
+        try:
+            hello = json.loads(message[1:])
+            actor, env, num_envs = str(hello["actor_id"]), hello.get("env"), int(hello["num_envs"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise _Refusal(shm.REFUSED, f"malformed handshake: {e}") from None
+        if self._auth_token is not None and not hmac.compare_digest(
+            str(hello.get("token") or "").encode(), self._auth_token.encode()
+        ):
+            raise _Refusal(shm.REFUSED, "missing or wrong auth token; give the actor the learner's token")
+        refusal = self.streams.env_mismatch(actor, env)
+        if refusal:
+            raise _Refusal(shm.REFUSED, refusal)
+        if not 1 <= num_envs <= 1 << 16:
+            raise _Refusal(shm.REFUSED, f"num_envs must be between 1 and 65536, got {num_envs}")
+        if self.streams.active >= self._max_streams:
+            raise _Refusal(shm.UNAVAILABLE, f"the learner serves its maximum of {self._max_streams} actors")
+        layout = shm.ArrayLayout.for_step(num_envs, self.spec.observation_shape, self.spec.observation_dtype)
+        fd, memory = shm.create_memory(layout, f"seed_rl-actor-{actor}")
+        try:
+            socket.send_fds(conn, [shm.READY + json.dumps(layout.to_json()).encode()], [fd])
+        except BaseException:
+            memory.close()
+            raise
+        finally:
+            os.close(fd)  # the actor holds its own descriptor now; the memory lives while either maps it
+        return actor, num_envs, memory, layout.views(memory)
+
+    def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
+        observation, reward = arrays["observation"], arrays["reward"]
+        done_bytes, truncated_bytes = arrays["done"].view(np.uint8), arrays["truncated"].view(np.uint8)
+        while True:
+            try:
+                message = shm.receive(conn)
+            except (OSError, shm.ShmError) as e:
+                if isinstance(e, shm.ShmError):
+                    self._refuse(conn, actor, str(e))
+                return
+            if not message:
+                return  # the actor closed its end or its process died
+            try:
+                if message[:1] != shm.STEP:
+                    raise protocol.ProtocolError(f"expected a step message, got tag {message[:1]!r}")
+                if done_bytes.max() > 1 or truncated_bytes.max() > 1:
+                    raise protocol.ProtocolError("done and truncated must hold 0 or 1")
+                try:
+                    fields = wire.decode(message[1:])
+                except wire.WireError as e:
+                    raise protocol.ProtocolError(str(e)) from None
+                if set(fields) - {"episode_return", "episode_length"}:
+                    raise protocol.ProtocolError(f"unexpected fields {sorted(fields)} in a step message")
+                fields.update(observation=observation, reward=reward, done=arrays["done"], truncated=arrays["truncated"])
+                fields = protocol.validate_request(fields, self.spec, num_envs)
+            except protocol.ProtocolError as e:
+                self._refuse(conn, actor, str(e))
+                return
+            try:
+                actions = stream.step(fields)
+            except BatcherClosed:
+                self._send(conn, shm.UNAVAILABLE + b"the learner is shutting down")
+                return
+            if not self._send(conn, shm.ACTIONS + np.ascontiguousarray(actions, dtype="<i8").tobytes()):
+                return
+
+    def _refuse(self, conn: socket.socket, actor: str, reason: str) -> None:
+        log.warning("refusing actor %s: %s", actor, reason)
+        self._send(conn, shm.REFUSED + f"bad request from actor {actor}: {reason}".encode())
+
+    @staticmethod
+    def _send(conn: socket.socket, message: bytes) -> bool:
+        try:
+            conn.sendall(message)
+            return True
+        except OSError:
+            return False
+
+    def _forget(self, conn: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(conn)
+        conn.close()

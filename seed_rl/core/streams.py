@@ -1,0 +1,110 @@
+"""What happens to one actor's steps once a transport has received them.
+
+Both learner endpoints (gRPC in :mod:`seed_rl.core.server`, shared memory in
+:mod:`seed_rl.core.shm_server`) open an :class:`ActorStream` per connected
+actor and hand it each validated step. The stream numbers itself, reports
+finished episodes, queues the step on the dynamic batcher, waits for the
+actions, and on close frees the environments' slots and partial unrolls.
+Stream ids come from one process-wide counter, so streams of both transports
+share the inference engine's state table without colliding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Callable, Protocol
+
+import numpy as np
+
+from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.inference import StepRequest
+
+log = logging.getLogger(__name__)
+
+EpisodeCallback = Callable[[np.ndarray, np.ndarray], None]
+_STREAM_IDS = itertools.count()  # next() on itertools.count is atomic under the GIL
+
+
+class StreamEngine(Protocol):
+    def remove_stream(self, stream_id: int, num_envs: int) -> None: ...
+
+
+class ActorStreams:
+    """The learner side of every actor connection, whatever the transport."""
+
+    def __init__(
+        self,
+        env_name: str,
+        batcher: DynamicBatcher,
+        engine: StreamEngine,
+        on_episodes: EpisodeCallback | None = None,
+    ):
+        self.env_name = env_name
+        self.batcher = batcher
+        self._engine = engine
+        self.on_episodes = on_episodes
+        self._active = 0
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> int:
+        with self._lock:
+            return self._active
+
+    def env_mismatch(self, actor: str, env: str | None) -> str | None:
+        """Why an actor that runs ``env`` is refused, or None."""
+        if env is not None and env != self.env_name:
+            return f"actor {actor} runs --env={env} but the learner trains --env={self.env_name}"
+        return None
+
+    def open(self, actor: str, transport: str) -> "ActorStream":
+        with self._lock:
+            self._active += 1
+        stream = ActorStream(self, actor, next(_STREAM_IDS))
+        log.info("actor %s connected over %s (stream %d)", actor, transport, stream.stream_id)
+        return stream
+
+    def _closed(self, stream: "ActorStream") -> None:
+        if stream.num_envs is not None:
+            self._engine.remove_stream(stream.stream_id, stream.num_envs)
+        with self._lock:
+            self._active -= 1
+        log.info("actor %s disconnected (stream %d)", stream.actor, stream.stream_id)
+
+
+class ActorStream:
+    """One connected actor: its validated steps in, its actions out."""
+
+    def __init__(self, streams: ActorStreams, actor: str, stream_id: int):
+        self._streams = streams
+        self.actor = actor
+        self.stream_id = stream_id
+        self.num_envs: int | None = None  # fixed by the first step
+        self._first_env_index = 0
+        self._closed = False
+
+    def step(self, fields: dict[str, np.ndarray]) -> np.ndarray:
+        """Runs one validated step (see ``protocol.validate_request``) and returns its actions.
+
+        Raises ``BatcherClosed`` when the learner is shutting down.
+        """
+        observation = fields["observation"]
+        if self.num_envs is None:
+            self.num_envs = observation.shape[0]
+            # Actors numbered by their launcher get stable global environment indices (R2D2's per-env epsilon).
+            index = int(self.actor) if str(self.actor).isdigit() else self.stream_id
+            self._first_env_index = index * self.num_envs
+        if self._streams.on_episodes is not None and "episode_return" in fields:
+            self._streams.on_episodes(fields["episode_return"], fields["episode_length"])
+        request = StepRequest(
+            self.stream_id, self._first_env_index, observation, fields["reward"], fields["done"], fields["truncated"]
+        )
+        return self._streams.batcher.submit(request, self.num_envs).result()
+
+    def close(self) -> None:
+        """Frees this actor's environments; safe to call twice."""
+        if not self._closed:
+            self._closed = True
+            self._streams._closed(self)

@@ -1,0 +1,255 @@
+"""The shared-memory transport (seed_rl.core.shm, seed_rl.core.shm_server): same semantics as gRPC."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
+from seed_rl.core import shm, wire
+
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(not shm.available(), reason="the shared-memory transport needs Linux"),
+]
+
+K = 3
+
+
+def _connect(h, actor_id=1, num_envs=K, env=FAKE_ENV, token=None) -> shm.ShmConnection:
+    hello = {"actor_id": actor_id, "env": env, "num_envs": num_envs, "token": token}
+    return shm.ShmConnection.connect(h.shm_server.path, hello)
+
+
+def _write(conn: shm.ShmConnection, observation, reward, done, truncated=None) -> None:
+    conn.arrays["observation"][...] = observation
+    conn.arrays["reward"][...] = reward
+    conn.arrays["done"][...] = done
+    conn.arrays["truncated"][...] = False if truncated is None else truncated
+
+
+NO_STATS = (np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+
+@pytest.fixture
+def shm_learner():
+    made = []
+
+    def make(**kwargs):
+        h = start_learner(serve_shm=True, **kwargs)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.stop()
+
+
+def _steps(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for t in range(n):
+        yield (
+            rng.standard_normal((K, *FAKE_SPEC.observation_shape)).astype(np.float32),
+            rng.standard_normal(K).astype(np.float32),
+            np.asarray([t == 0 or rng.random() < 0.2 for _ in range(K)]),
+        )
+
+
+def test_the_same_steps_make_the_same_unrolls_over_grpc_and_shared_memory(shm_learner):
+    steps = list(_steps(13))
+    results = {}
+    for transport in ("grpc", "shm"):
+        h = shm_learner(unroll_length=4)
+        actions = []
+        if transport == "grpc":
+            client = Client(h.address, actor_id="1")
+            for observation, reward, done in steps:
+                actions.append(client.step(observation, reward, done))
+            client.close()
+        else:
+            conn = _connect(h)
+            for observation, reward, done in steps:
+                _write(conn, observation, reward, done)
+                actions.append(conn.step(*NO_STATS).copy())
+            conn.close()
+        wait_for(lambda: h.engine.num_envs == 0, what="stream end")
+        results[transport] = (actions, h.unrolls)
+    (grpc_actions, grpc_unrolls), (shm_actions, shm_unrolls) = results["grpc"], results["shm"]
+    np.testing.assert_array_equal(np.stack(grpc_actions), np.stack(shm_actions))
+    assert len(grpc_unrolls) == len(shm_unrolls) == 3 * K  # 13 steps = 3 unrolls of 4 (+1 carried) per env
+    for a, b in zip(grpc_unrolls, shm_unrolls):
+        for name in ("observation", "reward", "done", "action"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def test_episode_statistics_reach_the_learner(shm_learner):
+    h = shm_learner()
+    conn = _connect(h)
+    _write(conn, np.zeros((K, 3)), 0, True)
+    conn.step(*NO_STATS)
+    _write(conn, np.zeros((K, 3)), 1, [True, False, False])
+    conn.step(np.asarray([21.0], np.float32), np.asarray([800], np.int32))
+    conn.close()
+    wait_for(lambda: h.episodes, what="episode statistics")
+    returns, lengths = h.episodes[0]
+    assert returns.tolist() == [21.0] and lengths.tolist() == [800]
+
+
+@pytest.mark.parametrize(
+    "corrupt, reason",
+    [
+        (lambda c: c.arrays["reward"].__setitem__(0, np.nan), "reward contains NaN"),
+        (lambda c: c.arrays["truncated"].__setitem__(1, True), "truncated is set for an environment whose done"),
+        (lambda c: c.arrays["done"].view(np.uint8).__setitem__(2, 7), "done and truncated must hold 0 or 1"),
+    ],
+)
+def test_a_malformed_step_ends_only_its_own_connection(shm_learner, corrupt, reason):
+    h = shm_learner()
+    good, bad = _connect(h, actor_id=1), _connect(h, actor_id=2)
+    for conn in (good, bad):
+        _write(conn, np.zeros((K, 3)), 0, True)
+        conn.step(*NO_STATS)
+    _write(bad, np.zeros((K, 3)), 0, False)
+    corrupt(bad)
+    with pytest.raises(shm.Refused, match=reason):
+        bad.step(*NO_STATS)
+    bad.close()
+    for _ in range(5):  # the other actor carries on
+        _write(good, np.zeros((K, 3)), 0, False)
+        assert good.step(*NO_STATS).shape == (K,)
+    wait_for(lambda: h.engine.num_envs == K, what="the refused actor's environments freed")
+    good.close()
+
+
+def _raw_connection(h) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sock.connect(h.shm_server.path)
+    return sock
+
+
+def test_malformed_messages_are_refused_with_the_reason(shm_learner):
+    h = shm_learner()
+    sock = _raw_connection(h)
+    sock.sendall(b"S" + wire.encode({}))  # a step before any handshake
+    assert shm.receive(sock).startswith(shm.REFUSED + b"the first message must be a handshake")
+    sock.close()
+
+    sock = _raw_connection(h)
+    sock.sendall(shm.HELLO + b"{not json")
+    assert shm.receive(sock).startswith(shm.REFUSED + b"malformed handshake")
+    sock.close()
+
+    conn = _connect(h)
+    conn._sock.sendall(shm.STEP + b"garbage")
+    assert shm.receive(conn._sock).startswith(shm.REFUSED)
+    conn.close()
+
+    conn = _connect(h)
+    _write(conn, np.zeros((K, 3)), 0, True)
+    conn._sock.sendall(shm.STEP + wire.encode({"observation": np.zeros((K, 3), np.float32)}))
+    assert b"unexpected fields" in shm.receive(conn._sock)
+    conn.close()
+    wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, what="refused streams freed")
+
+
+def test_handshake_checks_env_token_and_capacity(shm_learner):
+    from seed_rl.core.security import ServerSecurity
+
+    h = shm_learner(security=ServerSecurity(auth_token="s3cret"))
+    with pytest.raises(shm.Refused, match="auth token"):
+        _connect(h)
+    with pytest.raises(shm.Refused, match="auth token"):
+        _connect(h, token="wrong")
+    with pytest.raises(shm.Refused, match="runs --env=Pong but the learner trains"):
+        _connect(h, env="Pong", token="s3cret")
+    with pytest.raises(shm.Refused, match="num_envs"):
+        _connect(h, num_envs=0, token="s3cret")
+    conn = _connect(h, token="s3cret")
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    conn.close()
+
+
+_KILLED_ACTOR = textwrap.dedent("""
+    import sys, numpy as np
+    from seed_rl.core import shm
+    conn = shm.ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
+    conn.arrays["done"][...] = True
+    conn.step(np.zeros(0, np.float32), np.zeros(0, np.int32))
+    print("stepped", flush=True)
+    sys.stdin.read()  # wait to be killed
+""")
+
+
+def test_a_killed_actor_process_frees_its_environments(shm_learner):
+    h = shm_learner()
+    process = subprocess.Popen([sys.executable, "-c", _KILLED_ACTOR, h.shm_server.path, FAKE_ENV],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "stepped"
+        assert h.engine.num_envs == 4 and h.server.active_streams == 1
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, what="the dead actor's slots")
+    finally:
+        process.kill()
+
+
+def test_stopping_the_learner_disconnects_actors_and_removes_its_socket(shm_learner):
+    h = shm_learner()
+    conn = _connect(h)
+    _write(conn, np.zeros((K, 3)), 0, True)
+    conn.step(*NO_STATS)
+    path = h.shm_server.path
+    h.stop()
+    assert not os.path.exists(path)
+    with pytest.raises((ConnectionResetError, shm.Unavailable, BrokenPipeError)):
+        conn.step(*NO_STATS)
+    conn.close()
+
+
+def test_a_socket_left_by_a_killed_learner_is_replaced(shm_learner):
+    h = shm_learner()
+    path, port = h.shm_server.path, h.server.port
+    h.stop()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as stale:
+        stale.bind(path)  # a dead learner's socket file: nobody listens
+    second = shm_learner(address=f"127.0.0.1:{port}")
+    conn = _connect(second)
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    conn.close()
+
+
+def test_a_socket_directory_others_can_enter_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    private = tmp_path / f"seed_rl-{os.getuid()}"
+    assert shm.socket_path(8686) == str(private / "learner-8686.sock")
+    assert private.stat().st_mode & 0o777 == 0o700
+    private.chmod(0o777)
+    with pytest.raises(shm.ShmError, match="mode 0700"):
+        shm.socket_path(8686)
+
+
+def test_layout_round_trips_and_aligns_every_array():
+    layout = shm.ArrayLayout.for_step(5, (4, 84, 84), "uint8")
+    assert shm.ArrayLayout.from_json(layout.to_json()) == layout
+    assert all(offset % 64 == 0 for *_, offset in layout.fields)
+    fd, memory = shm.create_memory(layout, "test")
+    os.close(fd)
+    views = layout.views(memory)
+    assert views["observation"].shape == (5, 4, 84, 84) and views["done"].dtype == bool
+    views["reward"][:] = 1.5
+    assert views["observation"].sum() == 0  # arrays do not overlap
+    del views
+    memory.close()
