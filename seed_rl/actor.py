@@ -39,6 +39,7 @@ def main(argv: list[str]) -> None:
             tls_server_name=FLAGS.tls_server_name,
             auth_token=read_token(FLAGS.auth_token_file),
             transport="shm" if FLAGS.transport == "shm" else "grpc",
+            double_buffer=FLAGS.double_buffer,
         )
         run_actor(settings)
     except (EnvError, ActorConfigError, SecurityConfigError) as e:

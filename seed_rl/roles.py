@@ -43,7 +43,7 @@ def dataclass_flag_names(cls: type) -> frozenset[str]:
     return frozenset(names)
 
 
-SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file", "transport"}) | dataclass_flag_names(EnvConfig)
+SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file", "transport", "double_buffer"}) | dataclass_flag_names(EnvConfig)
 ACTOR_ONLY_FLAGS = frozenset({"tls_ca_file", "tls_server_name"})
 # What every launcher sets itself, and what to do instead of giving it.
 LAUNCHER_SET_FLAGS: Mapping[str, str] = {
@@ -76,6 +76,13 @@ def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         "how actors on the learner's machine reach it: shm (shared memory and a Unix socket; Linux), grpc "
         "(loopback), or auto: shm for the actors a --role=local run starts where the platform has it, gRPC for "
         "actors started on their own. Actors on other machines always use gRPC",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_boolean(
+        "double_buffer", False,
+        "each actor steps its environments as two halves on two streams: one half steps while the other "
+        "waits for its actions (Sample Factory's double-buffered sampling); the learner's default inference "
+        "batch becomes half the environments",
         flag_values=flag_values,
     )
     define_dataclass_flags(EnvConfig, flag_values)

@@ -49,7 +49,7 @@ flags.DEFINE_string(
     "server_address", None,
     f"learner gRPC address; default {LOCAL_ADDRESS} (port 0 picks a free port) with --role=local, {LEARNER_ADDRESS} with --role=learner",
 )
-flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them")
+flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them (half with --double_buffer)")
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
@@ -146,6 +146,11 @@ def server_address(role: str, address: str | None) -> str:
     return address
 
 
+def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
+    """Every environment, or with double buffering the half of them that waits for actions at any time."""
+    return max(1, total_envs // 2) if double_buffer else total_envs
+
+
 def transports(transport: str) -> tuple[bool, str]:
     """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``."""
     if transport == "grpc":
@@ -219,7 +224,7 @@ def main(argv: list[str]) -> None:
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
         server_address=address,
-        inference_batch_size=FLAGS.inference_batch_size or total_envs,
+        inference_batch_size=FLAGS.inference_batch_size or default_inference_batch(total_envs, FLAGS.double_buffer),
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
         log_interval_s=FLAGS.log_interval_s,
@@ -283,6 +288,7 @@ def main(argv: list[str]) -> None:
             tls_server_name=local_security.tls_server_name,
             auth_token=local_security.auth_token,
             transport=local_transport,
+            double_buffer=FLAGS.double_buffer,
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0

@@ -45,6 +45,7 @@ class CountingAgent:
         self.num_actions = num_actions
         self.fixed_action = fixed_action
         self.act_batch_sizes: list[int] = []
+        self.env_indices: set[int] = set()
 
     def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return (torch.zeros(batch_size, dtype=torch.int64),)
@@ -52,6 +53,7 @@ class CountingAgent:
     def act(self, inputs: ActInputs, core_state) -> ActResult:
         observation, done = inputs.observation, inputs.done
         self.act_batch_sizes.append(observation.shape[0])
+        self.env_indices.update(inputs.env_index.tolist())
         (steps,) = core_state
         counter = torch.where(done, torch.zeros_like(steps), steps) + 1
         action = observation[:, 0].to(torch.int64) * 1000 + counter

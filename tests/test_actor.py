@@ -188,3 +188,43 @@ def test_actor_with_mismatched_observations_is_refused(transport):
     finally:
         actor.stop_event.set()
         h.stop()
+
+
+def test_a_double_buffered_actor_streams_two_halves_with_their_own_environment_indices(transport):
+    port = free_port()
+    h = _cartpole_learner(port)
+    actor = ActorThread(_settings(port, transport=transport, envs_per_actor=5, double_buffer=True))
+    actor.start()
+    try:
+        wait_for(lambda: h.engine.env_steps >= 200 or not actor.is_alive(), POLL_S, what="steps")
+        assert actor.error is None, actor.error
+        assert h.server.active_streams == 2 and h.engine.num_envs == 5  # halves of 2 and 3 environments
+        assert h.agent.env_indices == set(range(15, 20))  # actor 3 x 5 environments, numbered across both halves
+        wait_for(lambda: len(h.episodes) >= 3, POLL_S, what="episode statistics")
+        _check_episodes(h)
+        actor.stop()
+        wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, POLL_S, what="both streams end")
+    finally:
+        actor.stop_event.set()
+        actor.join(POLL_S)
+        h.stop()
+    assert actor.error is None, actor.error
+
+
+def test_a_claimed_first_environment_must_be_a_non_negative_integer(learner):
+    import grpc
+
+    from conftest import Client
+    from seed_rl.core import protocol
+
+    h = learner()
+    client = Client(h.address)
+    # The test client sends no first-environment index; a raw call sends a bad one.
+    call = client.channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b,
+                                        response_deserializer=lambda b: b)
+    metadata = ((protocol.ACTOR_ID_KEY, "1"), (protocol.FIRST_ENV_KEY, "-4"))
+    with pytest.raises(grpc.RpcError) as error:
+        next(call(iter([b"x"]), metadata=metadata, timeout=10))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "first environment index" in error.value.details()
+    client.close()

@@ -331,7 +331,7 @@ def measure_pong(args, device: torch.device) -> dict:
             subprocess.Popen(
                 [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.server.address}",
                  f"--env={ENV}", f"--envs_per_actor={args.envs_per_actor}", f"--actor_id={i}",
-                 f"--transport={transport}"],
+                 f"--transport={transport}", f"--{'' if args.double_buffer else 'no'}double_buffer"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             for i in range(args.actors)
@@ -429,12 +429,17 @@ def main() -> None:
                              "stage split is exact; 0: PyTorch's default)")
     parser.add_argument("--inference_batch_size", type=int, default=0,
                         help="max environments per inference batch; 0: all of them (seed_rl.train's default)")
+    parser.add_argument("--double_buffer", action="store_true",
+                        help="--mode=pong: actors step two halves of their environments in turn (and the default "
+                             "inference batch is half the environments, as in seed_rl.train)")
     parser.add_argument("--transports", default="grpc,shm",
                         help="comma-separated transports to measure side by side: grpc, shm")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.transports = [t for t in args.transports.split(",") if t]
-    args.inference_batch_size = args.inference_batch_size or args.actors * args.envs_per_actor
+    total_envs = args.actors * args.envs_per_actor
+    args.inference_batch_size = args.inference_batch_size or (
+        max(1, total_envs // 2) if args.double_buffer else total_envs)
     if not args.transports or set(args.transports) - {"grpc", "shm"}:
         parser.error("--transports takes grpc and/or shm, comma-separated")
     if args.actors < 1 or args.envs_per_actor < 1 or args.seconds <= 0:

@@ -58,6 +58,16 @@ class ActorSettings:
     auth_token: str | None = field(default=None, repr=False)  # sent as `authorization: Bearer <token>`
     keepalive_s: float = protocol.KEEPALIVE_S
     transport: str = "grpc"  # "shm": shared memory with a learner on this machine (seed_rl.core.shm)
+    # Two streams of half the environments each: one half steps while the other waits for its actions
+    # (Sample Factory's double-buffered sampling), so the round trip to the learner does not idle the CPU.
+    double_buffer: bool = False
+
+    def env_groups(self) -> list[range]:
+        """The environment indices (within this actor) of each stream."""
+        k = self.envs_per_actor
+        if not self.double_buffer or k < 2:
+            return [range(k)]
+        return [range(k // 2), range(k // 2, k)]
 
     @property
     def security(self) -> ClientSecurity:
@@ -91,12 +101,13 @@ class _EnvGroup:
     process for gRPC, shared with the learner for the shared-memory transport.
     """
 
-    def __init__(self, settings: ActorSettings):
+    def __init__(self, settings: ActorSettings, indices: range):
         base_seed = settings.seed * 100_003 + settings.actor_id * 1_009
-        self.seeds = [base_seed + i for i in range(settings.envs_per_actor)]
+        self.first_env = settings.actor_id * settings.envs_per_actor + indices.start  # across all actors
+        self.seeds = [base_seed + i for i in indices]
         self.envs = [make_env(settings.env_name, s, settings.env_config) for s in self.seeds]
-        self.returns = np.zeros(settings.envs_per_actor, dtype=np.float64)
-        self.lengths = np.zeros(settings.envs_per_actor, dtype=np.int64)
+        self.returns = np.zeros(len(indices), dtype=np.float64)
+        self.lengths = np.zeros(len(indices), dtype=np.int64)
         self.resets = 0
         self.out: StepArrays | None = None  # allocated at the first reset unless a transport provides it
 
@@ -151,20 +162,12 @@ class _EnvGroup:
             env.close()
 
 
-def _encode_reset(envs: _EnvGroup) -> bytes:
-    out = envs.reset_all()
-    return protocol.encode_request(out.observation, out.reward, out.done)
-
-
-def _encode_step(envs: _EnvGroup, actions: np.ndarray) -> bytes:
-    out, returns, lengths = envs.step(actions)
-    return protocol.encode_request(out.observation, out.reward, out.done, returns, lengths, out.truncated)
-
-
-def _metadata(settings: ActorSettings) -> tuple[tuple[str, str], ...]:
+def _metadata(settings: ActorSettings, first_env: int | None = None) -> tuple[tuple[str, str], ...]:
+    first = () if first_env is None else ((protocol.FIRST_ENV_KEY, str(first_env)),)
     return (
         (protocol.ACTOR_ID_KEY, str(settings.actor_id)),
         (protocol.ENV_KEY, settings.env_name),
+        *first,
         *settings.security.metadata(),
     )
 
@@ -205,33 +208,90 @@ def _tls_failure(settings: ActorSettings, reason: str) -> str | None:
     return None
 
 
-def _stream(settings: ActorSettings, envs: _EnvGroup, channel: grpc.Channel, stop: threading.Event) -> None:
-    """Runs one stream until it fails (raises ``grpc.RpcError``) or ``stop`` is set."""
-    call = channel.stream_stream(
-        protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
-    )
-    outbox: queue.Queue = queue.Queue()
+class _GrpcLink:
+    """One gRPC stream carrying one group's steps."""
 
-    def requests():
+    def __init__(self, settings: ActorSettings, channel: grpc.Channel, envs: _EnvGroup):
+        call = channel.stream_stream(
+            protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b
+        )
+        self._outbox: queue.Queue = queue.Queue()
+        self._responses = call(self._requests(), metadata=_metadata(settings, envs.first_env))
+        self._envs = envs
+
+    def _requests(self):
         while True:
-            item = outbox.get()
+            item = self._outbox.get()
             if item is None:
                 return
             yield item
 
-    responses = call(requests(), metadata=_metadata(settings))
-    outbox.put(_encode_reset(envs))
-    try:
-        for reply in responses:
+    def start(self) -> None:
+        out = self._envs.reset_all()
+        self._outbox.put(protocol.encode_request(out.observation, out.reward, out.done))
+
+    def actions(self) -> np.ndarray:
+        """The learner's answer to the last step; raises ``grpc.RpcError`` when the stream fails."""
+        try:
+            return protocol.decode_reply(next(self._responses))
+        except StopIteration:
+            raise ConnectionResetError("the learner ended the stream") from None
+
+    def step(self, actions: np.ndarray) -> None:
+        out, returns, lengths = self._envs.step(actions)
+        self._outbox.put(
+            protocol.encode_request(out.observation, out.reward, out.done, returns, lengths, out.truncated)
+        )
+
+    def close(self) -> None:
+        self._outbox.put(None)
+        self._responses.cancel()
+
+
+class _ShmLink:
+    """One shared-memory connection carrying one group's steps."""
+
+    def __init__(self, settings: ActorSettings, path: str, envs: _EnvGroup):
+        hello = {
+            "actor_id": settings.actor_id,
+            "env": settings.env_name,
+            "num_envs": len(envs.envs),
+            "first_env": envs.first_env,
+            "token": settings.auth_token,
+        }
+        self._connection = shm.ShmConnection.connect(path, hello)
+        self._envs = envs
+
+    def start(self) -> None:
+        self._envs.out = StepArrays(**self._connection.arrays)
+        self._envs.reset_all()
+        self._connection.send(np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+    def actions(self) -> np.ndarray:
+        return self._connection.receive()
+
+    def step(self, actions: np.ndarray) -> None:
+        _, returns, lengths = self._envs.step(actions)
+        self._connection.send(returns, lengths)
+
+    def close(self) -> None:
+        self._envs.out = None
+        self._connection.close()
+
+
+def _serve(groups: list[_EnvGroup], links: list, stop: threading.Event) -> None:
+    """Steps every group in turn: while one group's actions are computed, the next one steps."""
+    for link in links:
+        link.start()
+    while not stop.is_set():
+        for link in links:
+            actions = link.actions()
             if stop.is_set():
-                break
-            outbox.put(_encode_step(envs, protocol.decode_reply(reply)))
-    finally:
-        outbox.put(None)
-        responses.cancel()
+                return
+            link.step(actions)
 
 
-def _run_grpc(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -> None:
+def _run_grpc(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.Event) -> None:
     backoff = 0.25
     waiting_since: float | None = None
     options = [
@@ -275,8 +335,14 @@ def _run_grpc(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -
                 )
                 waiting_since = None
             backoff = 0.25
+            links = []
             try:
-                _stream(settings, envs, channel, stop)
+                links = [_GrpcLink(settings, channel, envs) for envs in groups]
+                _serve(groups, links, stop)
+            except ConnectionResetError as e:
+                if not stop.is_set():
+                    waiting_since = time.monotonic()
+                    log.warning("actor %d: lost the learner (%s); reconnecting with backoff", settings.actor_id, e)
             except grpc.RpcError as e:
                 if e.code() in FATAL_CODES:
                     raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
@@ -287,24 +353,24 @@ def _run_grpc(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -
                         settings.actor_id,
                         e.code().name,
                     )
+            finally:
+                for link in links:
+                    link.close()
 
 
-def _run_shm(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) -> None:
+def _run_shm(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.Event) -> None:
     path = shm.socket_path(shm.port_of(settings.learner_address))
-    hello = {
-        "actor_id": settings.actor_id,
-        "env": settings.env_name,
-        "num_envs": settings.envs_per_actor,
-        "token": settings.auth_token,
-    }
     backoff, waiting_since = 0.25, None
-    no_stats = (np.zeros(0, np.float32), np.zeros(0, np.int32))
     while not stop.is_set():
+        links: list[_ShmLink] = []
         try:
-            connection = shm.ShmConnection.connect(path, hello)
+            for envs in groups:
+                links.append(_ShmLink(settings, path, envs))
         except shm.Refused as e:
             raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
         except (OSError, shm.Unavailable) as e:
+            for link in links:
+                link.close()
             if waiting_since is None:
                 waiting_since = time.monotonic()
                 log.warning(
@@ -320,12 +386,7 @@ def _run_shm(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) ->
             waiting_since = None
         backoff = 0.25
         try:
-            envs.out = StepArrays(**connection.arrays)
-            envs.reset_all()
-            returns, lengths = no_stats
-            while not stop.is_set():
-                actions = connection.step(returns, lengths)
-                _, returns, lengths = envs.step(actions)
+            _serve(groups, links, stop)
         except shm.Refused as e:
             raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
         except (OSError, shm.Unavailable) as e:
@@ -333,8 +394,8 @@ def _run_shm(settings: ActorSettings, envs: _EnvGroup, stop: threading.Event) ->
                 waiting_since = time.monotonic()
                 log.warning("actor %d: lost the learner (%s); reconnecting with backoff", settings.actor_id, e)
         finally:
-            envs.out = None
-            connection.close()
+            for link in links:
+                link.close()
 
 
 def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> None:
@@ -344,10 +405,13 @@ def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> N
     if settings.transport == "shm" and not shm.available():
         raise ActorConfigError("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
     stop = stop or threading.Event()
-    envs = _EnvGroup(settings)
+    groups: list[_EnvGroup] = []
     try:
-        (_run_shm if settings.transport == "shm" else _run_grpc)(settings, envs, stop)
+        for indices in settings.env_groups():
+            groups.append(_EnvGroup(settings, indices))
+        (_run_shm if settings.transport == "shm" else _run_grpc)(settings, groups, stop)
     except shm.ShmError as e:
         raise ActorConfigError(str(e)) from None
     finally:
-        envs.close()
+        for envs in groups:
+            envs.close()

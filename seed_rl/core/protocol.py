@@ -28,6 +28,9 @@ METHOD = "Act"
 FULL_METHOD = f"/{SERVICE}/{METHOD}"
 ACTOR_ID_KEY = "seed-actor-id"
 ENV_KEY = "seed-env"
+# Global index of the stream's first environment (optional; default actor id x environments). An actor
+# that splits its environments over several streams (double buffering) numbers each stream's with it.
+FIRST_ENV_KEY = "seed-first-env"
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 # Both sides ping the connection this often and drop it when a ping goes

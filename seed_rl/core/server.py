@@ -19,7 +19,7 @@ import grpc
 from seed_rl.core import protocol
 from seed_rl.core.batcher import BatcherClosed
 from seed_rl.core.security import ServerSecurity
-from seed_rl.core.streams import ActorStreams
+from seed_rl.core.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,11 @@ class LearnerServer:
         refusal = self.streams.env_mismatch(actor, metadata.get(protocol.ENV_KEY))
         if refusal:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
-        stream = self.streams.open(actor, "gRPC")
+        try:
+            first_env = parse_first_env(metadata.get(protocol.FIRST_ENV_KEY))
+        except protocol.ProtocolError as e:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
+        stream = self.streams.open(actor, "gRPC", first_env)
         try:
             for data in request_iterator:
                 try:

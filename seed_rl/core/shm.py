@@ -11,7 +11,7 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
   reads end-of-file), so the learner frees a dead actor's environments and
   an actor reconnects to a restarted learner.
 - **Handshake.** The actor sends ``HELLO`` with a JSON body (actor id, env,
-  environments, token). The learner answers ``READY`` with the array layout,
+  environments, the global index of its first environment, token). The learner answers ``READY`` with the array layout,
   passing a ``memfd`` holding the arrays alongside (``SCM_RIGHTS``), or
   ``REFUSED``/``UNAVAILABLE`` with the reason. The memory has no name, so
   nothing is left behind when either side is killed.
@@ -184,14 +184,17 @@ class ShmConnection:
             sock.close()
             raise
 
-    def step(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
-        """Sends the step already written into ``arrays``; returns the learner's actions.
+    def send(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> None:
+        """Says the step written into ``arrays`` is ready, with the episodes it finished."""
+        stats = {"episode_return": episode_returns, "episode_length": episode_lengths} if len(episode_returns) else {}
+        self._sock.sendall(STEP + wire.encode(stats))
+
+    def receive(self) -> np.ndarray:
+        """The learner's actions for the step sent last.
 
         Raises ``ConnectionResetError`` when the learner went away, :class:`Unavailable` when it is
         shutting down, :class:`Refused` when it refused the step.
         """
-        stats = {"episode_return": episode_returns, "episode_length": episode_lengths} if len(episode_returns) else {}
-        self._sock.sendall(STEP + wire.encode(stats))
         reply = receive(self._sock)
         if not reply:
             raise ConnectionResetError("the learner closed the connection")
@@ -203,6 +206,11 @@ class ShmConnection:
             return actions
         reason = body.decode(errors="replace")
         raise (Unavailable if tag == UNAVAILABLE else Refused)(reason)
+
+    def step(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
+        """:meth:`send` then :meth:`receive`."""
+        self.send(episode_returns, episode_lengths)
+        return self.receive()
 
     def close(self) -> None:
         self.arrays = {}

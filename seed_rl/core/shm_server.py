@@ -18,7 +18,7 @@ import numpy as np
 
 from seed_rl.core import protocol, shm, wire
 from seed_rl.core.batcher import BatcherClosed
-from seed_rl.core.streams import ActorStreams
+from seed_rl.core.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class ShmLearnerServer:
     def _serve(self, conn: socket.socket) -> None:
         memory = None
         try:
-            actor, num_envs, memory, arrays = self._handshake(conn)
+            actor, num_envs, first_env, memory, arrays = self._handshake(conn)
         except _Refusal as e:
             log.warning("refusing an actor on shared memory: %s", e)
             self._send(conn, e.tag + str(e).encode())
@@ -115,7 +115,7 @@ class ShmLearnerServer:
         except (OSError, shm.ShmError):
             self._forget(conn)
             return
-        stream = self.streams.open(actor, "shared memory")
+        stream = self.streams.open(actor, "shared memory", first_env)
         try:
             self._steps(conn, actor, num_envs, arrays, stream)
         finally:
@@ -136,7 +136,8 @@ class ShmLearnerServer:
         try:
             hello = json.loads(message[1:])
             actor, env, num_envs = str(hello["actor_id"]), hello.get("env"), int(hello["num_envs"])
-        except (ValueError, KeyError, TypeError) as e:
+            first_env = parse_first_env(hello.get("first_env"))
+        except (ValueError, KeyError, TypeError) as e:  # ProtocolError included
             raise _Refusal(shm.REFUSED, f"malformed handshake: {e}") from None
         if self._auth_token is not None and not hmac.compare_digest(
             str(hello.get("token") or "").encode(), self._auth_token.encode()
@@ -158,7 +159,7 @@ class ShmLearnerServer:
             raise
         finally:
             os.close(fd)  # the actor holds its own descriptor now; the memory lives while either maps it
-        return actor, num_envs, memory, layout.views(memory)
+        return actor, num_envs, first_env, memory, layout.views(memory)
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
         observation, reward = arrays["observation"], arrays["reward"]

@@ -20,11 +20,25 @@ import numpy as np
 
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.inference import StepRequest
+from seed_rl.core.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 
 EpisodeCallback = Callable[[np.ndarray, np.ndarray], None]
 _STREAM_IDS = itertools.count()  # next() on itertools.count is atomic under the GIL
+
+
+def parse_first_env(value) -> int | None:
+    """An actor's claimed first environment index (metadata string or JSON number); None when absent.
+
+    Raises ``ProtocolError`` for anything but a non-negative integer.
+    """
+    if value is None:
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise ProtocolError(f"the first environment index must be a non-negative integer, got {text[:40]!r}")
+    return int(text)
 
 
 class StreamEngine(Protocol):
@@ -59,10 +73,12 @@ class ActorStreams:
             return f"actor {actor} runs --env={env} but the learner trains --env={self.env_name}"
         return None
 
-    def open(self, actor: str, transport: str) -> "ActorStream":
+    def open(self, actor: str, transport: str, first_env: int | None = None) -> "ActorStream":
+        """A stream for ``actor``; ``first_env``: the global index of its first environment (see
+        :func:`parse_first_env`), else actor id x environments."""
         with self._lock:
             self._active += 1
-        stream = ActorStream(self, actor, next(_STREAM_IDS))
+        stream = ActorStream(self, actor, next(_STREAM_IDS), first_env)
         log.info("actor %s connected over %s (stream %d)", actor, transport, stream.stream_id)
         return stream
 
@@ -77,11 +93,12 @@ class ActorStreams:
 class ActorStream:
     """One connected actor: its validated steps in, its actions out."""
 
-    def __init__(self, streams: ActorStreams, actor: str, stream_id: int):
+    def __init__(self, streams: ActorStreams, actor: str, stream_id: int, first_env: int | None = None):
         self._streams = streams
         self.actor = actor
         self.stream_id = stream_id
         self.num_envs: int | None = None  # fixed by the first step
+        self._given_first_env = first_env
         self._first_env_index = 0
         self._closed = False
 
@@ -94,8 +111,11 @@ class ActorStream:
         if self.num_envs is None:
             self.num_envs = observation.shape[0]
             # Actors numbered by their launcher get stable global environment indices (R2D2's per-env epsilon).
-            index = int(self.actor) if str(self.actor).isdigit() else self.stream_id
-            self._first_env_index = index * self.num_envs
+            if self._given_first_env is not None:
+                self._first_env_index = self._given_first_env
+            else:
+                index = int(self.actor) if str(self.actor).isdigit() else self.stream_id
+                self._first_env_index = index * self.num_envs
         if self._streams.on_episodes is not None and "episode_return" in fields:
             self._streams.on_episodes(fields["episode_return"], fields["episode_length"])
         request = StepRequest(
