@@ -90,7 +90,10 @@ def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict
     ]
     print("running:", " ".join(command), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(args.warmup_seconds + args.seconds)
+    time.sleep(args.warmup_seconds)
+    cpu_start, wall_start = _process_cpu_seconds(process.pid), time.monotonic()
+    time.sleep(args.seconds)
+    learner_share = (_process_cpu_seconds(process.pid) - cpu_start) / ((time.monotonic() - wall_start) * os.cpu_count())
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     with open(os.path.join(logdir, "metrics.jsonl")) as f:
@@ -100,7 +103,14 @@ def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict
     # Drop the warm-up summaries, then rate = frames over the time the summaries span.
     measured = records[max(1, int(args.warmup_seconds // 5)) :]
     elapsed = sum((b["frames"] - a["frames"]) / b["fps"] for a, b in zip(measured, measured[1:]) if b["fps"] > 0)
-    return (measured[-1]["frames"] - measured[0]["frames"]) / elapsed, measured
+    return (measured[-1]["frames"] - measured[0]["frames"]) / elapsed, measured, learner_share
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (its threads, not its children), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -111,16 +121,27 @@ def main() -> None:
     parser.add_argument("--envs_per_actor", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--warmup_seconds", type=float, default=30.0)
+    parser.add_argument("--variant", action="append", default=[],
+                        help="train flags (space-separated) for one training run; repeat to compare variants "
+                             "against the same raw rate, e.g. --variant=--transport=grpc --variant=--transport=shm")
     args, extra = parser.parse_known_args()
     frame_skip = 4 if args.env.startswith("atari:") else 1
 
     raw = raw_frames_per_second(args.env, args.num_actors, args.envs_per_actor, args.seconds, frame_skip)
     print(f"raw env frames/s ({args.num_actors} processes x {args.envs_per_actor} envs, random actions): {raw:,.0f}", flush=True)
-    trained, records = training_frames_per_second(args, extra)
-    batch = np.mean([r["inference_batch_size"] for r in records])
-    print(f"training frames/s ({args.agent}, same actors, learner on the same machine): {trained:,.0f}")
-    print(f"mean inference batch: {batch:.1f} environments")
-    print(f"ratio training/raw: {trained / raw:.3f}")
+    results = []
+    for variant in args.variant or [""]:
+        trained, records, learner_share = training_frames_per_second(args, extra + variant.split())
+        batch = np.mean([r["inference_batch_size"] for r in records])
+        results.append((variant or "(defaults)", trained, batch, learner_share))
+        print(f"training frames/s ({args.agent} {variant}, same actors, learner on the same machine): {trained:,.0f}")
+        print(f"mean inference batch: {batch:.1f} environments")
+        print(f"learner process: {learner_share:.0%} of the machine's CPU time (actors are the rest)")
+        print(f"ratio training/raw: {trained / raw:.3f}", flush=True)
+    if len(results) > 1:
+        print(f"{'variant':>40} {'frames/s':>9} {'/ raw':>6} {'batch':>6} {'learner CPU':>12}")
+        for variant, trained, batch, share in results:
+            print(f"{variant:>40} {trained:9,.0f} {trained / raw:6.3f} {batch:6.1f} {share:12.0%}")
     print(f"cpu count: {os.cpu_count()}")
 
 
