@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 import torch
 from absl import app, flags
@@ -33,6 +34,7 @@ from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
+from seed_rl.launch.supervisor import ProcessChild, Supervisor
 
 log = logging.getLogger("seed_rl.train")
 LOCAL_ADDRESS = "127.0.0.1:0"
@@ -88,44 +90,31 @@ def _local_actor(settings: ActorSettings) -> None:
 
 
 class LocalActors:
-    """Actor processes on this machine; restarts crashed ones, stops the run on config errors."""
+    """``count`` actor processes on this machine, under the one :class:`Supervisor`, in a background thread.
 
-    def __init__(self, make_settings, count: int, on_fatal, stopping):
-        self._context = multiprocessing.get_context("spawn")
-        self._make_settings = make_settings
+    ``on_fatal(message)`` is called when an actor stops with a user error.
+    """
+
+    def __init__(self, make_settings: Callable[[int], ActorSettings], count: int, on_fatal: Callable[[str], None]):
+        context = multiprocessing.get_context("spawn")
+
+        def start(actor_id: int) -> ProcessChild:
+            return ProcessChild(context.Process(target=_local_actor, args=(make_settings(actor_id),), daemon=True))
+
+        self._supervisor = Supervisor(start, count, name="actor {i}")
         self._on_fatal = on_fatal
-        self._stopping = stopping
-        self._processes = [self._spawn(i) for i in range(count)]
-        self._closing = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="actor-watcher", daemon=True)
-        self._watcher.start()
+        self._thread = threading.Thread(target=self._supervise, name="actor-supervisor", daemon=True)
+        self._thread.start()
 
-    def _spawn(self, actor_id: int):
-        process = self._context.Process(target=_local_actor, args=(self._make_settings(actor_id),), daemon=True)
-        process.start()
-        return process
-
-    def _watch(self) -> None:
-        while not self._closing.wait(0.5):
-            for i, process in enumerate(self._processes):
-                if process.is_alive() or self._closing.is_set() or self._stopping():
-                    continue
-                if exits.is_user_error(process.exitcode):
-                    self._on_fatal(f"actor {i} could not start (see its error above)")
-                    return
-                log.warning("actor %d exited with code %s; restarting it", i, process.exitcode)
-                self._processes[i] = self._spawn(i)
+    def _supervise(self) -> None:
+        ending = self._supervisor.run()
+        if ending.exit_code:
+            self._on_fatal(f"actor {ending.index} could not start (see its error above)")
 
     def close(self) -> None:
-        self._closing.set()
-        self._watcher.join()
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        """Stops every actor process (terminated, then killed if it lingers)."""
+        self._supervisor.stop()
+        self._thread.join()
 
 
 def default_logdir(env: str, agent: str) -> str:
@@ -267,7 +256,7 @@ def main(argv: list[str]) -> None:
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0
-    actors = LocalActors(make_settings, local_actors, on_fatal, stopping=learner.stopping)
+    actors = LocalActors(make_settings, local_actors, on_fatal)
     started = time.monotonic()
     try:
         learner.run()

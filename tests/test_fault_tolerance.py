@@ -231,7 +231,7 @@ def test_killed_local_actor_is_restarted_and_rejoins(tmp_path):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0
-        assert "exited with code -9; restarting it" in stderr and "Traceback" not in stderr
+        assert "was killed by signal 9; restarting it" in stderr and "Traceback" not in stderr
     finally:
         if process.poll() is None:
             process.kill()

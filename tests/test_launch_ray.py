@@ -20,6 +20,7 @@ import pytest
 
 from seed_rl import exits
 from seed_rl.launch.ray import LaunchError, define_flags, route_flags
+from process_helpers import pid_alive
 from train_helpers import ROOT, read_metrics
 
 # Ray otherwise advertises this machine's network address; the tests stay on
@@ -78,15 +79,7 @@ def _child_pid(name: str, namespace: str) -> int | None:
 
 
 def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # a zombie no one has reaped yet
-            return f.read().split(") ", 1)[1].startswith("Z")
-    except FileNotFoundError:
-        return True
+    return not pid_alive(pid)
 
 
 def _rejoined_after(logdir, frames: int) -> bool:

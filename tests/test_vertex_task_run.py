@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from seed_rl.launch.credentials import generate_credentials
+from process_helpers import pid_alive
 from train_helpers import ROOT, read_metrics
 
 
@@ -59,15 +60,6 @@ def _stop(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
 def test_actor_replica_restarts_a_killed_actor_process_and_stops_on_sigterm(tmp_path):
     """No learner is listening: actors keep retrying, which is all this test needs."""
     log = tmp_path / "actor.log"
@@ -84,7 +76,7 @@ def test_actor_replica_restarts_a_killed_actor_process_and_stops_on_sigterm(tmp_
     finally:
         code = _stop(task)
     assert code == 0, log.read_text()[-3000:]
-    assert not any(_pid_alive(pid) for pid in children)
+    assert not any(pid_alive(pid) for pid in children)
 
 
 def _train_knows(flag: str) -> bool:

@@ -189,13 +189,13 @@ class RayRun:
 
     def check_learner(self) -> None:
         try:
-            result = self.ray.get(self.learner_run)
+            returncode, reason = self.ray.get(self.learner_run)
         except self.ray.exceptions.RayError as e:
             raise LaunchError(
                 f"the learner's Ray actor died ({_first_line(e)}); rerun the same command to resume from its last checkpoint"
             ) from None
-        if result.returncode != 0:
-            raise LaunchError(f"the learner failed: {result.reason()}")
+        if returncode != 0:
+            raise LaunchError(f"the learner failed: {reason}")
 
     def stop_learner(self, timeout_s: float | None = None) -> None:
         """Asks the learner to stop and write its checkpoint, and waits for it."""

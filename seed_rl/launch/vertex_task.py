@@ -21,15 +21,14 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from seed_rl import exits, roles
 from seed_rl.launch import credentials
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
+from seed_rl.launch.supervisor import CommandChild, Supervisor
 
 log = logging.getLogger("seed_rl.launch.vertex_task")
 
@@ -102,55 +101,16 @@ def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence
     ]
 
 
-def supervise_actors(commands: list[list[str]], poll_s: float = 0.5) -> int:
-    """Runs the actor processes of this replica until one exits with a code or we are told to stop.
+def supervise_actors(commands: list[list[str]], **supervisor_options) -> int:
+    """Runs the actor processes of this replica under :class:`Supervisor` (the contract of ``seed_rl.exits``).
 
-    The contract of ``seed_rl.exits``: a process that ends with a user error
-    stops the replica with that code (restarting cannot fix it), one that
-    exits 0 has finished and stops it with 0, and any other end (a crash, the
-    OOM killer's signal) is restarted. SIGTERM and SIGINT stop every process
-    and exit 0.
+    SIGTERM and SIGINT stop every process. Returns the replica's exit code:
+    the user error's when a process hit one, else 0.
     """
-    stopping = False
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    processes = [subprocess.Popen(command) for command in commands]
-    for i, process in enumerate(processes):
-        log.info("actor process %d started (pid %d)", i, process.pid)
-    code = 0
-    try:
-        while not stopping:
-            for i, process in enumerate(processes):
-                returncode = process.poll()
-                if returncode is None:
-                    continue
-                if returncode != 0 and not exits.is_user_error(returncode):
-                    how = f"was killed by signal {-returncode}" if returncode < 0 else f"crashed (exit code {returncode})"
-                    log.warning("actor process %d %s; restarting it", i, how)
-                    processes[i] = subprocess.Popen(commands[i])
-                    log.info("actor process %d started (pid %d)", i, processes[i].pid)
-                    continue
-                log.error("actor process %d exited with code %d; stopping this replica", i, returncode)
-                stopping, code = True, returncode
-                break
-            else:
-                time.sleep(poll_s)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    return code
+    supervisor = Supervisor(lambda i: CommandChild(commands[i]), len(commands), **supervisor_options)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: supervisor.stop())
+    return supervisor.run().exit_code
 
 
 def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
