@@ -2,8 +2,9 @@
 
 ``--role=local`` (the default) starts the learner in this process and
 ``--num_actors`` actor processes that connect to it over gRPC on localhost.
-``--role=learner`` starts only the learner; ``--num_actors`` actors started
-elsewhere with ``python -m seed_rl.actor --learner_address=HOST:PORT`` join it. Re-running the same command with the same
+``--role=learner`` starts only the learner, listening on ``--learner_address``;
+``--num_actors`` actors started elsewhere with ``python -m seed_rl.actor
+--learner_address=HOST:PORT`` join it. Re-running the same command with the same
 ``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
 writes a final checkpoint. Serving on an interface other than loopback needs
 ``--tls_cert_file``/``--tls_key_file`` and a token (``--auth_token_file`` or
@@ -46,8 +47,9 @@ flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote 
 flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
 flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
 flags.DEFINE_string(
-    "server_address", None,
-    f"learner gRPC address; default {LOCAL_ADDRESS} (port 0 picks a free port) with --role=local, {LEARNER_ADDRESS} with --role=learner",
+    "learner_address", None,
+    f"host:port the learner listens on, which actors connect to; default {LOCAL_ADDRESS} (port 0 picks a free port) "
+    f"with --role=local, {LEARNER_ADDRESS} with --role=learner",
 )
 flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them")
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
@@ -121,14 +123,14 @@ def default_logdir(env: str, agent: str) -> str:
     return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
 
 
-def server_address(role: str, address: str | None) -> str:
-    """The learner's listening address for ``role``; remote actors need a fixed port."""
+def learner_address(role: str, address: str | None) -> str:
+    """The address the learner listens on for ``role``; remote actors need a fixed port."""
     if address is None:
         return LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
     if role == "learner" and address.rsplit(":", 1)[-1] == "0":
         raise ValueError(
-            f"--server_address={address} picks a random port, which remote actors cannot find; "
-            f"give a fixed port with --role=learner, e.g. --server_address={LEARNER_ADDRESS}"
+            f"--learner_address={address} picks a random port, which remote actors cannot find; "
+            f"give a fixed port with --role=learner, e.g. --learner_address={LEARNER_ADDRESS}"
         )
     return address
 
@@ -176,7 +178,7 @@ def main(argv: list[str]) -> None:
         exits.fail(f"{e}")
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
     try:
-        address = server_address(FLAGS.role, FLAGS.server_address)
+        address = learner_address(FLAGS.role, FLAGS.learner_address)
         security = server_security(
             address, FLAGS.tls_cert_file, FLAGS.tls_key_file, FLAGS.auth_token_file, FLAGS.insecure
         )
@@ -190,7 +192,7 @@ def main(argv: list[str]) -> None:
         unroll_overlap=built.unroll_overlap,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
-        server_address=address,
+        learner_address=address,
         inference_batch_size=FLAGS.inference_batch_size or total_envs,
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
@@ -209,7 +211,7 @@ def main(argv: list[str]) -> None:
     except CheckpointMismatch as e:
         exits.fail(f"{e}")
     except OSError as e:  # the learner's port is taken
-        exits.fail(f"{e}; stop the other process or choose another --server_address")
+        exits.fail(f"{e}; stop the other process or choose another --learner_address")
     if learner.done():
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", logdir, learner.frames)
         learner.close(save=False)
@@ -269,4 +271,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=exits.parse_flags)
+    app.run(main, flags_parser=roles.parse_flags)

@@ -85,7 +85,7 @@ def test_insecure_is_passed_only_off_loopback_and_only_when_the_learner_knows_it
 
 def test_learner_flag_names_reads_the_real_flags():
     names = bench_scaling.learner_flag_names()
-    assert {"role", "server_address", "num_actors", "log_interval_s"} <= names
+    assert {"role", "learner_address", "num_actors", "log_interval_s"} <= names
     assert "no_such_flag" not in names
 
 

@@ -22,6 +22,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
         (("seed_rl.train", "--env=CartPol-v1"), "did you mean 'CartPole-v1'"),
         (("seed_rl.actor", "--envs_per_actor=x"), "--envs_per_actor"),
         (("seed_rl.evaluate", "--logdir=/nonexistent/run"), "no such logdir"),
+        (("seed_rl.train", "--server_address=127.0.0.1:8686"), "--server_address is now --learner_address"),
     ],
 )
 def test_user_errors_end_with_one_line_and_the_user_error_code(argv, text):

@@ -47,7 +47,7 @@ class Run:
         log = self.logdir.parent / f"learner-{len(self.learner_logs)}.log"
         self.learner_logs.append(log)
         command = train_command(
-            self.logdir, "--role=learner", f"--server_address=127.0.0.1:{self.port}", f"--num_actors={self.num_actors}",
+            self.logdir, "--role=learner", f"--learner_address=127.0.0.1:{self.port}", f"--num_actors={self.num_actors}",
             "--total_environment_frames=100000000", *FAST, *self.learner_flags,
         )
         with open(log, "w") as out:

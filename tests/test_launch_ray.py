@@ -183,7 +183,9 @@ def test_flags_are_routed_to_the_learner_and_the_actors():
     ]
 
 
-@pytest.mark.parametrize("arg", ["--server_address=0.0.0.0:1", "--role=local", "--actor_id=2", "stray"])
+@pytest.mark.parametrize(
+    "arg", ["--learner_address=0.0.0.0:1", "--server_address=0.0.0.0:1", "--role=local", "--actor_id=2", "stray"]
+)
 def test_flags_the_launcher_sets_are_refused(arg):
     with pytest.raises(LaunchError):
         route_flags([arg])
@@ -206,10 +208,10 @@ def test_missing_ray_says_how_to_install_it():
 
 
 def test_a_launcher_set_flag_is_refused_in_one_line():
-    result = _run_launcher_module("--server_address=127.0.0.1:9", hide_ray=True)
+    result = _run_launcher_module("--learner_address=127.0.0.1:9", hide_ray=True)
     assert result.returncode == exits.USER_ERROR
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: --server_address is set by the launcher: use --learner_port (and --learner_host)"
+        "error: --learner_address is set by the launcher: use --learner_port (and --learner_host)"
     )
 
 

@@ -94,7 +94,7 @@ def test_learner_and_actor_replicas_train_over_tls_with_a_token(tmp_path):
     port = _free_port()
     train_flags = ["--", "--env=CartPole-v1", "--envs_per_actor=4", "--total_environment_frames=4000",
                    f"--logdir={tmp_path / 'train'}", "--log_interval_s=1"]
-    common = [f"--credentials_dir={credentials_dir}", "--bind_host=127.0.0.1"]
+    common = [f"--credentials_dir={credentials_dir}", "--learner_bind_host=127.0.0.1"]
     learner = _start_task(_cluster_spec("workerpool0", 0, port), *common, *train_flags, log_path=tmp_path / "learner.log")
     actor = _start_task(_cluster_spec("workerpool1", 0, port), *common, *train_flags, log_path=tmp_path / "actor.log")
     try:

@@ -275,7 +275,7 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
     learner_log, metrics = logdir / "learner.log", logdir / "metrics.jsonl"
     env_flags = [f"--env={args.env}", f"--envs_per_actor={args.envs_per_actor}"]
     learner_argv = [
-        sys.executable, "-m", "seed_rl.train", "--role=learner", f"--server_address={topology.learner_address}",
+        sys.executable, "-m", "seed_rl.train", "--role=learner", f"--learner_address={topology.learner_address}",
         *env_flags, f"--num_actors={actors}", f"--logdir={logdir}", "--total_environment_frames=1000000000000",
         f"--log_interval_s={LOG_INTERVAL_S}", "--checkpoint_interval_s=1000000000", *CHEAP_AGENT_FLAGS, *learner_flags,
     ]

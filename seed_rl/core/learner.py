@@ -45,7 +45,7 @@ class LearnerSettings:
     batch_size: int
     unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
-    server_address: str = "127.0.0.1:0"
+    learner_address: str = "127.0.0.1:0"  # host:port to listen on (port 0: a free one)
     inference_batch_size: int = 64
     inference_timeout_ms: float = 10.0
     unroll_queue_size: int = 0  # 0: 2 training batches
@@ -120,7 +120,7 @@ class Learner:
             on_batch=self._batch_sizes.append,
         )
         self.server = LearnerServer(
-            settings.server_address,
+            settings.learner_address,
             spec,
             settings.env_name,
             self.batcher,

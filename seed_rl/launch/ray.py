@@ -59,7 +59,7 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 # Every launcher's own flags, with this launcher's way of choosing the address.
 RAY_LAUNCHER_SET_FLAGS = {
     **roles.LAUNCHER_SET_FLAGS,
-    "server_address": "use --learner_port (and --learner_host)",
+    "learner_address": "use --learner_port (and --learner_host)",
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
@@ -147,7 +147,7 @@ class RayRun:
             host = "127.0.0.1" if local_cluster else ray.get(self.learner.node_ip.remote())
         self.learner_address = f"{host}:{FLAGS.learner_port}"
         self.learner_run = self.learner.run.remote([
-            "seed_rl.train", "--role=learner", f"--server_address={self.learner_address}",
+            "seed_rl.train", "--role=learner", f"--learner_address={self.learner_address}",
             f"--num_actors={FLAGS.num_actors}", f"--envs_per_actor={FLAGS.envs_per_actor}", *learner_argv,
         ])
         log.info("learner serving at %s", self.learner_address)
