@@ -268,8 +268,7 @@ def measure_synthetic(kind: str, args, requests: list[bytes], device: torch.devi
 
 def measure_pong(args, device: torch.device) -> dict:
     """Real actor processes against each learner, and the same environments stepped with no learner."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_throughput import raw_rates  # noqa: E402  (a sibling tool)
+    from seed_rl.bench.raw_rates import raw_rates
 
     total_envs = args.actors * args.envs_per_actor
     served = {}
