@@ -204,7 +204,7 @@ def test_missing_ray_says_how_to_install_it():
     assert result.returncode == exits.USER_ERROR
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: Ray is not installed") and "pip install -e '.[ray]'" in last
+    assert last.startswith("error: Ray is not installed") and "pip install 'seed_rl[ray]'" in last
 
 
 def test_a_launcher_set_flag_is_refused_in_one_line():

@@ -63,7 +63,7 @@ RAY_LAUNCHER_SET_FLAGS = {
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
-RAY_INSTALL_HINT = "tools/setup_venv.sh atari,plot,ray (or pip install -e '.[ray]')"
+RAY_INSTALL_HINT = "pip install 'seed_rl[ray]'"
 
 
 class LaunchError(Exception):
