@@ -82,7 +82,7 @@ env = make_env('atari:Pong', 0, EnvConfig()); obs, _ = env.reset(seed=0)
 for _ in range(100): obs, r, term, trunc, _ = env.step(env.action_space.sample())
 print('Pong observation', obs.shape, obs.dtype)"
 echo "== a CartPole actor replica in the image (vertex_task, CLUSTER_SPEC) trains a learner on this machine"
-.venv/bin/python -m seed_rl.train --role=learner --server_address="127.0.0.1:$port" --env=CartPole-v1 \
+.venv/bin/python -m seed_rl.train --role=learner --learner_address="127.0.0.1:$port" --env=CartPole-v1 \
   --num_actors=1 --envs_per_actor=4 --total_environment_frames=4000 --log_interval_s=1 \
   --logdir="$work/train" >"$work/learner.log" 2>&1 &
 learner=$!

@@ -49,4 +49,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=exits.parse_flags)
+    app.run(main, flags_parser=roles.parse_flags)

@@ -10,7 +10,7 @@ epsilon-greedily with ``--epsilon`` (0.001 as in SEED RL's R2D2 evaluation,
 0 for greedy). Returns are the environment's raw rewards summed per episode.
 Prints one line per episode and a summary, writes them as JSON to ``--output``
 (default ``DIR/evaluation.json``) and, with ``--video=PATH``, an MP4 of the
-first episode (needs ``pip install -e '.[video]'``).
+first episode (needs ``pip install 'seed_rl[video]'``).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step
 
-VIDEO_HINT = "pip install -e '.[video]'"
+VIDEO_HINT = "pip install 'seed_rl[video]'"
 MIN_VIDEO_SIDE = 160  # small frames (MinAtar's 10x10) are scaled up by an integer factor to at least this
 DEFAULT_VIDEO_FPS = 30
 

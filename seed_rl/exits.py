@@ -1,10 +1,11 @@
-"""How seed_rl's processes end, and what every supervisor makes of it: one contract.
+"""How seed_rl's processes end: one contract.
 
 A user error (a bad flag, an unknown environment, an actor the learner refuses)
 ends a command with one ``error: ...`` line on stderr and exit code
-:data:`USER_ERROR`. Restarting cannot fix it, so every supervisor (local
-training's actor watcher, the Vertex AI task, the Ray launcher) stops there.
-Any other end (a crash, a signal, a lost learner) is worth a restart.
+:data:`USER_ERROR`. Restarting cannot fix it, so the one supervisor
+(``seed_rl.launch.supervisor``, used by local training, the Vertex AI task and
+Ray) stops the run there. Exit code 0 means finished; any other end (a crash,
+a signal, a lost learner) is worth a restart.
 """
 
 from __future__ import annotations

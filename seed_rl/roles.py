@@ -6,8 +6,9 @@ A training job has a learner and actors. Their flags fall into four groups:
   (the environment and its settings, the seed, environments per actor, the
   token file);
 - **actor-only**: how an actor reaches the learner over TLS;
-- **launcher-set**: what a launcher decides for each process (roles, addresses,
-  actor ids); a user who gives one to a launcher is told what to do instead;
+- **launcher-set**: what a launcher decides for each process (roles, the
+  learner's address, actor ids); a user who gives one to a launcher is told
+  what to do instead;
 - **learner-only**: everything else ``seed_rl.train`` defines (agents,
   optimizers, logdir, ...).
 
@@ -25,6 +26,7 @@ from collections.abc import Mapping, Sequence
 
 from absl import flags
 
+from seed_rl import exits
 from seed_rl.config_flags import define_dataclass_flags
 from seed_rl.envs import EnvConfig
 
@@ -48,10 +50,11 @@ ACTOR_ONLY_FLAGS = frozenset({"tls_ca_file", "tls_server_name"})
 # What every launcher sets itself, and what to do instead of giving it.
 LAUNCHER_SET_FLAGS: Mapping[str, str] = {
     "role": "the launcher runs the learner with --role=learner",
-    "server_address": "the launcher chooses the learner's address (see its own options)",
-    "learner_address": "the launcher gives actors the learner's address",
+    "learner_address": "the launcher chooses the learner's address (see its own options)",
     "actor_id": "the launcher numbers the actors",
 }
+# Old flag names -> their new names; an old name is refused in one line that names the new one.
+RENAMED_FLAGS: Mapping[str, str] = {"server_address": "learner_address"}
 
 
 def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -90,7 +93,8 @@ def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The actor's own flags: where the learner is and how to trust it."""
-    flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner", flag_values=flag_values)
+    flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner to connect to",
+                        flag_values=flag_values)
     flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)", flag_values=flag_values)
     flags.DEFINE_string("tls_ca_file", None,
                         "PEM CA (or self-signed certificate) to trust; when set, connect over TLS",
@@ -105,6 +109,24 @@ def flag_name(token: str) -> str:
     if not token.startswith("--") or token == "--":
         raise RoleError(f"unexpected argument {token!r}; flags are written --name=value")
     return token[2:].split("=", 1)[0]
+
+
+def refuse_renamed_flags(argv: Sequence[str]) -> None:
+    """Raises :class:`RoleError` naming the new flag when ``argv`` uses a renamed one."""
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            if name in RENAMED_FLAGS:
+                raise RoleError(f"--{name} is now --{RENAMED_FLAGS[name]}")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """``exits.parse_flags`` for ``seed_rl.train`` and ``seed_rl.actor``: a renamed flag is a user error too."""
+    try:
+        refuse_renamed_flags(argv[1:])
+    except RoleError as e:
+        exits.fail(e)
+    return exits.parse_flags(argv)
 
 
 def _base_name(token: str, known: frozenset[str]) -> str:
@@ -122,12 +144,17 @@ def split_train_flags(
 
     Shared flags go to both, actor-only flags to actors only, the rest to the
     learner. A flag in ``launcher_set`` (every launcher's own choices, plus any
-    a launcher adds) raises :class:`RoleError` with what to do instead.
+    a launcher adds) raises :class:`RoleError` with what to do instead, as does
+    a renamed flag.
     """
     known = SHARED_FLAGS | ACTOR_ONLY_FLAGS | frozenset(launcher_set)
     learner, actor = [], []
     for token in train_flags:
         name = _base_name(token, known)
+        if name in RENAMED_FLAGS:
+            new = RENAMED_FLAGS[name]
+            instead = f" and is set by the launcher: {launcher_set[new]}" if new in launcher_set else ""
+            raise RoleError(f"--{name} is now --{new}{instead}")
         if name in launcher_set:
             raise RoleError(f"--{name} is set by the launcher: {launcher_set[name]}")
         if name in ACTOR_ONLY_FLAGS:

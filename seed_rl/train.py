@@ -3,8 +3,9 @@
 ``--role=local`` (the default) starts the learner in this process and
 ``--num_actors`` actor processes that connect to it over shared memory
 (``--transport=auto`` on Linux) or gRPC on localhost.
-``--role=learner`` starts only the learner; ``--num_actors`` actors started
-elsewhere with ``python -m seed_rl.actor --learner_address=HOST:PORT`` join it. Re-running the same command with the same
+``--role=learner`` starts only the learner, listening on ``--learner_address``;
+``--num_actors`` actors started elsewhere with ``python -m seed_rl.actor
+--learner_address=HOST:PORT`` join it. Re-running the same command with the same
 ``--logdir`` resumes from the newest checkpoint. Ctrl-C stops everything and
 writes a final checkpoint. Serving on an interface other than loopback needs
 ``--tls_cert_file``/``--tls_key_file`` and a token (``--auth_token_file`` or
@@ -22,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 import torch
 from absl import app, flags
@@ -35,6 +37,7 @@ from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
+from seed_rl.launch.supervisor import ProcessChild, Supervisor
 
 log = logging.getLogger("seed_rl.train")
 LOCAL_ADDRESS = "127.0.0.1:0"
@@ -46,8 +49,9 @@ flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote 
 flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
 flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
 flags.DEFINE_string(
-    "server_address", None,
-    f"learner gRPC address; default {LOCAL_ADDRESS} (port 0 picks a free port) with --role=local, {LEARNER_ADDRESS} with --role=learner",
+    "learner_address", None,
+    f"host:port the learner listens on, which actors connect to; default {LOCAL_ADDRESS} (port 0 picks a free port) "
+    f"with --role=local, {LEARNER_ADDRESS} with --role=learner",
 )
 flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them (half with --double_buffer)")
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
@@ -90,58 +94,45 @@ def _local_actor(settings: ActorSettings) -> None:
 
 
 class LocalActors:
-    """Actor processes on this machine; restarts crashed ones, stops the run on config errors."""
+    """``count`` actor processes on this machine, under the one :class:`Supervisor`, in a background thread.
 
-    def __init__(self, make_settings, count: int, on_fatal, stopping):
-        self._context = multiprocessing.get_context("spawn")
-        self._make_settings = make_settings
+    ``on_fatal(message)`` is called when an actor stops with a user error.
+    """
+
+    def __init__(self, make_settings: Callable[[int], ActorSettings], count: int, on_fatal: Callable[[str], None]):
+        context = multiprocessing.get_context("spawn")
+
+        def start(actor_id: int) -> ProcessChild:
+            return ProcessChild(context.Process(target=_local_actor, args=(make_settings(actor_id),), daemon=True))
+
+        self._supervisor = Supervisor(start, count, name="actor {i}")
         self._on_fatal = on_fatal
-        self._stopping = stopping
-        self._processes = [self._spawn(i) for i in range(count)]
-        self._closing = threading.Event()
-        self._watcher = threading.Thread(target=self._watch, name="actor-watcher", daemon=True)
-        self._watcher.start()
+        self._thread = threading.Thread(target=self._supervise, name="actor-supervisor", daemon=True)
+        self._thread.start()
 
-    def _spawn(self, actor_id: int):
-        process = self._context.Process(target=_local_actor, args=(self._make_settings(actor_id),), daemon=True)
-        process.start()
-        return process
-
-    def _watch(self) -> None:
-        while not self._closing.wait(0.5):
-            for i, process in enumerate(self._processes):
-                if process.is_alive() or self._closing.is_set() or self._stopping():
-                    continue
-                if exits.is_user_error(process.exitcode):
-                    self._on_fatal(f"actor {i} could not start (see its error above)")
-                    return
-                log.warning("actor %d exited with code %s; restarting it", i, process.exitcode)
-                self._processes[i] = self._spawn(i)
+    def _supervise(self) -> None:
+        ending = self._supervisor.run()
+        if ending.exit_code:
+            self._on_fatal(f"actor {ending.index} could not start (see its error above)")
 
     def close(self) -> None:
-        self._closing.set()
-        self._watcher.join()
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        """Stops every actor process (terminated, then killed if it lingers)."""
+        self._supervisor.stop()
+        self._thread.join()
 
 
 def default_logdir(env: str, agent: str) -> str:
     return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
 
 
-def server_address(role: str, address: str | None) -> str:
-    """The learner's listening address for ``role``; remote actors need a fixed port."""
+def learner_address(role: str, address: str | None) -> str:
+    """The address the learner listens on for ``role``; remote actors need a fixed port."""
     if address is None:
         return LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
     if role == "learner" and address.rsplit(":", 1)[-1] == "0":
         raise ValueError(
-            f"--server_address={address} picks a random port, which remote actors cannot find; "
-            f"give a fixed port with --role=learner, e.g. --server_address={LEARNER_ADDRESS}"
+            f"--learner_address={address} picks a random port, which remote actors cannot find; "
+            f"give a fixed port with --role=learner, e.g. --learner_address={LEARNER_ADDRESS}"
         )
     return address
 
@@ -205,7 +196,7 @@ def main(argv: list[str]) -> None:
         exits.fail(f"{e}")
     logdir = FLAGS.logdir or default_logdir(FLAGS.env, FLAGS.agent)
     try:
-        address = server_address(FLAGS.role, FLAGS.server_address)
+        address = learner_address(FLAGS.role, FLAGS.learner_address)
         security = server_security(
             address, FLAGS.tls_cert_file, FLAGS.tls_key_file, FLAGS.auth_token_file, FLAGS.insecure
         )
@@ -223,7 +214,7 @@ def main(argv: list[str]) -> None:
         unroll_overlap=built.unroll_overlap,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
-        server_address=address,
+        learner_address=address,
         inference_batch_size=FLAGS.inference_batch_size or default_inference_batch(total_envs, FLAGS.double_buffer),
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
@@ -243,7 +234,7 @@ def main(argv: list[str]) -> None:
     except CheckpointMismatch as e:
         exits.fail(f"{e}")
     except OSError as e:  # the learner's port is taken
-        exits.fail(f"{e}; stop the other process or choose another --server_address")
+        exits.fail(f"{e}; stop the other process or choose another --learner_address")
     if learner.done():
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", logdir, learner.frames)
         learner.close(save=False)
@@ -292,7 +283,7 @@ def main(argv: list[str]) -> None:
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0
-    actors = LocalActors(make_settings, local_actors, on_fatal, stopping=learner.stopping)
+    actors = LocalActors(make_settings, local_actors, on_fatal)
     started = time.monotonic()
     try:
         learner.run()
@@ -305,4 +296,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=exits.parse_flags)
+    app.run(main, flags_parser=roles.parse_flags)

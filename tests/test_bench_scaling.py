@@ -11,11 +11,9 @@ import time
 
 import pytest
 
+from seed_rl.bench import learner_flags, scaling_report
+from seed_rl.bench.netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason
 from train_helpers import ROOT
-
-sys.path.insert(0, str(ROOT / "tools"))
-import bench_scaling  # noqa: E402
-from netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason  # noqa: E402
 
 SCRIPT = str(ROOT / "tools" / "bench_scaling.py")
 SMALLEST = ["--actors=1", "--envs_per_actor=2", "--seconds=3", "--warmup_seconds=1", "--raw_seconds=0.5"]
@@ -61,31 +59,31 @@ def test_window_rate_weights_each_summary_by_its_duration():
         {"frames": 4000, "fps": 1000.0, "inference_batch_size": 8.0},  # 3 s
         {"frames": 4000, "fps": 0.0, "inference_batch_size": 0.0},  # a stalled second
     ]
-    fps, seconds, batch = bench_scaling.window_rate(records, 1, 4)
+    fps, seconds, batch = scaling_report.window_rate(records, 1, 4)
     assert seconds == pytest.approx(5.0) and fps == pytest.approx(800.0) and batch == pytest.approx(6.0)
 
 
 def test_a_window_without_frames_reports_n_a_instead_of_failing():
-    stalled = bench_scaling.Point(1, 2, 0.0, 5000.0, 90000.0, 0.0, 0.1, 0.0, 2.0, 3.0, 3)
-    table = bench_scaling.format_table([stalled], cpus=2)
+    stalled = scaling_report.Point(1, 2, 0.0, 5000.0, 90000.0, 0.0, 0.1, 0.0, 2.0, 3.0, 3)
+    table = scaling_report.format_table([stalled], cpus=2)
     assert "| 1 | 2 | 0 | n/a |" in table and "n/a, n/a" in table
-    assert any("no frames were trained" in line for line in bench_scaling.summary_lines([stalled], cpus=2))
+    assert any("no frames were trained" in line for line in scaling_report.summary_lines([stalled], cpus=2))
     assert json.loads(json.dumps(stalled.to_json(), allow_nan=False))["cpu_us_per_frame"]["learner"] is None
 
 
 def test_insecure_is_passed_only_off_loopback_and_only_when_the_learner_knows_it(monkeypatch):
     flags = {"role", "insecure"}
-    monkeypatch.setattr(bench_scaling, "learner_flag_names", lambda: flags)
-    assert bench_scaling.learner_security_flags("127.0.0.1:8686", []) == []
-    assert bench_scaling.learner_security_flags("10.200.0.1:8686", []) == ["--insecure"]
-    assert bench_scaling.learner_security_flags("10.200.0.1:8686", ["--noinsecure", "--tls_cert=x"]) == []
+    monkeypatch.setattr(learner_flags, "learner_flag_names", lambda: flags)
+    assert learner_flags.learner_security_flags("127.0.0.1:8686", []) == []
+    assert learner_flags.learner_security_flags("10.200.0.1:8686", []) == ["--insecure"]
+    assert learner_flags.learner_security_flags("10.200.0.1:8686", ["--noinsecure", "--tls_cert=x"]) == []
     flags.discard("insecure")  # a seed_rl from before the security work
-    assert bench_scaling.learner_security_flags("10.200.0.1:8686", []) == []
+    assert learner_flags.learner_security_flags("10.200.0.1:8686", []) == []
 
 
 def test_learner_flag_names_reads_the_real_flags():
-    names = bench_scaling.learner_flag_names()
-    assert {"role", "server_address", "num_actors", "log_interval_s"} <= names
+    names = learner_flags.learner_flag_names()
+    assert {"role", "learner_address", "num_actors", "log_interval_s"} <= names
     assert "no_such_flag" not in names
 
 

@@ -227,7 +227,7 @@ def test_video_of_the_first_episode(tmp_path):
 def test_video_of_vector_observations_without_rendering_is_one_error_line(impala_run, tmp_path):
     if importlib.util.find_spec("imageio_ffmpeg") is None:
         line = _one_error_line(run_evaluate(f"--logdir={impala_run}", f"--video={tmp_path / 'v.mp4'}"))
-        assert "pip install -e '.[video]'" in line
+        assert "pip install 'seed_rl[video]'" in line
         return
     if importlib.util.find_spec("pygame") is not None:
         pytest.skip("CartPole renders with pygame here")

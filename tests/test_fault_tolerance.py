@@ -47,7 +47,7 @@ class Run:
         log = self.logdir.parent / f"learner-{len(self.learner_logs)}.log"
         self.learner_logs.append(log)
         command = train_command(
-            self.logdir, "--role=learner", f"--server_address=127.0.0.1:{self.port}", f"--num_actors={self.num_actors}",
+            self.logdir, "--role=learner", f"--learner_address=127.0.0.1:{self.port}", f"--num_actors={self.num_actors}",
             "--total_environment_frames=100000000", *FAST, *self.learner_flags,
         )
         with open(log, "w") as out:
@@ -231,7 +231,7 @@ def test_killed_local_actor_is_restarted_and_rejoins(tmp_path):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode == 0
-        assert "exited with code -9; restarting it" in stderr and "Traceback" not in stderr
+        assert "was killed by signal 9; restarting it" in stderr and "Traceback" not in stderr
     finally:
         if process.poll() is None:
             process.kill()

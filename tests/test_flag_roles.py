@@ -30,6 +30,14 @@ def test_launcher_set_flags_are_refused_with_what_to_do(token):
         roles.split_train_flags([token])
 
 
+def test_the_old_learner_address_flag_is_refused_with_its_new_name():
+    with pytest.raises(roles.RoleError, match=r"^--server_address is now --learner_address and is set by the launcher"):
+        roles.split_train_flags(["--server_address=0.0.0.0:8686"])
+    with pytest.raises(roles.RoleError, match=r"^--server_address is now --learner_address$"):
+        roles.refuse_renamed_flags(["--env=CartPole-v1", "--server_address=0.0.0.0:8686"])
+    roles.refuse_renamed_flags(["--learner_address=0.0.0.0:8686"])
+
+
 def test_the_groups_are_what_train_and_actor_define():
     learner_flags, actor_flags = flags.FlagValues(), flags.FlagValues()
     roles.define_shared_flags(learner_flags)

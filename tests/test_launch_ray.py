@@ -20,6 +20,7 @@ import pytest
 
 from seed_rl import exits
 from seed_rl.launch.ray import LaunchError, define_flags, route_flags
+from process_helpers import pid_alive
 from train_helpers import ROOT, read_metrics
 
 # Ray otherwise advertises this machine's network address; the tests stay on
@@ -78,15 +79,7 @@ def _child_pid(name: str, namespace: str) -> int | None:
 
 
 def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:  # a zombie no one has reaped yet
-            return f.read().split(") ", 1)[1].startswith("Z")
-    except FileNotFoundError:
-        return True
+    return not pid_alive(pid)
 
 
 def _rejoined_after(logdir, frames: int) -> bool:
@@ -190,7 +183,9 @@ def test_flags_are_routed_to_the_learner_and_the_actors():
     ]
 
 
-@pytest.mark.parametrize("arg", ["--server_address=0.0.0.0:1", "--role=local", "--actor_id=2", "stray"])
+@pytest.mark.parametrize(
+    "arg", ["--learner_address=0.0.0.0:1", "--server_address=0.0.0.0:1", "--role=local", "--actor_id=2", "stray"]
+)
 def test_flags_the_launcher_sets_are_refused(arg):
     with pytest.raises(LaunchError):
         route_flags([arg])
@@ -209,14 +204,14 @@ def test_missing_ray_says_how_to_install_it():
     assert result.returncode == exits.USER_ERROR
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: Ray is not installed") and "pip install -e '.[ray]'" in last
+    assert last.startswith("error: Ray is not installed") and "pip install 'seed_rl[ray]'" in last
 
 
 def test_a_launcher_set_flag_is_refused_in_one_line():
-    result = _run_launcher_module("--server_address=127.0.0.1:9", hide_ray=True)
+    result = _run_launcher_module("--learner_address=127.0.0.1:9", hide_ray=True)
     assert result.returncode == exits.USER_ERROR
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: --server_address is set by the launcher: use --learner_port (and --learner_host)"
+        "error: --learner_address is set by the launcher: use --learner_port (and --learner_host)"
     )
 
 

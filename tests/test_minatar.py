@@ -122,7 +122,7 @@ def test_raw_minatar_id_points_to_the_prefix():
 
 def test_missing_minatar_package_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "minatar.gym", None)  # makes "import minatar.gym" fail
-    with pytest.raises(EnvError, match=r"pip install -e '\.\[minatar\]'"):
+    with pytest.raises(EnvError, match=r"pip install 'seed_rl\[minatar\]'"):
         make_minatar("Breakout", 0)
 
 

@@ -19,7 +19,7 @@ def test_learner_role_trains_with_separately_started_actors(tmp_path):
     address = f"127.0.0.1:{_free_port()}"
     learner = subprocess.Popen(
         train_command(
-            tmp_path, "--role=learner", f"--server_address={address}", "--env=CartPole-v1",
+            tmp_path, "--role=learner", f"--learner_address={address}", "--env=CartPole-v1",
             "--num_actors=2", "--envs_per_actor=4", "--total_environment_frames=6000",
         ),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -47,7 +47,7 @@ def test_learner_role_trains_with_separately_started_actors(tmp_path):
 
 
 def test_learner_role_refuses_a_random_port(tmp_path):
-    result = run_train(tmp_path, "--role=learner", "--server_address=127.0.0.1:0", "--env=CartPole-v1", timeout=120)
+    result = run_train(tmp_path, "--role=learner", "--learner_address=127.0.0.1:0", "--env=CartPole-v1", timeout=120)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "remote actors cannot find" in result.stderr.strip().splitlines()[-1]
@@ -58,9 +58,9 @@ def test_a_taken_port_is_one_clear_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_train(tmp_path, "--role=learner", f"--server_address=127.0.0.1:{port}", "--env=CartPole-v1",
+        result = run_train(tmp_path, "--role=learner", f"--learner_address=127.0.0.1:{port}", "--env=CartPole-v1",
                            timeout=120)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: could not listen on 127.0.0.1:") and "--server_address" in last, last
+    assert last.startswith("error: could not listen on 127.0.0.1:") and "--learner_address" in last, last

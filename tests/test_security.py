@@ -314,7 +314,7 @@ def test_tls_actor_against_a_plaintext_learner_says_so(certs, tmp_path, ca):
 def test_learner_on_a_public_interface_without_credentials_exits(tmp_path, monkeypatch):
     monkeypatch.delenv("SEED_RL_AUTH_TOKEN", raising=False)
     result = run_train(
-        tmp_path / "run", "--role=learner", f"--server_address=0.0.0.0:{free_port()}", "--env=CartPole-v1", timeout=120
+        tmp_path / "run", "--role=learner", f"--learner_address=0.0.0.0:{free_port()}", "--env=CartPole-v1", timeout=120
     )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
@@ -325,7 +325,7 @@ def test_learner_on_a_public_interface_without_credentials_exits(tmp_path, monke
 
 def test_insecure_flag_serves_on_a_public_interface_with_a_warning(tmp_path):
     result = run_train(
-        tmp_path, "--server_address=0.0.0.0:0", "--insecure", "--env=CartPole-v1", "--num_actors=1",
+        tmp_path, "--learner_address=0.0.0.0:0", "--insecure", "--env=CartPole-v1", "--num_actors=1",
         "--envs_per_actor=4", "--total_environment_frames=1000", timeout=180,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -339,7 +339,7 @@ def test_remote_actor_joins_a_tls_learner_with_the_token(tmp_path, certs):
     port = free_port()
     learner = subprocess.Popen(
         train_command(
-            tmp_path / "run", "--role=learner", f"--server_address=0.0.0.0:{port}", "--env=CartPole-v1",
+            tmp_path / "run", "--role=learner", f"--learner_address=0.0.0.0:{port}", "--env=CartPole-v1",
             "--num_actors=1", "--envs_per_actor=4", "--total_environment_frames=3000",
             f"--tls_cert_file={certs['good'].cert}", f"--tls_key_file={certs['good'].key}", f"--auth_token_file={token_file}",
         ),
@@ -389,7 +389,7 @@ def test_wrong_token_actor_exits_with_one_error_line(tmp_path, certs):
 def test_local_actors_get_the_token_and_certificate(tmp_path, certs, monkeypatch):
     monkeypatch.setenv("SEED_RL_AUTH_TOKEN", TOKEN)
     result = run_train(
-        tmp_path, "--server_address=0.0.0.0:0", f"--tls_cert_file={certs['good'].cert}",
+        tmp_path, "--learner_address=0.0.0.0:0", f"--tls_cert_file={certs['good'].cert}",
         f"--tls_key_file={certs['good'].key}", "--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=4",
         "--total_environment_frames=1000", timeout=180,
     )

@@ -92,7 +92,7 @@ def test_learner_replica_runs_the_learner_on_all_interfaces_with_tls_and_token()
                       *TRAIN_FLAGS, cluster_spec=documented_cluster_spec("workerpool0", 0, actors=3))
     assert result.returncode == 0, result.stderr
     [command] = [shlex.split(line) for line in result.stdout.splitlines()]
-    assert command[1:5] == ["-m", "seed_rl.train", "--role=learner", "--server_address=0.0.0.0:2222"]
+    assert command[1:5] == ["-m", "seed_rl.train", "--role=learner", "--learner_address=0.0.0.0:2222"]
     assert "--num_actors=12" in command  # 3 replicas x 4 processes
     assert {"--tls_cert_file=/gcs/b/job/credentials/learner.crt", "--tls_key_file=/gcs/b/job/credentials/learner.key",
             "--auth_token_file=/gcs/b/job/credentials/token"} <= set(command)
@@ -122,8 +122,8 @@ def test_replica_entry_point_errors_are_one_line():
     assert missing.stderr.strip().splitlines()[-1].startswith("error: CLUSTER_SPEC is not set")
     no_credentials = run_task("--", "--env=CartPole-v1", cluster_spec=documented_cluster_spec("workerpool0", 0))
     assert no_credentials.returncode == exits.USER_ERROR and "--credentials_dir=DIR" in no_credentials.stderr
-    reserved = run_task("--insecure", "--", "--server_address=1.2.3.4:1", cluster_spec=documented_cluster_spec("workerpool0", 0))
-    assert reserved.returncode == exits.USER_ERROR and "--server_address is set by the launcher: seed_rl.launch.vertex_task" in reserved.stderr
+    reserved = run_task("--insecure", "--", "--learner_address=1.2.3.4:1", cluster_spec=documented_cluster_spec("workerpool0", 0))
+    assert reserved.returncode == exits.USER_ERROR and "--learner_address is set by the launcher: seed_rl.launch.vertex_task" in reserved.stderr
     for result in (missing, no_credentials, reserved):
         assert "Traceback" not in result.stderr
 

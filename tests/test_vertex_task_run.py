@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from seed_rl.launch.credentials import generate_credentials
+from process_helpers import pid_alive
 from train_helpers import ROOT, read_metrics
 
 
@@ -59,15 +60,6 @@ def _stop(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split()[2] != "Z"
-
-
 def test_actor_replica_restarts_a_killed_actor_process_and_stops_on_sigterm(tmp_path):
     """No learner is listening: actors keep retrying, which is all this test needs."""
     log = tmp_path / "actor.log"
@@ -84,7 +76,7 @@ def test_actor_replica_restarts_a_killed_actor_process_and_stops_on_sigterm(tmp_
     finally:
         code = _stop(task)
     assert code == 0, log.read_text()[-3000:]
-    assert not any(_pid_alive(pid) for pid in children)
+    assert not any(pid_alive(pid) for pid in children)
 
 
 def _train_knows(flag: str) -> bool:
@@ -102,7 +94,7 @@ def test_learner_and_actor_replicas_train_over_tls_with_a_token(tmp_path):
     port = _free_port()
     train_flags = ["--", "--env=CartPole-v1", "--envs_per_actor=4", "--total_environment_frames=4000",
                    f"--logdir={tmp_path / 'train'}", "--log_interval_s=1"]
-    common = [f"--credentials_dir={credentials_dir}", "--bind_host=127.0.0.1"]
+    common = [f"--credentials_dir={credentials_dir}", "--learner_bind_host=127.0.0.1"]
     learner = _start_task(_cluster_spec("workerpool0", 0, port), *common, *train_flags, log_path=tmp_path / "learner.log")
     actor = _start_task(_cluster_spec("workerpool1", 0, port), *common, *train_flags, log_path=tmp_path / "actor.log")
     try:

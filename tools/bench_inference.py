@@ -58,11 +58,10 @@ import torch
 
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
-from seed_rl.core import protocol
+from seed_rl.core import protocol, shm
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.inference import InferenceEngine, StepRequest
 from seed_rl.core.security import ClientSecurity
-from seed_rl.core import shm
 from seed_rl.core.server import LearnerServer
 from seed_rl.core.streams import ActorStreams
 from seed_rl.envs import EnvConfig, env_spec, make_env
@@ -318,8 +317,7 @@ def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], dev
 
 def measure_pong(args, device: torch.device) -> dict:
     """Real actor processes against each learner, and the same environments stepped with no learner."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from bench_throughput import raw_rates  # noqa: E402  (a sibling tool)
+    from seed_rl.bench.raw_rates import raw_rates
 
     total_envs = args.actors * args.envs_per_actor
     served = {}

@@ -7,7 +7,7 @@ For each actor count N:
 
 1. ``python -m seed_rl.train --role=learner`` and N ``python -m seed_rl.actor``
    processes. ``--mode=netns`` (default) gives the learner and every actor
-   its own network namespace (a private "host", see ``netns_hosts.py``) on a
+   its own network namespace (a private "host", see ``seed_rl/bench/netns_hosts.py``) on a
    bridge, with addresses in 10.200.0.0/24, so actors reach the learner over a
    veth link through the learner's non-loopback address, as actors on other
    machines would. ``--mode=processes`` runs them as processes on loopback.
@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
-import math
 import os
-import re
 import shlex
 import signal
 import socket
@@ -40,12 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_throughput import raw_rates  # noqa: E402
-from netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason  # noqa: E402
+from seed_rl.bench.learner_flags import learner_security_flags
+from seed_rl.bench.netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason
+from seed_rl.bench.raw_rates import raw_rates
+from seed_rl.bench.scaling_report import Point, format_table, summary_lines, window_rate
 
 ROOT = Path(__file__).resolve().parent.parent
 # Cheap learner: IMPALA's MLP torso on vector observations; batches of 8 unrolls
@@ -53,51 +51,6 @@ ROOT = Path(__file__).resolve().parent.parent
 CHEAP_AGENT_FLAGS = ["--agent=impala", "--unroll_length=20", "--batch_size=8"]
 NETNS_PORT = 8686  # the learner's namespace is private, so a fixed port cannot collide
 LOG_INTERVAL_S = 1.0
-
-
-@dataclass
-class Point:
-    actors: int
-    envs: int
-    training_fps: float
-    raw_fps: float
-    raw_frames_per_cpu_s: float  # raw env frames per CPU-second of the stepping processes
-    inference_batch: float  # mean environments per inference call
-    learner_cpu: float  # cores used by the learner process during the window
-    actors_cpu: float  # cores used by all actor processes together
-    machine_cpu: float  # cores busy on the whole machine (this benchmark and anything else)
-    window_s: float
-    summaries: int
-
-    def cpu_us_per_frame(self) -> tuple[float, float, float]:
-        """CPU microseconds per frame of the learner, of the actors, and of raw env stepping.
-
-        What a frame costs each side, which contention for the cores changes far
-        less than frames/s.
-        """
-        return (
-            _ratio(1e6 * self.learner_cpu, self.training_fps),
-            _ratio(1e6 * self.actors_cpu, self.training_fps),
-            _ratio(1e6, self.raw_frames_per_cpu_s),
-        )
-
-    @property
-    def other_cpu(self) -> float:
-        """Cores busy with anything but the learner and the actors (other users of the machine)."""
-        return max(0.0, self.machine_cpu - self.learner_cpu - self.actors_cpu)
-
-    def to_json(self) -> dict:
-        us = [None if math.isnan(v) else v for v in self.cpu_us_per_frame()]
-        return {**asdict(self), "other_cpu": self.other_cpu, "cpu_us_per_frame": dict(zip(("learner", "actors", "raw_env"), us))}
-
-
-def _ratio(a: float, b: float) -> float:
-    """a / b, NaN where b is not positive (e.g. no frames in a window), so reports print n/a."""
-    return a / b if b > 0 else math.nan
-
-
-def _fmt(value: float, spec: str, suffix: str = "") -> str:
-    return "n/a" if math.isnan(value) else format(value, spec) + suffix
 
 
 # ---------------------------------------------------------------- processes
@@ -203,28 +156,6 @@ class Topology:
             self.hosts.close()
 
 
-def learner_flag_names() -> set[str]:
-    """The flags ``python -m seed_rl.train`` defines (from ``--helpfull``), to use flags added by later work."""
-    result = subprocess.run(
-        [sys.executable, "-m", "seed_rl.train", "--helpfull"], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    return set(re.findall(r"^\s+--(?:\[no\])?(\w+)", result.stdout, flags=re.MULTILINE))
-
-
-def learner_security_flags(address: str, extra: list[str]) -> list[str]:
-    """``--insecure`` for a learner serving on a non-loopback address, when it knows the flag.
-
-    The benchmark's hosts are private namespaces, so plaintext is what is
-    measured; give TLS/token flags through ``--learner_extra_flags`` instead.
-    """
-    host = address.rsplit(":", 1)[0]
-    if host.startswith("127.") or host in ("localhost", "[::1]"):
-        return []
-    if any("insecure" in flag for flag in extra) or "insecure" not in learner_flag_names():
-        return []
-    return ["--insecure"]
-
-
 # ---------------------------------------------------------------- measurement
 
 
@@ -252,30 +183,13 @@ def _wait(condition, timeout_s: float, learner: subprocess.Popen, log: Path, wha
         time.sleep(0.2)
 
 
-def window_rate(records: list[dict], start: int, end: int) -> tuple[float, float, float]:
-    """Frames/s, seconds covered and mean inference batch over ``records[start:end]``.
-
-    Each summary holds the frames reached and the frames/s since the previous
-    one, so its duration is the frame difference over that rate.
-    """
-    frames = seconds = 0.0
-    batches = []
-    for previous, record in zip(records[start - 1 : end - 1], records[start:end]):
-        delta = record["frames"] - previous["frames"]
-        frames += delta
-        seconds += delta / record["fps"] if record["fps"] > 0 else LOG_INTERVAL_S
-        if record.get("inference_batch_size"):
-            batches.append(record["inference_batch_size"])
-    return frames / seconds, seconds, sum(batches) / len(batches) if batches else 0.0
-
-
 def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_flags: list[str]) -> Point:
     logdir = workdir / f"actors{actors}"
     logdir.mkdir()
     learner_log, metrics = logdir / "learner.log", logdir / "metrics.jsonl"
     env_flags = [f"--env={args.env}", f"--envs_per_actor={args.envs_per_actor}"]
     learner_argv = [
-        sys.executable, "-m", "seed_rl.train", "--role=learner", f"--server_address={topology.learner_address}",
+        sys.executable, "-m", "seed_rl.train", "--role=learner", f"--learner_address={topology.learner_address}",
         *env_flags, f"--num_actors={actors}", f"--logdir={logdir}", "--total_environment_frames=1000000000000",
         f"--log_interval_s={LOG_INTERVAL_S}", "--checkpoint_interval_s=1000000000", *CHEAP_AGENT_FLAGS, *learner_flags,
     ]
@@ -310,7 +224,7 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
             raise RuntimeError(f"actor {dead[0]} exited during the measurement:\n{_tail(logdir / f'actor{dead[0]}.log')}")
         if len(records) - start_line < 2:
             raise RuntimeError(f"only {len(records) - start_line} summaries in the {args.seconds} s window; raise --seconds")
-        fps, covered, batch = window_rate(records, start_line, len(records))
+        fps, covered, batch = window_rate(records, start_line, len(records), LOG_INTERVAL_S)
     finally:
         _stop(learner, actor_processes)
     learner_cpu, actors_cpu, machine_cpu = ((b - a) / wall for a, b in zip(cpu0, cpu1))
@@ -319,53 +233,6 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
 
 
 # ---------------------------------------------------------------- report
-
-
-def format_table(points: list[Point], cpus: int) -> str:
-    base = points[0].training_fps
-    header = (
-        f"| actors | envs | training frames/s | vs {points[0].actors} actor{'s' * (points[0].actors > 1)} "
-        f"| raw env frames/s | training/raw | CPU µs/frame: learner, actors (raw env) | mean inference batch (of envs) "
-        f"| learner CPU | actors CPU | other CPU | machine CPU (of {cpus}) |"
-    )
-    rows = [header, "|" + "---|" * header.count(" | ") + "---|"]
-    for p in points:
-        learner_us, actors_us, raw_us = p.cpu_us_per_frame()
-        rows.append(
-            f"| {p.actors} | {p.envs} | {p.training_fps:,.0f} | {_fmt(_ratio(p.training_fps, base), '.2f', 'x')} "
-            f"| {p.raw_fps:,.0f} | {_fmt(_ratio(p.training_fps, p.raw_fps), '.3f')} "
-            f"| {_fmt(learner_us, '.0f')}, {_fmt(actors_us, '.0f')} ({_fmt(raw_us, '.1f')}) "
-            f"| {p.inference_batch:.1f} ({p.inference_batch / p.envs:.0%}) "
-            f"| {p.learner_cpu:.2f} | {p.actors_cpu:.2f} | {p.other_cpu:.2f} | {p.machine_cpu:.2f} |"
-        )
-    return "\n".join(rows)
-
-
-def summary_lines(points: list[Point], cpus: int) -> list[str]:
-    first, last, best = points[0], points[-1], max(points, key=lambda p: p.training_fps)
-    lines = []
-    if len(points) > 1:
-        lines.append(
-            f"{first.actors} -> {last.actors} actors: training frames/s "
-            f"{_fmt(_ratio(last.training_fps, first.training_fps), '.2f', 'x')} "
-            f"(ideal {last.actors / first.actors:.1f}x); peak {best.training_fps:,.0f} at {best.actors} actors"
-        )
-    idle = [p.actors for p in points if p.training_fps <= 0]
-    if idle:
-        lines.append(f"no frames were trained in the window with {idle[0]} actor(s); raise --warmup_seconds and --seconds")
-    saturated = [p.actors for p in points if p.machine_cpu >= 0.9 * cpus]
-    if saturated:
-        lines.append(
-            f"CPU-bound from {saturated[0]} actor(s) on: the machine's {cpus} cores were >= 90% busy, so frames/s "
-            f"there is bounded by the CPU the learner and actors got, not by the transport"
-        )
-    others = [p.other_cpu for p in points]
-    if max(others) > 0.1 * cpus:
-        lines.append(
-            f"other work used {min(others):.2f}-{max(others):.2f} cores during the windows; more processes win a "
-            f"larger share of contended cores, so part of any gain is CPU share; CPU µs per frame is less affected"
-        )
-    return lines
 
 
 def write_plot(points: list[Point], path: str, title: str) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 OBS_SHAPE = (84, 84, 4)
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -81,7 +80,7 @@ def _client(address: str, security, num_envs: int, seconds: float, start, result
     result.put(count)
 
 
-def measure(mode: str, certs, args) -> float:
+def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
     from seed_rl.core.batcher import DynamicBatcher
     from seed_rl.core.inference import InferenceEngine
     from seed_rl.core.security import ClientSecurity, ServerSecurity
@@ -94,8 +93,8 @@ from seed_rl.core.streams import ActorStreams
     elif mode == "token":
         server_security, client_security = ServerSecurity(auth_token=TOKEN), ClientSecurity(auth_token=TOKEN)
     else:
-        server_security = ServerSecurity(certs.cert.read_bytes(), certs.key.read_bytes(), TOKEN, str(certs.cert))
-        client_security = ClientSecurity(str(certs.cert), None, TOKEN)
+        server_security = ServerSecurity(cert_file.read_bytes(), key_pem, TOKEN, str(cert_file))
+        client_security = ClientSecurity(str(cert_file), None, TOKEN)
     engine = InferenceEngine(ConstantAgent(), 20, lambda unroll: None, threading.Lock())
     batcher = DynamicBatcher(engine, args.clients * args.envs_per_client, 0.002)
     spec = EnvSpec(observation_shape=OBS_SHAPE, observation_dtype="uint8", num_actions=6)
@@ -126,17 +125,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tls_helpers import make_self_signed
+    from seed_rl.launch.credentials import self_signed_certificate
 
     with tempfile.TemporaryDirectory() as tmp:
-        certs = make_self_signed(Path(tmp))
+        # Actors dial 127.0.0.1, which the certificate names, as does localhost.
+        cert_pem, key_pem = self_signed_certificate("localhost", ("127.0.0.1",), validity_days=1)
+        cert_file = Path(tmp) / "localhost.crt"
+        cert_file.write_bytes(cert_pem)
         print(f"{args.clients} clients x {args.envs_per_client} envs of {OBS_SHAPE} uint8, {args.seconds:.0f} s per mode")
         modes = ["plaintext", "token", "tls+token"]
         rates: dict[str, list[float]] = {m: [] for m in modes}
         for repeat in range(args.repeats):
             for mode in modes if repeat % 2 == 0 else modes[::-1]:
-                rates[mode].append(measure(mode, certs, args))
+                rates[mode].append(measure(mode, cert_file, key_pem, args))
         for mode in modes:
             best = max(rates[mode])
             runs = ", ".join(f"{r:,.0f}" for r in rates[mode])

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -26,60 +24,10 @@ import time
 
 import numpy as np
 
-
-def _raw_worker(env_name: str, num_envs: int, seconds: float, seed: int, result, ready, go) -> None:
-    from seed_rl.envs import EnvConfig, make_env
-
-    config = EnvConfig()
-    envs = [make_env(env_name, seed + i, config) for i in range(num_envs)]
-    for i, env in enumerate(envs):
-        env.reset(seed=seed + i)
-    rng = np.random.default_rng(seed)
-    ready.put(None)
-    go.wait()  # all workers step at the same time, after every one has started up
-    steps = 0
-    cpu_start = time.process_time()
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for env in envs:
-            _, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
-            if terminated or truncated:
-                env.reset()
-        steps += num_envs
-    result.put((steps, time.process_time() - cpu_start))
+from seed_rl.bench.raw_rates import raw_rates
 
 
-def raw_frames_per_second(env_name: str, processes: int, num_envs: int, seconds: float, frame_skip: int) -> float:
-    return raw_rates(env_name, processes, num_envs, seconds, frame_skip)[0]
-
-
-def raw_rates(env_name: str, processes: int, num_envs: int, seconds: float, frame_skip: int) -> tuple[float, float]:
-    """Raw env frames per wall-clock second and per CPU-second of the stepping processes."""
-    context = multiprocessing.get_context("spawn")
-    result, ready, go = context.Queue(), context.Queue(), context.Event()
-    workers = [
-        context.Process(target=_raw_worker, args=(env_name, num_envs, seconds, 1000 * i, result, ready, go))
-        for i in range(processes)
-    ]
-    for w in workers:
-        w.start()
-    started = 0
-    while started < len(workers):
-        try:
-            ready.get(timeout=1.0)
-            started += 1
-        except queue.Empty:
-            failed = [w.exitcode for w in workers if w.exitcode not in (None, 0)]
-            if failed:
-                raise SystemExit(f"error: a raw-env worker exited with code {failed[0]} before stepping (see above)")
-    go.set()
-    steps, cpu_seconds = np.sum([result.get() for _ in workers], axis=0)
-    for w in workers:
-        w.join()
-    return steps * frame_skip / seconds, steps * frame_skip / max(cpu_seconds, 1e-9)
-
-
-def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict]]:
+def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict], float]:
     logdir = tempfile.mkdtemp(prefix="bench_train_")
     command = [
         sys.executable, "-m", "seed_rl.train",
@@ -127,7 +75,7 @@ def main() -> None:
     args, extra = parser.parse_known_args()
     frame_skip = 4 if args.env.startswith("atari:") else 1
 
-    raw = raw_frames_per_second(args.env, args.num_actors, args.envs_per_actor, args.seconds, frame_skip)
+    raw = raw_rates(args.env, args.num_actors, args.envs_per_actor, args.seconds, frame_skip)[0]
     print(f"raw env frames/s ({args.num_actors} processes x {args.envs_per_actor} envs, random actions): {raw:,.0f}", flush=True)
     results = []
     for variant in args.variant or [""]:

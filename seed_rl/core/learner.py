@@ -48,7 +48,7 @@ class LearnerSettings:
     batch_size: int
     unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
-    server_address: str = "127.0.0.1:0"
+    learner_address: str = "127.0.0.1:0"  # host:port to listen on (port 0: a free one)
     inference_batch_size: int = 64
     inference_timeout_ms: float = 10.0
     unroll_queue_size: int = 0  # 0: 2 training batches
@@ -125,7 +125,7 @@ class Learner:
         )
         self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=self.episodes.add)
         self.server = LearnerServer(
-            settings.server_address, spec, self.streams, max_streams=settings.max_streams, security=settings.security
+            settings.learner_address, spec, self.streams, max_streams=settings.max_streams, security=settings.security
         )
         self.shm_server: ShmLearnerServer | None = None
         if settings.serve_shm:

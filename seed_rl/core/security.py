@@ -136,7 +136,7 @@ def server_security(
         return security
     if not insecure:
         raise SecurityConfigError(
-            f"--server_address={address} accepts actors from other machines, which needs "
+            f"--learner_address={address} accepts actors from other machines, which needs "
             f"{' and '.join(missing)}; give them (see docs/security.md), "
             f"serve on 127.0.0.1, or pass --insecure to run without them on a trusted network"
         )
@@ -212,14 +212,14 @@ def certificate_names(cert_file: str) -> list[str]:
     return names
 
 
-def local_client_security(server_address: str, security: ServerSecurity) -> tuple[str, ClientSecurity]:
+def local_client_security(learner_address: str, security: ServerSecurity) -> tuple[str, ClientSecurity]:
     """Where and how actors on the learner's own machine connect to it.
 
     A learner on a wildcard address is reached over loopback; with TLS the
     actors trust the learner's own certificate (self-signed, or a file that holds
     its CA too) and check one of the names it carries.
     """
-    host, port = split_host_port(server_address)
+    host, port = split_host_port(learner_address)
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
     elif host == "::":

@@ -40,8 +40,8 @@ MISSING_ENGINE = (
     "DeepMind Lab levels need the deepmind_lab module, which is not installed{detail}; it is not on PyPI: "
     "build its wheel from source with Bazel (git clone https://github.com/google-deepmind/lab && cd lab && "
     "bazel build -c opt //python/pip_package:build_pip_package && "
-    "./bazel-bin/python/pip_package/build_pip_package /tmp/dmlab_pkg) and install it into this venv "
-    "(.venv/bin/pip install /tmp/dmlab_pkg/deepmind_lab-*.whl); see " + BUILD_DOCS + " and " + PIP_PACKAGE_DOCS
+    "./bazel-bin/python/pip_package/build_pip_package /tmp/dmlab_pkg) and install it with the "
+    "pip of the environment seed_rl runs in (pip install /tmp/dmlab_pkg/deepmind_lab-*.whl); see " + BUILD_DOCS + " and " + PIP_PACKAGE_DOCS
 )
 
 # IMPALA's / SEED RL's DMLab action set (SEED RL dmlab/env.py,

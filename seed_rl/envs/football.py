@@ -1,7 +1,9 @@
 """Google Research Football scenarios behind a gymnasium interface.
 
 ``make_football('academy_empty_goal_close', seed, config)`` builds a scenario
-of the ``gfootball`` engine (installed by ``tools/setup_football.sh``). gfootball
+of the ``gfootball`` engine (not a seed_rl extra: it builds from source with
+system libraries, which ``tools/setup_football.sh`` of a seed_rl source checkout
+does). gfootball
 speaks the old gym API (``reset() -> obs``, ``step() -> (obs, reward, done,
 info)``); this module is the only place in seed_rl that sees it: everything
 returned is a gymnasium env with channel-first uint8 images or float32 vectors
@@ -46,7 +48,10 @@ REPRESENTATIONS = ("extracted", "simple115v2", "pixels", "pixels_gray")
 REWARDS = ("scoring", "scoring,checkpoints")
 # gfootball's default SMM / pixel size, SEED RL's smm_size='default' (width, height).
 SMM_WIDTH, SMM_HEIGHT = 96, 72
-_INSTALL_HINT = "run tools/setup_football.sh to build it into .venv"
+_INSTALL_HINT = (
+    "it builds from source with system libraries (SDL2, Boost.Python, GL): from a seed_rl source checkout run "
+    "tools/setup_football.sh, which installs it into .venv (SEED_RL_VENV=/path/to/venv for another environment)"
+)
 
 
 class _DropEpisodeSummaries(logging.Filter):

@@ -59,11 +59,11 @@ def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
 # Every launcher's own flags, with this launcher's way of choosing the address.
 RAY_LAUNCHER_SET_FLAGS = {
     **roles.LAUNCHER_SET_FLAGS,
-    "server_address": "use --learner_port (and --learner_host)",
+    "learner_address": "use --learner_port (and --learner_host)",
 }
 # Passed to the learner and actor processes when set here.
 FORWARDED_ENV_VARS = ("SEED_RL_AUTH_TOKEN",)
-RAY_INSTALL_HINT = "tools/setup_venv.sh atari,plot,ray (or pip install -e '.[ray]')"
+RAY_INSTALL_HINT = "pip install 'seed_rl[ray]'"
 
 
 class LaunchError(Exception):
@@ -147,7 +147,7 @@ class RayRun:
             host = "127.0.0.1" if local_cluster else ray.get(self.learner.node_ip.remote())
         self.learner_address = f"{host}:{FLAGS.learner_port}"
         self.learner_run = self.learner.run.remote([
-            "seed_rl.train", "--role=learner", f"--server_address={self.learner_address}",
+            "seed_rl.train", "--role=learner", f"--learner_address={self.learner_address}",
             f"--num_actors={FLAGS.num_actors}", f"--envs_per_actor={FLAGS.envs_per_actor}", *learner_argv,
         ])
         log.info("learner serving at %s", self.learner_address)
@@ -189,13 +189,13 @@ class RayRun:
 
     def check_learner(self) -> None:
         try:
-            result = self.ray.get(self.learner_run)
+            returncode, reason = self.ray.get(self.learner_run)
         except self.ray.exceptions.RayError as e:
             raise LaunchError(
                 f"the learner's Ray actor died ({_first_line(e)}); rerun the same command to resume from its last checkpoint"
             ) from None
-        if result.returncode != 0:
-            raise LaunchError(f"the learner failed: {result.reason()}")
+        if returncode != 0:
+            raise LaunchError(f"the learner failed: {reason}")
 
     def stop_learner(self, timeout_s: float | None = None) -> None:
         """Asks the learner to stop and write its checkpoint, and waits for it."""

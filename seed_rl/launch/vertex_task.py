@@ -3,7 +3,7 @@
 Reads ``CLUSTER_SPEC`` and becomes the learner (``workerpool0``) or the actors
 of one actor replica (``workerpool1``):
 
-- learner: ``seed_rl.train --role=learner --server_address=0.0.0.0:PORT
+- learner: ``seed_rl.train --role=learner --learner_address=0.0.0.0:PORT
   --num_actors=<actor replicas × actors per replica>`` plus TLS and token flags
   and every train flag;
 - actor replica: ``--actors_per_replica`` processes of ``seed_rl.actor
@@ -11,7 +11,9 @@ of one actor replica (``workerpool1``):
   replica + j>`` plus TLS and token flags and the train flags an actor knows
   (``--env``, ``--envs_per_actor``, the environment flags, ...).
 
-PORT defaults to the port Vertex AI lists for the learner in ``CLUSTER_SPEC``.
+PORT defaults to the port Vertex AI lists for the learner in ``CLUSTER_SPEC``
+(``--learner_port`` overrides it); the learner listens on ``--learner_bind_host``
+(0.0.0.0), and actors connect to the learner's host in ``CLUSTER_SPEC``.
 """
 
 from __future__ import annotations
@@ -21,15 +23,14 @@ import logging
 import os
 import shlex
 import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from seed_rl import exits, roles
 from seed_rl.launch import credentials
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
+from seed_rl.launch.supervisor import CommandChild, Supervisor
 
 log = logging.getLogger("seed_rl.launch.vertex_task")
 
@@ -52,8 +53,8 @@ class TaskOptions:
     credentials_dir: str | None = None
     insecure: bool = False
     tls_server_name: str = credentials.DEFAULT_SERVER_NAME
-    port: int | None = None
-    bind_host: str = "0.0.0.0"
+    learner_port: int | None = None
+    learner_bind_host: str = "0.0.0.0"
     actors_per_replica: int = 1
 
 
@@ -80,17 +81,17 @@ def _security_flags(role: str, options: TaskOptions) -> list[str]:
 
 
 def learner_command(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[str]:
-    port = options.port or replica.learner_port
+    port = options.learner_port or replica.learner_port
     return [
         sys.executable, "-m", "seed_rl.train", "--role=learner",
-        f"--server_address={options.bind_host}:{port}",
+        f"--learner_address={options.learner_bind_host}:{port}",
         f"--num_actors={replica.num_actor_replicas * options.actors_per_replica}",
         *_security_flags("learner", options), *train_flags,
     ]
 
 
 def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[list[str]]:
-    port = options.port or replica.learner_port
+    port = options.learner_port or replica.learner_port
     shared = [
         f"--learner_address={replica.learner_host}:{port}",
         *_security_flags("actor", options), *split_train_flags(train_flags)[1],
@@ -102,55 +103,16 @@ def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence
     ]
 
 
-def supervise_actors(commands: list[list[str]], poll_s: float = 0.5) -> int:
-    """Runs the actor processes of this replica until one exits with a code or we are told to stop.
+def supervise_actors(commands: list[list[str]], **supervisor_options) -> int:
+    """Runs the actor processes of this replica under :class:`Supervisor` (the contract of ``seed_rl.exits``).
 
-    The contract of ``seed_rl.exits``: a process that ends with a user error
-    stops the replica with that code (restarting cannot fix it), one that
-    exits 0 has finished and stops it with 0, and any other end (a crash, the
-    OOM killer's signal) is restarted. SIGTERM and SIGINT stop every process
-    and exit 0.
+    SIGTERM and SIGINT stop every process. Returns the replica's exit code:
+    the user error's when a process hit one, else 0.
     """
-    stopping = False
-
-    def stop(signum, frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    processes = [subprocess.Popen(command) for command in commands]
-    for i, process in enumerate(processes):
-        log.info("actor process %d started (pid %d)", i, process.pid)
-    code = 0
-    try:
-        while not stopping:
-            for i, process in enumerate(processes):
-                returncode = process.poll()
-                if returncode is None:
-                    continue
-                if returncode != 0 and not exits.is_user_error(returncode):
-                    how = f"was killed by signal {-returncode}" if returncode < 0 else f"crashed (exit code {returncode})"
-                    log.warning("actor process %d %s; restarting it", i, how)
-                    processes[i] = subprocess.Popen(commands[i])
-                    log.info("actor process %d started (pid %d)", i, processes[i].pid)
-                    continue
-                log.error("actor process %d exited with code %d; stopping this replica", i, returncode)
-                stopping, code = True, returncode
-                break
-            else:
-                time.sleep(poll_s)
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    return code
+    supervisor = Supervisor(lambda i: CommandChild(commands[i]), len(commands), **supervisor_options)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, frame: supervisor.stop())
+    return supervisor.run().exit_code
 
 
 def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
@@ -168,8 +130,9 @@ def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
     parser.add_argument("--credentials_dir", help="directory with token, learner.crt, learner.key (e.g. /gcs/BUCKET/JOB/credentials)")
     parser.add_argument("--insecure", action="store_true", help="no TLS and no token (the learner logs a warning)")
     parser.add_argument("--tls_server_name", default=credentials.DEFAULT_SERVER_NAME, help="name in the learner's certificate")
-    parser.add_argument("--port", type=int, help="learner port; default: the one CLUSTER_SPEC lists for workerpool0")
-    parser.add_argument("--bind_host", default="0.0.0.0", help="interface the learner listens on")
+    parser.add_argument("--learner_port", type=int, help="the learner's port; default: the one CLUSTER_SPEC lists for workerpool0")
+    parser.add_argument("--learner_bind_host", default="0.0.0.0",
+                        help="interface the learner listens on (actors connect to its host in CLUSTER_SPEC)")
     parser.add_argument("--actors_per_replica", type=int, default=1, help="actor processes on each actor replica")
     parser.add_argument("--dry_run", action="store_true", help="print the command(s) instead of running them")
     args = parser.parse_args(own)
@@ -178,7 +141,8 @@ def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
     if args.insecure and args.credentials_dir:
         parser.error("give --credentials_dir or --insecure, not both")
     options = TaskOptions(
-        args.credentials_dir, args.insecure, args.tls_server_name, args.port, args.bind_host, args.actors_per_replica
+        args.credentials_dir, args.insecure, args.tls_server_name, args.learner_port, args.learner_bind_host,
+        args.actors_per_replica,
     )
     return options, train_flags, args.dry_run
 
