@@ -143,12 +143,20 @@ def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
 
 
 def transports(transport: str) -> tuple[bool, str]:
-    """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``."""
+    """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``.
+
+    ``auto`` falls back to gRPC, with a warning, where shared memory cannot be used; ``shm`` fails instead.
+    """
     if transport == "grpc":
         return False, "grpc"
-    if not shm.available():
+    try:
+        if not shm.available():
+            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets)")
+        shm.socket_dir()
+    except shm.ShmError as e:
         if transport == "shm":
-            raise ValueError("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
+            raise ValueError(f"--transport=shm: {e}; or use --transport=grpc") from None
+        log.warning("actors on this machine use gRPC: %s", e)
         return False, "grpc"
     return True, "shm"
 

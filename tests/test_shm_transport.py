@@ -253,3 +253,29 @@ def test_layout_round_trips_and_aligns_every_array():
     assert views["observation"].sum() == 0  # arrays do not overlap
     del views
     memory.close()
+
+
+def _train_with_tmpdir(tmp_path, transport: str) -> subprocess.CompletedProcess:
+    bad = tmp_path / f"seed_rl-{os.getuid()}"
+    bad.mkdir(mode=0o777)
+    bad.chmod(0o777)  # others may enter: no learner socket goes here
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    return subprocess.run(
+        [sys.executable, "-m", "seed_rl.train", "--env=CartPole-v1", f"--transport={transport}",
+         "--total_environment_frames=2000", "--num_actors=1", f"--logdir={tmp_path / 'run'}"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_transport_shm_where_it_cannot_work_is_one_error_line(tmp_path):
+    result = _train_with_tmpdir(tmp_path, "shm")
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --transport=shm: ")
+    assert "mode 0700" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_transport_auto_falls_back_to_grpc_where_shared_memory_cannot_work(tmp_path):
+    result = _train_with_tmpdir(tmp_path, "auto")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "actors on this machine use gRPC" in result.stderr
+    assert "connected over gRPC" in result.stderr
