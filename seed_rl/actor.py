@@ -15,10 +15,9 @@ import sys
 from absl import app, flags
 
 from seed_rl import exits, roles
-from seed_rl.config_flags import dataclass_from_flags
-from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
+from seed_rl.core.actor import ActorConfigError, run_actor
 from seed_rl.core.security import SecurityConfigError, read_token
-from seed_rl.envs import EnvConfig, EnvError
+from seed_rl.envs import EnvError
 
 FLAGS = flags.FLAGS
 roles.define_shared_flags()
@@ -28,18 +27,14 @@ def main(argv: list[str]) -> None:
     del argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        settings = ActorSettings(
+        settings = roles.actor_settings(
+            FLAGS,
             learner_address=FLAGS.learner_address,
-            env_name=FLAGS.env,
-            env_config=dataclass_from_flags(EnvConfig),
-            envs_per_actor=FLAGS.envs_per_actor,
             actor_id=FLAGS.actor_id,
-            seed=FLAGS.seed,
+            transport="shm" if FLAGS.transport == "shm" else "grpc",
             tls_ca_file=FLAGS.tls_ca_file,
             tls_server_name=FLAGS.tls_server_name,
             auth_token=read_token(FLAGS.auth_token_file),
-            transport="shm" if FLAGS.transport == "shm" else "grpc",
-            double_buffer=FLAGS.double_buffer,
         )
         run_actor(settings)
     except (EnvError, ActorConfigError, SecurityConfigError) as e:

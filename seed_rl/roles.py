@@ -27,7 +27,8 @@ from collections.abc import Mapping, Sequence
 from absl import flags
 
 from seed_rl import exits
-from seed_rl.config_flags import define_dataclass_flags
+from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
+from seed_rl.core.actor import ActorSettings
 from seed_rl.envs import EnvConfig
 
 
@@ -102,6 +103,50 @@ def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("tls_server_name", None,
                         "name to check in the learner's certificate; default the address's host",
                         flag_values=flag_values)
+
+
+def shared_flags_argv(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+    """This process's shared flags as a command line: what every actor of the run must be given.
+
+    A flag added to :data:`SHARED_FLAGS` is carried with no other edit; flags without a value
+    (the EnvConfig fields that mean "the dataclass default") are left out.
+    """
+    return [token for name in sorted(SHARED_FLAGS) if (token := flag_values[name].serialize())]
+
+
+def parse_shared_flags(argv: Sequence[str]) -> flags.FlagValues:
+    """The shared flags of ``argv`` (from :func:`shared_flags_argv`) parsed on their own, as an actor sees them."""
+    flag_values = flags.FlagValues()
+    define_shared_flags(flag_values)
+    flag_values(["actor", *argv])
+    return flag_values
+
+
+def actor_settings(
+    flag_values: flags.FlagValues,
+    *,
+    learner_address: str,
+    actor_id: int,
+    transport: str,
+    tls_ca_file: str | None = None,
+    tls_server_name: str | None = None,
+    auth_token: str | None = None,
+) -> ActorSettings:
+    """An actor's settings from the shared flags plus what its launcher decides: the one way both
+    ``seed_rl.actor`` and the actors of a ``--role=local`` run are configured."""
+    return ActorSettings(
+        learner_address=learner_address,
+        env_name=flag_values["env"].value,
+        env_config=dataclass_from_flags(EnvConfig, flag_values),
+        envs_per_actor=flag_values["envs_per_actor"].value,
+        actor_id=actor_id,
+        seed=flag_values["seed"].value,
+        tls_ca_file=tls_ca_file,
+        tls_server_name=tls_server_name,
+        auth_token=auth_token,
+        transport=transport,
+        double_buffer=flag_values["double_buffer"].value,
+    )
 
 
 def flag_name(token: str) -> str:

@@ -32,7 +32,7 @@ from seed_rl.agents import registry
 from seed_rl import exits, presets, roles
 from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.core import shm
-from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
+from seed_rl.core.actor import ActorConfigError, run_actor
 from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.core.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
@@ -79,7 +79,9 @@ def _stop_when_orphaned(stop: threading.Event, poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _local_actor(settings: ActorSettings) -> None:
+def _local_actor(shared_argv: list[str], launcher_values: dict) -> None:
+    """One local actor process: the run's shared flags parsed as ``seed_rl.actor`` would, plus what this
+    launcher decides (address, id, transport, and the learner's token and certificate, in memory)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s actor %(message)s")
     torch.set_num_threads(1)
@@ -88,6 +90,7 @@ def _local_actor(settings: ActorSettings) -> None:
     # outlive it (a restarted --role=local learner starts actors of its own).
     _stop_when_orphaned(stop)
     try:
+        settings = roles.actor_settings(roles.parse_shared_flags(shared_argv), **launcher_values)
         run_actor(settings, stop)
     except (ActorConfigError, EnvError) as e:
         exits.fail(e)
@@ -99,11 +102,14 @@ class LocalActors:
     ``on_fatal(message)`` is called when an actor stops with a user error.
     """
 
-    def __init__(self, make_settings: Callable[[int], ActorSettings], count: int, on_fatal: Callable[[str], None]):
+    def __init__(
+        self, shared_argv: list[str], launcher_values: Callable[[int], dict], count: int, on_fatal: Callable[[str], None]
+    ):
         context = multiprocessing.get_context("spawn")
 
         def start(actor_id: int) -> ProcessChild:
-            return ProcessChild(context.Process(target=_local_actor, args=(make_settings(actor_id),), daemon=True))
+            process = context.Process(target=_local_actor, args=(shared_argv, launcher_values(actor_id)), daemon=True)
+            return ProcessChild(process)
 
         self._supervisor = Supervisor(start, count, name="actor {i}")
         self._on_fatal = on_fatal
@@ -275,23 +281,18 @@ def main(argv: list[str]) -> None:
     # Local actors get the learner's token and trust its certificate without flags of their own.
     local_address, local_security = local_client_security(learner.address, security)
 
-    def make_settings(actor_id: int) -> ActorSettings:
-        return ActorSettings(
+    def launcher_values(actor_id: int) -> dict:
+        return dict(
             learner_address=local_address,
-            env_name=FLAGS.env,
-            env_config=env_config,
-            envs_per_actor=FLAGS.envs_per_actor,
             actor_id=actor_id,
-            seed=FLAGS.seed,
+            transport=local_transport,
             tls_ca_file=local_security.tls_ca_file,
             tls_server_name=local_security.tls_server_name,
             auth_token=local_security.auth_token,
-            transport=local_transport,
-            double_buffer=FLAGS.double_buffer,
         )
 
     local_actors = FLAGS.num_actors if FLAGS.role == "local" else 0
-    actors = LocalActors(make_settings, local_actors, on_fatal)
+    actors = LocalActors(roles.shared_flags_argv(), launcher_values, local_actors, on_fatal)
     started = time.monotonic()
     try:
         learner.run()

@@ -19,6 +19,30 @@ def test_a_flag_added_to_the_shared_group_reaches_ray_and_vertex_actors(monkeypa
         assert actor == ["--new_env_setting=7", "--env=atari:Pong"]
 
 
+def test_a_flag_added_to_the_shared_group_reaches_local_actors(monkeypatch):
+    """A --role=local run hands its actors roles.shared_flags_argv(); they parse it as seed_rl.actor would."""
+    define = roles.define_shared_flags
+
+    def define_with_new_flag(flag_values=flags.FLAGS):
+        define(flag_values)
+        flags.DEFINE_integer("new_env_setting", 1, "a new shared flag", flag_values=flag_values)
+
+    monkeypatch.setattr(roles, "SHARED_FLAGS", roles.SHARED_FLAGS | {"new_env_setting"})
+    monkeypatch.setattr(roles, "define_shared_flags", define_with_new_flag)
+    learner_flags = flags.FlagValues()
+    roles.define_shared_flags(learner_flags)
+    learner_flags(["train", "--new_env_setting=7", "--env=atari:Pong", "--frame_stack=2", "--double_buffer"])
+
+    argv = roles.shared_flags_argv(learner_flags)
+    assert "--new_env_setting=7" in argv
+    actor_flags = roles.parse_shared_flags(argv)
+    assert actor_flags["new_env_setting"].value == 7
+    settings = roles.actor_settings(actor_flags, learner_address="127.0.0.1:1", actor_id=2, transport="shm")
+    assert (settings.env_name, settings.env_config.frame_stack, settings.double_buffer) == ("atari:Pong", 2, True)
+    assert settings.env_config == roles.actor_settings(
+        learner_flags, learner_address="127.0.0.1:1", actor_id=2, transport="shm").env_config
+
+
 def test_an_actor_only_flag_skips_the_learner():
     learner, actor = roles.split_train_flags(["--tls_ca_file=ca.pem", "--nouse_lstm"])
     assert (learner, actor) == (["--nouse_lstm"], ["--tls_ca_file=ca.pem"])
