@@ -426,15 +426,8 @@ def _one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-class _Parser(argparse.ArgumentParser):
-    """Reports a bad command line as one ``error:`` line, like the other errors."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"error: {message}; see python -m seed_rl.evaluate --help\n")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(
+    parser = exits.ArgumentParser(
         prog="python -m seed_rl.evaluate", description="Evaluate the newest checkpoint of a training run."
     )
     parser.add_argument("--logdir", required=True, help="the training run's --logdir")

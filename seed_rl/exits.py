@@ -10,6 +10,7 @@ a signal, a lost learner) is worth a restart.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import NoReturn
 
@@ -44,3 +45,10 @@ def parse_known_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv, known_only=True)
     except flags.Error as e:
         fail(f"{e}; see --helpfull")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for seed_rl's argparse CLIs: a bad command line is a user error like any other."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message}; see {self.prog} --help")

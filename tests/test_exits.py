@@ -31,3 +31,14 @@ def test_user_errors_end_with_one_line_and_the_user_error_code(argv, text):
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and text in last, last
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("seed_rl.evaluate", ["--episodes=1"]),  # --logdir is required
+    ("seed_rl.launch.vertex_task", ["--actors_per_replica=0"]),
+])
+def test_argparse_clis_end_a_bad_command_line_as_a_user_error(module, argv):
+    result = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, timeout=120)
+    assert result.returncode == exits.USER_ERROR, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], result.stderr

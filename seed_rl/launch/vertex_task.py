@@ -18,7 +18,6 @@ PORT defaults to the port Vertex AI lists for the learner in ``CLUSTER_SPEC``
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import shlex
@@ -122,7 +121,7 @@ def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
         own, train_flags = argv[:split], argv[split + 1:]
     else:
         own, train_flags = argv, []
-    parser = argparse.ArgumentParser(
+    parser = exits.ArgumentParser(
         prog="python -m seed_rl.launch.vertex_task",
         description="Start the learner or the actors of this Vertex AI replica, as CLUSTER_SPEC says.",
         epilog="Everything after -- is passed to seed_rl.train (the learner) and, where it knows the flag, seed_rl.actor.",
