@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import re
 import signal
-import sys
 import threading
 import time
 from typing import Callable

@@ -188,9 +188,6 @@ class Learner:
         """Asks :meth:`run` to return; safe from any thread or a signal handler."""
         self._stop.set()
 
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def done(self) -> bool:
         return self.frames >= self.settings.total_environment_frames
 
