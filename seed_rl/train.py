@@ -232,7 +232,8 @@ def main(argv: list[str]) -> None:
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
         log_interval_s=FLAGS.log_interval_s,
-        max_streams=FLAGS.num_actors + 16,
+        # A double-buffered actor holds two streams; gRPC gives every stream a worker thread for its lifetime.
+        max_streams=FLAGS.num_actors * (2 if FLAGS.double_buffer else 1) + 16,
         security=security,
         serve_shm=serve_shm,
     )
