@@ -105,6 +105,11 @@ def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         flag_values=flag_values)
 
 
+def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
+    """Every environment, or with double buffering the half of them that waits for actions at any time."""
+    return max(1, total_envs // 2) if double_buffer else total_envs
+
+
 def shared_flags_argv(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
     """This process's shared flags as a command line: what every actor of the run must be given.
 

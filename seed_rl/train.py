@@ -142,11 +142,6 @@ def learner_address(role: str, address: str | None) -> str:
     return address
 
 
-def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
-    """Every environment, or with double buffering the half of them that waits for actions at any time."""
-    return max(1, total_envs // 2) if double_buffer else total_envs
-
-
 def transports(transport: str) -> tuple[bool, str]:
     """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``.
 
@@ -228,7 +223,7 @@ def main(argv: list[str]) -> None:
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
         learner_address=address,
-        inference_batch_size=FLAGS.inference_batch_size or default_inference_batch(total_envs, FLAGS.double_buffer),
+        inference_batch_size=FLAGS.inference_batch_size or roles.default_inference_batch(total_envs, FLAGS.double_buffer),
         inference_timeout_ms=FLAGS.inference_timeout_ms,
         checkpoint_interval_s=FLAGS.checkpoint_interval_s,
         log_interval_s=FLAGS.log_interval_s,

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from seed_rl import roles
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.core import protocol, shm
@@ -93,13 +94,20 @@ def record_steps(num_envs: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     return steps
 
 
-def _stream_once(transport: str, address: str, actor_id: int, recorded: list[dict], steps, stop,
+def _payloads(transport: str, recorded: list[dict]) -> list:
+    """What an actor of ``transport`` sends for each recorded step: encoded requests for gRPC, the arrays to
+    copy into shared memory for shm. Made once per actor process, not per connection."""
+    if transport == "shm":
+        return recorded
+    return [protocol.encode_request(r["observation"], r["reward"], r["done"]) for r in recorded]
+
+
+def _stream_once(transport: str, address: str, actor_id: int, payloads: list, steps, stop,
                  lifetime_s: float, close_cleanly: bool) -> None:
     if transport == "shm":
-        _stream_once_shm(address, actor_id, recorded, steps, stop, lifetime_s)
+        _stream_once_shm(address, actor_id, payloads, steps, stop, lifetime_s)
     else:
-        requests = [protocol.encode_request(r["observation"], r["reward"], r["done"]) for r in recorded]
-        _stream_once_grpc(address, actor_id, requests, steps, stop, lifetime_s, close_cleanly)
+        _stream_once_grpc(address, actor_id, payloads, steps, stop, lifetime_s, close_cleanly)
 
 
 def _stream_once_shm(address: str, actor_id: int, recorded: list[dict], steps, stop, lifetime_s: float) -> None:
@@ -174,18 +182,19 @@ def _stream_once_grpc(address: str, actor_id: int, requests: list[bytes], steps,
 
 
 def _synthetic_actor(transport: str, address: str, actor_id: int, recorded: list[dict], steps, stop) -> None:
-    _stream_once(transport, address, actor_id, recorded, steps, stop, float("inf"), True)
+    _stream_once(transport, address, actor_id, _payloads(transport, recorded), steps, stop, float("inf"), True)
 
 
 def _churning_actor(transport: str, address: str, worker: int, recorded: list[dict], steps, stop,
                     connections) -> None:
     """Connects, streams for a random while and goes, over and over; the parent also kills it now and then."""
     rng = random.Random(worker)
+    payloads = _payloads(transport, recorded)
     while not stop.is_set():
         with connections.get_lock():
             connections.value += 1
             actor_id = connections.value
-        _stream_once(transport, address, actor_id, recorded, steps, stop, rng.uniform(0.2, 1.0), rng.random() < 0.5)
+        _stream_once(transport, address, actor_id, payloads, steps, stop, rng.uniform(0.2, 1.0), rng.random() < 0.5)
 
 
 # ----------------------------------------------------------------------------
@@ -435,9 +444,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     args.transports = [t for t in args.transports.split(",") if t]
-    total_envs = args.actors * args.envs_per_actor
-    args.inference_batch_size = args.inference_batch_size or (
-        max(1, total_envs // 2) if args.double_buffer else total_envs)
+    args.inference_batch_size = args.inference_batch_size or roles.default_inference_batch(
+        args.actors * args.envs_per_actor, args.double_buffer)
     if not args.transports or set(args.transports) - {"grpc", "shm"}:
         parser.error("--transports takes grpc and/or shm, comma-separated")
     if args.actors < 1 or args.envs_per_actor < 1 or args.seconds <= 0:

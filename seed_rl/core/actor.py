@@ -279,7 +279,7 @@ class _ShmLink:
         self._connection.close()
 
 
-def _serve(groups: list[_EnvGroup], links: list, stop: threading.Event) -> None:
+def _serve(links: list, stop: threading.Event) -> None:
     """Steps every group in turn: while one group's actions are computed, the next one steps."""
     for link in links:
         link.start()
@@ -338,20 +338,17 @@ def _run_grpc(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.
             links = []
             try:
                 links = [_GrpcLink(settings, channel, envs) for envs in groups]
-                _serve(groups, links, stop)
-            except ConnectionResetError as e:
-                if not stop.is_set():
-                    waiting_since = time.monotonic()
-                    log.warning("actor %d: lost the learner (%s); reconnecting with backoff", settings.actor_id, e)
-            except grpc.RpcError as e:
-                if e.code() in FATAL_CODES:
+                _serve(links, stop)
+            except (grpc.RpcError, ConnectionResetError) as e:
+                rpc_error = isinstance(e, grpc.RpcError)
+                if rpc_error and e.code() in FATAL_CODES:
                     raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
                 if not stop.is_set():
                     waiting_since = time.monotonic()
                     log.warning(
                         "actor %d: lost the learner (%s); reconnecting with backoff",
                         settings.actor_id,
-                        e.code().name,
+                        e.code().name if rpc_error else e,
                     )
             finally:
                 for link in links:
@@ -386,7 +383,7 @@ def _run_shm(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.E
             waiting_since = None
         backoff = 0.25
         try:
-            _serve(groups, links, stop)
+            _serve(links, stop)
         except shm.Refused as e:
             raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
         except (OSError, shm.Unavailable) as e:
