@@ -52,7 +52,7 @@ case "$family" in
   football)
     take_option scenario academy_empty_goal_close "$@"  # SEED RL football/env.py default
     env="football:$picked"
-    # The agent's settings come from the Football preset (seed_rl/presets.py).
+    # The agent's settings come from the Football preset (seed_rl/config/presets.py).
     defaults=(--num_actors=2 --envs_per_actor=8)
     ;;
   gym)
@@ -72,7 +72,7 @@ esac
 
 tools/setup_venv.sh >&2
 # Agent settings per environment family (and the cheaper CPU choices, e.g. the
-# Nature CNN) come from seed_rl/presets.py; seed_rl.train prints them at start.
+# Nature CNN) come from seed_rl/config/presets.py; seed_rl.train prints them at start.
 if [ "$family" = football ]; then
   .venv/bin/python -c "import gfootball.env" 2>/dev/null || {
     echo "error: Google Research Football (gfootball) is not installed in .venv; run tools/setup_football.sh" >&2

@@ -3,7 +3,7 @@
 # SEED RL's gcp/train_atari.sh ran 32 n1-standard-4 workers x 20 environments (640);
 # here 32 replicas x 4 actor processes x 5 environments = 640. 200M frames is the
 # IMPALA paper's Atari budget. On the GPU learner the atari preset is the IMPALA paper's
-# settings (seed_rl/presets.py: batch 32 x unroll 20, RMSprop lr 6e-4 annealed to 0, summed
+# settings (seed_rl/config/presets.py: batch 32 x unroll 20, RMSprop lr 6e-4 annealed to 0, summed
 # losses with TorchBeast's epsilon 0.01, the IMPALA ResNet).
 # Settings: see gcp/common.sh (DRY_RUN=1 to only print).
 set -euo pipefail

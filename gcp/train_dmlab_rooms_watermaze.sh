@@ -4,7 +4,7 @@
 # x 8 actors (here 50 replicas x 8 processes x 1 environment), inference batch 64,
 # batch 32, entropy 1e-5, lambda 0.99, Adam lr 1e-4 with epsilon 3.125e-7 (SEED's current
 # script; older revisions had 1e-3). With Adam the IMPALA loss is mean-reduced as in SEED,
-# so the epsilon means what SEED's does. These are also the dmlab preset (seed_rl/presets.py).
+# so the epsilon means what SEED's does. These are also the dmlab preset (seed_rl/config/presets.py).
 # The image needs DeepMind Lab (see docs/environments.md, "DeepMind Lab").
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR

@@ -14,9 +14,10 @@ import sys
 
 from absl import app, flags
 
-from seed_rl import exits, roles
-from seed_rl.core.actor import ActorConfigError, run_actor
-from seed_rl.core.security import SecurityConfigError, read_token
+from seed_rl import exits
+from seed_rl.config import roles
+from seed_rl.acting.loop import ActorConfigError, run_actor
+from seed_rl.transport.security import SecurityConfigError, read_token
 from seed_rl.envs import EnvError
 
 FLAGS = flags.FLAGS

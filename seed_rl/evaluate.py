@@ -36,7 +36,7 @@ import torch
 from seed_rl import exits
 from seed_rl.agents import registry
 from seed_rl.agents.registry import AGENTS
-from seed_rl.core import checkpoint
+from seed_rl.learner import checkpoint
 from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step

@@ -28,12 +28,13 @@ import torch
 from absl import app, flags
 
 from seed_rl.agents import registry
-from seed_rl import exits, presets, roles
-from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
-from seed_rl.core import shm
-from seed_rl.core.actor import ActorConfigError, run_actor
-from seed_rl.core.learner import CheckpointMismatch, Learner, LearnerSettings
-from seed_rl.core.security import local_client_security, server_security
+from seed_rl import exits
+from seed_rl.config import presets, roles
+from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
+from seed_rl.transport import shm
+from seed_rl.acting.loop import ActorConfigError, run_actor
+from seed_rl.learner.loop import CheckpointMismatch, Learner, LearnerSettings
+from seed_rl.transport.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 from seed_rl.launch.supervisor import ProcessChild, Supervisor

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from seed_rl.core import protocol
+from seed_rl.transport import protocol
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.env_state import Unroll
-from seed_rl.core.inference import InferenceEngine
-from seed_rl.core.security import ClientSecurity
-from seed_rl.core.server import LearnerServer
-from seed_rl.core.shm_server import ShmLearnerServer
-from seed_rl.core.streams import ActorStreams
+from seed_rl.core.unroll import Unroll
+from seed_rl.learner.inference import InferenceEngine
+from seed_rl.transport.security import ClientSecurity
+from seed_rl.transport.grpc_server import LearnerServer
+from seed_rl.transport.shm_server import ShmLearnerServer
+from seed_rl.transport.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
 FAKE_ENV = "FakeEnv-v0"

@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.actor.run_actor against a real learner (CartPole-v1, K=2), over gRPC and shared memory."""
+"""Tests for seed_rl.acting.loop.run_actor against a real learner (CartPole-v1, K=2), over gRPC and shared memory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import CountingAgent, LearnerHarness, start_learner, wait_for
-from seed_rl.core.actor import ActorConfigError, ActorSettings, run_actor
+from seed_rl.acting.loop import ActorConfigError, ActorSettings, run_actor
 from seed_rl.envs import EnvConfig, EnvSpec
 
 pytestmark = pytest.mark.timeout(120)
@@ -215,7 +215,7 @@ def test_a_claimed_first_environment_must_be_a_non_negative_integer(learner):
     import grpc
 
     from conftest import Client
-    from seed_rl.core import protocol
+    from seed_rl.transport import protocol
 
     h = learner()
     client = Client(h.address)

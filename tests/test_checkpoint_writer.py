@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from seed_rl.core import checkpoint
+from seed_rl.learner import checkpoint
 
 
 def test_training_goes_on_while_a_checkpoint_is_written_and_the_file_holds_the_snapshot(tmp_path, monkeypatch):

@@ -285,7 +285,7 @@ def test_make_env_builds_dmlab_levels_from_env_config(standin):
 def test_dmlab_flags_fill_the_nested_config():
     from absl import flags
 
-    from seed_rl.config_flags import dataclass_from_flags, dataclass_to_argv, define_dataclass_flags
+    from seed_rl.config.flags import dataclass_from_flags, dataclass_to_argv, define_dataclass_flags
 
     values = flags.FlagValues()
     define_dataclass_flags(EnvConfig, values)

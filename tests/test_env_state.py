@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.env_state: the learner's per-environment recurrent states."""
+"""Tests for seed_rl.learner.env_state: the learner's per-environment recurrent states."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seed_rl.core.env_state import EnvStateTable
+from seed_rl.learner.env_state import EnvStateTable
 
 CPU = torch.device("cpu")
 

@@ -17,7 +17,7 @@ import torch
 from any_env_helpers import TESTS, train_with_tests_on_path
 from train_helpers import ROOT, run_train
 from seed_rl import evaluate
-from seed_rl.core import checkpoint
+from seed_rl.learner import checkpoint
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import make_env
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Client, wait_for
-from seed_rl.core import checkpoint, protocol
+from seed_rl.learner import checkpoint
+from seed_rl.transport import protocol
 from test_actor import _cartpole_learner, free_port
 from test_server import GoodStream, ScriptedEnvs, run_script
 from train_helpers import ROOT, read_metrics, train_command

@@ -1,11 +1,11 @@
-"""seed_rl.roles: the flag groups of the learner and the actors, declared once and used by every launcher."""
+"""seed_rl.config.roles: the flag groups of the learner and the actors, declared once and used by every launcher."""
 
 from __future__ import annotations
 
 import pytest
 from absl import flags
 
-from seed_rl import roles
+from seed_rl.config import roles
 from seed_rl.launch import ray as ray_launcher
 from seed_rl.launch import vertex_task
 

@@ -2,7 +2,7 @@
 
 Nothing but the budget and the number of environments is given: the optimizer,
 the loss and every other setting are what a user of ``--env=minatar:Breakout``
-gets (seed_rl/presets.py). Random play scores about 0.4-0.6 per episode.
+gets (seed_rl/config/presets.py). Random play scores about 0.4-0.6 per episode.
 Runs with these settings, and the curves, are in docs/results.md.
 """
 

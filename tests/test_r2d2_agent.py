@@ -12,8 +12,8 @@ from seed_rl.agents.r2d2.agent import R2D2Agent
 from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.replay_data import ReplayData
-from seed_rl.core.env_state import Unroll
-from seed_rl.core.trajectories import UnrollBatch
+from seed_rl.core.unroll import Unroll
+from seed_rl.core.unroll import UnrollBatch
 from seed_rl.envs import EnvSpec
 from seed_rl.replay.prioritized import PrioritizedReplay
 

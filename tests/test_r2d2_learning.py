@@ -31,7 +31,7 @@ def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
     # memoryless policy scores 0 in expectation (+1/-1 at chance). Over 100
     # episodes chance gives a mean within about +-0.3 (3 standard deviations).
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
-    # The vector-family preset (seed_rl/presets.py), nothing but the budget.
+    # The vector-family preset (seed_rl/config/presets.py), nothing but the budget.
     result = run_train(tmp_path, "--agent=r2d2", "--env=memory_env:MemoryCue-v0",
                        "--total_environment_frames=100000", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -43,7 +43,7 @@ def test_r2d2_solves_the_memory_task(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_r2d2_learns_cartpole(tmp_path):
     # Nothing but the budget: the vector-family preset that every user gets
-    # (seed_rl/presets.py). On 2 CPU cores it passed 400 at ~270k frames.
+    # (seed_rl/config/presets.py). On 2 CPU cores it passed 400 at ~270k frames.
     result = run_train(tmp_path, "--agent=r2d2", "--env=CartPole-v1",
                        "--total_environment_frames=400000", timeout=1100)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -53,7 +53,7 @@ def test_r2d2_learns_cartpole(tmp_path):
 
 
 def test_r2d2_checkpoint_holds_the_replay_and_resume_restores_it(tmp_path):
-    from seed_rl.core import checkpoint
+    from seed_rl.learner import checkpoint
 
     flags = (*SMALL_R2D2, "--env=CartPole-v1", "--min_replay_size=10", "--batch_size=4", "--num_actors=1",
              "--envs_per_actor=4")

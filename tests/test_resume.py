@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from seed_rl.core import checkpoint
+from seed_rl.learner import checkpoint
 from train_helpers import ROOT, read_metrics, run_train, train_command
 
 FAST = ("--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=4", "--unroll_length=10", "--batch_size=4")

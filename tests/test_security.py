@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, Client, start_learner, wait_for
-from seed_rl.core import protocol
-from seed_rl.core.actor import ActorConfigError
-from seed_rl.core.security import (
+from seed_rl.transport import protocol
+from seed_rl.acting.loop import ActorConfigError
+from seed_rl.transport.security import (
     ClientSecurity,
     SecurityConfigError,
     ServerSecurity,

@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.server.LearnerServer with a real batcher and inference engine.
+"""Tests for seed_rl.transport.grpc_server.LearnerServer with a real batcher and inference engine.
 
 The agent is ``CountingAgent`` (see conftest): the action of an environment is
 ``int(observation[0]) * 1000 + steps since its episode started``, so a client
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, Client, start_learner, wait_for
-from seed_rl.core import protocol, wire
+from seed_rl.transport import protocol, wire
 
 pytestmark = pytest.mark.timeout(60)
 

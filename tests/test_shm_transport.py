@@ -1,4 +1,4 @@
-"""The shared-memory transport (seed_rl.core.shm, seed_rl.core.shm_server): same semantics as gRPC."""
+"""The shared-memory transport (seed_rl.transport.shm, seed_rl.transport.shm_server): same semantics as gRPC."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
-from seed_rl.core import shm, wire
+from seed_rl.transport import shm, wire
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -160,7 +160,7 @@ def test_malformed_messages_are_refused_with_the_reason(shm_learner):
 
 
 def test_handshake_checks_env_token_and_capacity(shm_learner):
-    from seed_rl.core.security import ServerSecurity
+    from seed_rl.transport.security import ServerSecurity
 
     h = shm_learner(security=ServerSecurity(auth_token="s3cret"))
     with pytest.raises(shm.Refused, match="auth token"):
@@ -179,7 +179,7 @@ def test_handshake_checks_env_token_and_capacity(shm_learner):
 
 _KILLED_ACTOR = textwrap.dedent("""
     import sys, numpy as np
-    from seed_rl.core import shm
+    from seed_rl.transport import shm
     conn = shm.ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
     conn.arrays["done"][...] = True
     conn.step(np.zeros(0, np.float32), np.zeros(0, np.int32))

@@ -7,7 +7,7 @@ import pytest
 from train_helpers import read_metrics, run_train
 
 # Nothing but the budget: the agent runs on the vector-family preset that every
-# user gets (seed_rl/presets.py). On 2 CPU cores it passed 400 at ~310k frames.
+# user gets (seed_rl/config/presets.py). On 2 CPU cores it passed 400 at ~310k frames.
 CARTPOLE_FLAGS = ("--agent=impala", "--env=CartPole-v1", "--total_environment_frames=600000")
 
 

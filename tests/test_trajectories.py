@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.trajectories: unroll assembly as batched tensors."""
+"""Tests for seed_rl.learner.trajectories: unroll assembly as batched tensors."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from seed_rl.core.env_state import Unroll
-from seed_rl.core.trajectories import TrajectoryStore, UnrollBatch
+from seed_rl.core.unroll import Unroll
+from seed_rl.core.unroll import UnrollBatch
+from seed_rl.learner.trajectories import TrajectoryStore
 
 CPU = torch.device("cpu")
 

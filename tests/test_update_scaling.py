@@ -292,7 +292,7 @@ def _kl_after_default_steps(config: ImpalaConfig, envs, steps: int = 12) -> floa
 def test_default_impala_steps_move_the_policy_on_pong(pong_envs, device_type):
     # Measured here after 12 steps: ~0.17 with the paper's settings; the old
     # mean-reduced losses gave ~3e-5, and the equivalent epsilon (0.01 x 640) ~1e-5.
-    from seed_rl import presets
+    from seed_rl.config import presets
 
     overrides = {name: s.value for name, s in presets.preset("atari", "impala").resolve(device_type).items()}
     config = ImpalaConfig(**{**overrides, "torso": "nature"})

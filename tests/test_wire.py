@@ -1,4 +1,4 @@
-"""Tests for seed_rl.core.wire: the binary array format of the actor stream."""
+"""Tests for seed_rl.transport.wire: the binary array format of the actor stream."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from seed_rl.core import wire
-from seed_rl.core.wire import WireError
+from seed_rl.transport import wire
+from seed_rl.transport.wire import WireError
 
 ALL_DTYPES = ["bool", "uint8", "int8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64"]
 
@@ -234,7 +234,7 @@ def test_wire_error_is_a_value_error():
 
 
 def test_truncated_flags_are_optional_and_checked():
-    from seed_rl.core import protocol
+    from seed_rl.transport import protocol
     from seed_rl.envs import EnvSpec
 
     spec = EnvSpec((2,), "float32", 2)

@@ -26,9 +26,9 @@ import torch
 
 from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.replay_data import ReplayData
-from seed_rl.core import checkpoint
-from seed_rl.core.env_state import Unroll
-from seed_rl.core.trajectories import UnrollBatch
+from seed_rl.learner import checkpoint
+from seed_rl.core.unroll import Unroll
+from seed_rl.core.unroll import UnrollBatch
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 

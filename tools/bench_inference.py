@@ -56,15 +56,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from seed_rl import roles
+from seed_rl.config import roles
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
-from seed_rl.core import protocol, shm
+from seed_rl.transport import protocol, shm
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.inference import InferenceEngine, StepRequest
-from seed_rl.core.security import ClientSecurity
-from seed_rl.core.server import LearnerServer
-from seed_rl.core.streams import ActorStreams
+from seed_rl.core.step import StepRequest
+from seed_rl.learner.inference import InferenceEngine
+from seed_rl.transport.security import ClientSecurity
+from seed_rl.transport.grpc_server import LearnerServer
+from seed_rl.transport.streams import ActorStreams
 from seed_rl.envs import EnvConfig, env_spec, make_env
 
 ENV = "atari:Pong"
@@ -247,7 +248,7 @@ def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, 
     server.start()
     shm_server = None
     if serve_shm:
-        from seed_rl.core.shm_server import ShmLearnerServer
+        from seed_rl.transport.shm_server import ShmLearnerServer
         shm_server = ShmLearnerServer(server.port, spec, streams, max_streams=max_streams)
         shm_server.start()
     return BenchLearner(server, shm_server, batcher, engine, streams)

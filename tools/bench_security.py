@@ -45,7 +45,7 @@ class ConstantAgent:
 def _client(address: str, security, num_envs: int, seconds: float, start, result) -> None:
     import grpc
 
-    from seed_rl.core import protocol
+    from seed_rl.transport import protocol
 
     channel = security.channel(address, [("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES)])
     call = channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
@@ -82,10 +82,10 @@ def _client(address: str, security, num_envs: int, seconds: float, start, result
 
 def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
     from seed_rl.core.batcher import DynamicBatcher
-    from seed_rl.core.inference import InferenceEngine
-    from seed_rl.core.security import ClientSecurity, ServerSecurity
-    from seed_rl.core.server import LearnerServer
-from seed_rl.core.streams import ActorStreams
+    from seed_rl.learner.inference import InferenceEngine
+    from seed_rl.transport.security import ClientSecurity, ServerSecurity
+    from seed_rl.transport.grpc_server import LearnerServer
+    from seed_rl.transport.streams import ActorStreams
     from seed_rl.envs import EnvSpec
 
     if mode == "plaintext":

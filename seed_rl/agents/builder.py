@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from seed_rl.core.agent import Agent
-from seed_rl.core.data import TrainingData
+from seed_rl.core.training_data import TrainingData
 from seed_rl.envs import EnvSpec
 
 

@@ -8,7 +8,8 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import torch
 
-from seed_rl.core.env_state import CoreState
+CoreState = tuple[torch.Tensor, ...]  # an agent's recurrent state, one tensor [B, ...] per part
+
 
 
 class ActInputs(NamedTuple):

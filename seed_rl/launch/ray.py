@@ -25,7 +25,8 @@ import time
 
 from absl import app, flags
 
-from seed_rl import exits, roles
+from seed_rl import exits
+from seed_rl.config import roles
 
 log = logging.getLogger("seed_rl.launch.ray")
 FLAGS = flags.FLAGS

@@ -26,7 +26,8 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from seed_rl import exits, roles
+from seed_rl import exits
+from seed_rl.config import roles
 from seed_rl.launch import credentials
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
 from seed_rl.launch.supervisor import CommandChild, Supervisor

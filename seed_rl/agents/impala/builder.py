@@ -8,7 +8,7 @@ from seed_rl.agents.builder import BuiltAgent, RunShape
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.core.agent import Agent
-from seed_rl.core.data import OnPolicyData
+from seed_rl.core.training_data import OnPolicyData
 from seed_rl.envs import EnvSpec
 
 

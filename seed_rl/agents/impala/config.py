@@ -2,7 +2,7 @@
 
 Source for each default: Espeholt et al. 2018, "IMPALA", Appendix (Atari
 hyperparameters, shared by the single-task "deep" experiments), unless noted.
-``seed_rl/presets.py`` overrides some of them per environment family.
+``seed_rl/config/presets.py`` overrides some of them per environment family.
 
 How big one update is depends on the loss reduction and the optimizer's
 epsilon together, so each optimizer follows one source for both:

@@ -13,7 +13,7 @@ from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult
-from seed_rl.core.env_state import Unroll
+from seed_rl.core.unroll import Unroll
 from seed_rl.envs import EnvSpec
 from seed_rl.agents.r2d2.priorities import sequence_priority
 

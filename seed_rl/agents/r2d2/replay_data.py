@@ -10,8 +10,8 @@ import logging
 import numpy as np
 import torch
 
-from seed_rl.core.env_state import Unroll
-from seed_rl.core.trajectories import UnrollBatch
+from seed_rl.core.unroll import Unroll
+from seed_rl.core.unroll import UnrollBatch
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 log = logging.getLogger(__name__)

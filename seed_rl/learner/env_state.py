@@ -3,20 +3,19 @@
 SEED RL keeps each environment's recurrent state and the trajectory being
 assembled on the learner, so actors stay stateless. :class:`EnvStateTable`
 holds the recurrent states in preallocated tensors (one slot per environment,
-reused when environments leave, so memory stays bounded over reconnects) and
-:class:`Unroll` is one environment's fixed-length trajectory
-(``seed_rl/core/trajectories.py`` assembles them as batched tensors).
+reused when environments leave, so memory stays bounded over reconnects);
+``seed_rl/learner/trajectories.py`` assembles the trajectories.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Hashable
 
 import numpy as np
 import torch
 
-CoreState = tuple[torch.Tensor, ...]
+from seed_rl.core.agent import CoreState
+
 
 
 class EnvStateTable:
@@ -87,25 +86,3 @@ class EnvStateTable:
                 self._free.append(slot)
                 freed.append(slot)
         return freed
-
-
-@dataclass
-class Unroll:
-    """``length + 1`` consecutive steps of one environment.
-
-    Step ``t`` holds the observation seen at ``t``, the reward and done flag that
-    arrived with it (the result of action ``t - 1``), the action chosen at ``t``
-    and the agent outputs of that choice (e.g. behaviour logits). Consecutive
-    unrolls share one step, so the last step bootstraps the next unroll's first.
-    ``initial_core_state`` is the recurrent state before step 0.
-    """
-
-    observation: np.ndarray
-    reward: np.ndarray
-    done: np.ndarray
-    action: np.ndarray
-    agent_outputs: dict[str, np.ndarray]
-    initial_core_state: tuple[np.ndarray, ...]
-    # Where ``done`` ends an episode cut by a time limit (Pardo et al. 2018):
-    # agents may bootstrap through it or leave it out rather than treat it as terminal.
-    truncated: np.ndarray | None = None

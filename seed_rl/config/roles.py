@@ -27,8 +27,8 @@ from collections.abc import Mapping, Sequence
 from absl import flags
 
 from seed_rl import exits
-from seed_rl.config_flags import dataclass_from_flags, define_dataclass_flags
-from seed_rl.core.actor import ActorSettings
+from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags
+from seed_rl.acting.loop import ActorSettings
 from seed_rl.envs import EnvConfig
 
 

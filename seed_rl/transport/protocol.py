@@ -1,7 +1,7 @@
 """What actors and the learner say to each other, and the checks on it.
 
 One bidirectional stream per actor, method ``/seed_rl.Learner/Act``. Every
-request is a :mod:`seed_rl.core.wire` message with the fields
+request is a :mod:`seed_rl.transport.wire` message with the fields
 
 - ``observation`` ``[K, *observation_shape]`` of the environment's dtype,
 - ``reward`` ``[K]`` float32 and ``done`` ``[K]`` bool (the result of the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seed_rl.core import wire
+from seed_rl.transport import wire
 from seed_rl.envs import EnvSpec
 
 SERVICE = "seed_rl.Learner"

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from seed_rl.core.trajectories import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch
 
 
 class TrainingData(Protocol):

@@ -17,7 +17,7 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
   nothing is left behind when either side is killed.
 - **Steps.** The actor writes ``observation`` ``[K, ...]``, ``reward``,
   ``done`` and ``truncated`` ``[K]`` into the shared arrays and sends
-  ``STEP`` followed by a :mod:`seed_rl.core.wire` message with the finished
+  ``STEP`` followed by a :mod:`seed_rl.transport.wire` message with the finished
   episodes' ``episode_return``/``episode_length`` (possibly none). The
   learner validates the step like a gRPC request and answers ``ACTIONS``
   with ``int64[K]``, or ``REFUSED`` with what was wrong, which ends that
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seed_rl.core import wire
+from seed_rl.transport import wire
 
 HELLO, READY, STEP, ACTIONS, REFUSED, UNAVAILABLE = b"H", b"R", b"S", b"A", b"E", b"U"
 MAX_CONTROL_BYTES = 1 << 20  # handshakes and episode statistics; observations travel in shared memory

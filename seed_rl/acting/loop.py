@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from seed_rl.core import protocol, shm
-from seed_rl.core.security import ClientSecurity, SecurityConfigError
+from seed_rl.transport import protocol, shm
+from seed_rl.transport.security import ClientSecurity, SecurityConfigError
 from seed_rl.envs import EnvConfig, make_env
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class ActorSettings:
     tls_server_name: str | None = None  # name to check in the certificate instead of the address's host
     auth_token: str | None = field(default=None, repr=False)  # sent as `authorization: Bearer <token>`
     keepalive_s: float = protocol.KEEPALIVE_S
-    transport: str = "grpc"  # "shm": shared memory with a learner on this machine (seed_rl.core.shm)
+    transport: str = "grpc"  # "shm": shared memory with a learner on this machine (seed_rl.transport.shm)
     # Two streams of half the environments each: one half steps while the other waits for its actions
     # (Sample Factory's double-buffered sampling), so the round trip to the learner does not idle the CPU.
     double_buffer: bool = False

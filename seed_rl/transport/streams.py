@@ -1,7 +1,7 @@
 """What happens to one actor's steps once a transport has received them.
 
-Both learner endpoints (gRPC in :mod:`seed_rl.core.server`, shared memory in
-:mod:`seed_rl.core.shm_server`) open an :class:`ActorStream` per connected
+Both learner endpoints (gRPC in :mod:`seed_rl.transport.grpc_server`, shared memory in
+:mod:`seed_rl.transport.shm_server`) open an :class:`ActorStream` per connected
 actor and hand it each validated step. The stream numbers itself, reports
 finished episodes, queues the step on the dynamic batcher, waits for the
 actions, and on close frees the environments' slots and partial unrolls.
@@ -19,8 +19,8 @@ from typing import Callable, Protocol
 import numpy as np
 
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.inference import StepRequest
-from seed_rl.core.protocol import ProtocolError
+from seed_rl.core.step import StepRequest
+from seed_rl.transport.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -3,9 +3,9 @@
 One call handles a batch of :class:`StepRequest` (one per actor stream): it
 looks up each environment's slot (cached per stream), gathers the recurrent
 states, runs the agent once on the whole batch, stores the new states, writes
-the step into the :class:`~seed_rl.core.trajectories.TrajectoryStore` with one
+the step into the :class:`~seed_rl.learner.trajectories.TrajectoryStore` with one
 tensor write per field, and hands the unrolls the step completed to
-``unroll_sink`` as one :class:`~seed_rl.core.trajectories.UnrollBatch`.
+``unroll_sink`` as one :class:`~seed_rl.learner.trajectories.UnrollBatch`.
 """
 
 from __future__ import annotations
@@ -19,24 +19,10 @@ import numpy as np
 import torch
 
 from seed_rl.core.agent import ActInputs, Agent
-from seed_rl.core.env_state import EnvStateTable
-from seed_rl.core.trajectories import TrajectoryStore, UnrollBatch
-
-
-@dataclass
-class StepRequest:
-    """One step of all environments of one actor stream."""
-
-    stream_id: int
-    first_env_index: int  # global index of this actor's first environment
-    observation: np.ndarray  # [K, ...]
-    reward: np.ndarray  # [K] float32, result of the previous action
-    done: np.ndarray  # [K] bool, observation starts a new episode
-    truncated: np.ndarray  # [K] bool, the episode that ended hit a time limit
-
-    @property
-    def num_envs(self) -> int:
-        return len(self.reward)
+from seed_rl.core.step import StepRequest
+from seed_rl.learner.env_state import EnvStateTable
+from seed_rl.core.unroll import UnrollBatch
+from seed_rl.learner.trajectories import TrajectoryStore
 
 
 @dataclass

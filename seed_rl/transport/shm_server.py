@@ -1,4 +1,4 @@
-"""The learner's shared-memory endpoint for actors on its machine (protocol in :mod:`seed_rl.core.shm`).
+"""The learner's shared-memory endpoint for actors on its machine (protocol in :mod:`seed_rl.transport.shm`).
 
 One thread accepts connections; each actor gets a thread that waits for its
 steps, as gRPC gives each stream a worker. A step is validated with the same
@@ -16,9 +16,9 @@ import threading
 
 import numpy as np
 
-from seed_rl.core import protocol, shm, wire
+from seed_rl.transport import protocol, shm, wire
 from seed_rl.core.batcher import BatcherClosed
-from seed_rl.core.streams import ActorStreams, parse_first_env
+from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)

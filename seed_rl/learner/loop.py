@@ -19,17 +19,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seed_rl.core import checkpoint
+from seed_rl.learner import checkpoint
 from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.data import TrainingData
-from seed_rl.core.inference import InferenceEngine
-from seed_rl.core.metrics import EpisodeStats, MetricsWriter, console_line
-from seed_rl.core.security import ServerSecurity
-from seed_rl.core.server import LearnerServer
-from seed_rl.core.shm_server import ShmLearnerServer
-from seed_rl.core.streams import ActorStreams
-from seed_rl.core.trajectories import UnrollBatch
+from seed_rl.core.training_data import TrainingData
+from seed_rl.learner.inference import InferenceEngine
+from seed_rl.learner.metrics import EpisodeStats, MetricsWriter, console_line
+from seed_rl.transport.security import ServerSecurity
+from seed_rl.transport.grpc_server import LearnerServer
+from seed_rl.transport.shm_server import ShmLearnerServer
+from seed_rl.transport.streams import ActorStreams
+from seed_rl.core.unroll import UnrollBatch
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class LearnerSettings:
     log_interval_s: float = 5.0
     max_streams: int = 256
     security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
-    serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.core.shm)
+    serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.transport.shm)
 
     @property
     def frames_per_unroll(self) -> int:

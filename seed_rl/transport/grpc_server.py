@@ -1,10 +1,10 @@
 """The learner's gRPC endpoint: one bidirectional stream per actor.
 
-Each request is validated (see :mod:`seed_rl.core.protocol`), handed to the
-actor's :class:`~seed_rl.core.streams.ActorStream`, and answered with the
+Each request is validated (see :mod:`seed_rl.transport.protocol`), handed to the
+actor's :class:`~seed_rl.transport.streams.ActorStream`, and answered with the
 actions once its inference batch has run. A bad
 request ends only its own stream with ``INVALID_ARGUMENT``; the other streams
-and the learner carry on. With a :class:`~seed_rl.core.security.ServerSecurity`
+and the learner carry on. With a :class:`~seed_rl.transport.security.ServerSecurity`
 the port speaks TLS and calls without the shared token are refused before this
 module sees them.
 """
@@ -16,10 +16,10 @@ from concurrent import futures
 
 import grpc
 
-from seed_rl.core import protocol
+from seed_rl.transport import protocol
 from seed_rl.core.batcher import BatcherClosed
-from seed_rl.core.security import ServerSecurity
-from seed_rl.core.streams import ActorStreams, parse_first_env
+from seed_rl.transport.security import ServerSecurity
+from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)

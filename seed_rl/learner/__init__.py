@@ -1,0 +1,2 @@
+"""The learner: inference for every actor, per-environment state, unroll assembly, the training loop,
+checkpoints and metrics."""
