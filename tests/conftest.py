@@ -183,7 +183,9 @@ class Client:
         return protocol.decode_reply(next(self.responses))
 
     def step(self, observation, reward, done, episode_return=None, episode_length=None) -> np.ndarray:
-        return self.send(protocol.encode_request(observation, reward, done, episode_return, episode_length))
+        return self.send(protocol.encode_request(
+            {"observation": observation, "reward": reward, "done": done}, episode_return, episode_length
+        ))
 
     def close(self) -> None:
         """Ends the request stream (a clean disconnect) and waits for the server to finish."""

@@ -97,7 +97,7 @@ def test_actor_waits_for_the_learner_then_reconnects_after_a_restart(transport):
         _check_episodes(first)
         assert first.server.active_streams == 1
         assert first.engine.num_envs == 2  # one stream of K=2 environments
-        assert len(first.unrolls) > 0 and first.unrolls[0].observation.shape == (6, 4)
+        assert len(first.unrolls) > 0 and first.unrolls[0].steps["observation"].shape == (6, 4)
 
         first.stop()
         time.sleep(0.5)  # the actor notices and retries against a closed port
@@ -135,8 +135,8 @@ def test_reconnected_actor_starts_fresh_episodes(transport):
         wait_for(lambda: len(second.unrolls) >= 2, POLL_S, what="unrolls on the new learner")
         # The first step a new learner sees from each environment starts an episode.
         for unroll in second.unrolls[:2]:
-            assert unroll.done[0]
-            assert unroll.reward[0] == 0.0
+            assert unroll.steps["done"][0]
+            assert unroll.steps["reward"][0] == 0.0
             assert int(unroll.initial_core_state[0]) == 0
     finally:
         actor.stop()

@@ -253,7 +253,7 @@ def test_many_crashing_streams_keep_learner_memory_bounded(learner):
             envs = ScriptedEnvs(cycle % 50, num_envs)
             run_script(client, envs, steps=1 + cycle % 3)
             observation, reward, done = envs.request(5)
-            client._outbox.put(protocol.encode_request(observation, reward, done))  # in flight when the actor dies
+            client._outbox.put(protocol.encode_request({"observation": observation, "reward": reward, "done": done}))  # in flight when the actor dies
             client.abort()
         wait_for(lambda: h.engine.num_envs == 3 and h.server.active_streams == 1, what="crashed streams to be freed")
         good.wait_steps(5)

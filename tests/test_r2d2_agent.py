@@ -131,8 +131,9 @@ def test_target_network_updates_every_period():
 def _unroll(value: float) -> UnrollBatch:
     """One sequence, as the inference side hands it over."""
     return UnrollBatch.from_unrolls([Unroll(
-        observation=np.full((3, 3), value, np.float32), reward=np.zeros(3, np.float32),
-        done=np.zeros(3, bool), action=np.zeros(3, np.int64), agent_outputs={}, initial_core_state=(),
+        steps={"observation": np.full((3, 3), value, np.float32), "reward": np.zeros(3, np.float32),
+               "done": np.zeros(3, bool), "action": np.zeros(3, np.int64)},
+        agent_outputs={}, initial_core_state=(),
     )], torch.device("cpu"))
 
 
@@ -222,7 +223,7 @@ def test_insertion_priority_is_the_td_priority_of_acting_time_q_values(seed):
     done = rng.random(steps) < 0.2
     action = rng.integers(0, 2, steps)
     unroll = Unroll(
-        observation=np.zeros((steps, 3), np.float32), reward=reward, done=done, action=action,
+        steps={"observation": np.zeros((steps, 3), np.float32), "reward": reward, "done": done, "action": action},
         agent_outputs={"q": q}, initial_core_state=(np.zeros(8, np.float32),) * 2 + (np.int64(0),),
     )
     expected = _reference_insertion_priority(q, reward, done, action, cfg)
@@ -233,14 +234,15 @@ def test_replay_data_inserts_new_sequences_at_their_td_priority():
     agent = _agent()
     replay = PrioritizedReplay(10, priority_exponent=1.0, importance_sampling_exponent=0.0, seed=0)
     data = ReplayData(replay, batch_size=1, replay_ratio=1.0, min_size=1, trained_steps_per_sequence=4,
-                      new_steps_per_sequence=4, initial_priority=lambda unroll: float(unroll.reward.sum()))
+                      new_steps_per_sequence=4, initial_priority=lambda unroll: float(unroll.steps["reward"].sum()))
     for total in (0.5, 3.0):
         reward = np.zeros(agent.config.sequence_length, np.float32)
         reward[0] = total
         steps = len(reward)
         data.add(UnrollBatch.from_unrolls([Unroll(
-            observation=np.zeros((steps, 3), np.float32), reward=reward, done=np.zeros(steps, bool),
-            action=np.zeros(steps, np.int64), agent_outputs={}, initial_core_state=(),
+            steps={"observation": np.zeros((steps, 3), np.float32), "reward": reward, "done": np.zeros(steps, bool),
+                   "action": np.zeros(steps, np.int64)},
+            agent_outputs={}, initial_core_state=(),
         )], torch.device("cpu")))
     assert data.max_priority == 1.0  # untouched: only training results raise it
     assert replay.get_priorities([0, 1]).tolist() == pytest.approx([0.5, 3.0])  # alpha = 1

@@ -125,11 +125,11 @@ class GoodStream(threading.Thread):
 
 
 def _request(observation=None, reward=None, done=None, k=2) -> bytes:
-    return protocol.encode_request(
-        np.zeros((k, 3), np.float32) if observation is None else observation,
-        np.zeros(k, np.float32) if reward is None else reward,
-        np.ones(k, bool) if done is None else done,
-    )
+    return protocol.encode_request({
+        "observation": np.zeros((k, 3), np.float32) if observation is None else observation,
+        "reward": np.zeros(k, np.float32) if reward is None else reward,
+        "done": np.ones(k, bool) if done is None else done,
+    })
 
 
 # ----------------------------------------------------------------------------
@@ -418,15 +418,15 @@ def test_unrolls_reach_the_sink_with_the_steps_sent(learner):
     counters = actions % 1000
     found = set()
     for unroll in h.unrolls:
-        assert unroll.observation.shape == (length + 1, 3)
-        first = int(unroll.observation[0, 0])
+        assert unroll.steps["observation"].shape == (length + 1, 3)
+        first = int(unroll.steps["observation"][0, 0])
         k, start = first % 2, (first - 500) // 2  # observation_value = 5 * 100 + t * 2 + k
         found.add((k, start))
         steps = slice(start, start + length + 1)
-        np.testing.assert_array_equal(unroll.observation, observations[steps, k])
-        np.testing.assert_array_equal(unroll.reward, rewards[steps, k])
-        np.testing.assert_array_equal(unroll.done, dones[steps, k])
-        np.testing.assert_array_equal(unroll.action, actions[steps, k])
+        np.testing.assert_array_equal(unroll.steps["observation"], observations[steps, k])
+        np.testing.assert_array_equal(unroll.steps["reward"], rewards[steps, k])
+        np.testing.assert_array_equal(unroll.steps["done"], dones[steps, k])
+        np.testing.assert_array_equal(unroll.steps["action"], actions[steps, k])
         np.testing.assert_array_equal(unroll.agent_outputs["counter"], counters[steps, k])
         # The state before the first step: zeros for a new environment, else the counter after start - 1.
         expected_state = 0 if start == 0 else counters[start - 1, k]
@@ -440,12 +440,12 @@ def test_unrolls_of_concurrent_streams_are_not_mixed(learner):
     run_streams(h.address, num_streams=4, steps=16, num_envs=2)
     assert len(h.unrolls) == 4 * 2 * 3  # steps 0..5, 5..10, 10..15 for each environment
     for unroll in h.unrolls:
-        values = unroll.observation[:, 0].astype(np.int64)
+        values = unroll.steps["observation"][:, 0].astype(np.int64)
         stream, rest = values // 100, values % 100
         assert len(set(stream.tolist())) == 1  # one stream
         assert len(set((rest % 2).tolist())) == 1  # one environment
         assert np.all(np.diff(rest // 2) == 1)  # consecutive steps
-        assert unroll.observation[:, 1].tolist() == (rest // 2).tolist()
+        assert unroll.steps["observation"][:, 1].tolist() == (rest // 2).tolist()
 
 
 # ----------------------------------------------------------------------------

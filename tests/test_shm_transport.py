@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
+from seed_rl.core.unroll import TRAJECTORY_FIELDS
 from seed_rl.transport import shm, wire
 
 pytestmark = [
@@ -85,8 +86,9 @@ def test_the_same_steps_make_the_same_unrolls_over_grpc_and_shared_memory(shm_le
     np.testing.assert_array_equal(np.stack(grpc_actions), np.stack(shm_actions))
     assert len(grpc_unrolls) == len(shm_unrolls) == 3 * K  # 13 steps = 3 unrolls of 4 (+1 carried) per env
     for a, b in zip(grpc_unrolls, shm_unrolls):
-        for name in ("observation", "reward", "done", "action"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+        assert a.steps.keys() == b.steps.keys() == set(TRAJECTORY_FIELDS)
+        for name in TRAJECTORY_FIELDS:
+            np.testing.assert_array_equal(a.steps[name], b.steps[name])
 
 
 def test_episode_statistics_reach_the_learner(shm_learner):

@@ -35,12 +35,12 @@ def _write(store: TrajectoryStore, slots, times, capacity: int = 8) -> UnrollBat
 def _check_unroll(unroll: Unroll, slot: int, first: int, length: int) -> None:
     steps = [_value(slot, t) for t in range(first, first + length + 1)]
     times = list(range(first, first + length + 1))
-    assert unroll.observation.shape == (length + 1, 2, 2)
-    assert unroll.observation[:, 0, 0].tolist() == steps
-    assert unroll.reward.dtype == np.float32 and unroll.reward.tolist() == [v / 2 for v in steps]
-    assert unroll.done.dtype == bool and unroll.done.tolist() == [t % 4 == 0 for t in times]
-    assert unroll.truncated.tolist() == [t % 8 == 0 for t in times]
-    assert unroll.action.dtype == np.int64 and unroll.action.tolist() == [v % 3 for v in steps]
+    assert unroll.steps["observation"].shape == (length + 1, 2, 2)
+    assert unroll.steps["observation"][:, 0, 0].tolist() == steps
+    assert unroll.steps["reward"].dtype == np.float32 and unroll.steps["reward"].tolist() == [v / 2 for v in steps]
+    assert unroll.steps["done"].dtype == bool and unroll.steps["done"].tolist() == [t % 4 == 0 for t in times]
+    assert unroll.steps["truncated"].tolist() == [t % 8 == 0 for t in times]
+    assert unroll.steps["action"].dtype == np.int64 and unroll.steps["action"].tolist() == [v % 3 for v in steps]
     assert unroll.agent_outputs["policy_logits"][:, 0].tolist() == steps
     assert unroll.agent_outputs["baseline"].tolist() == steps
     # The recurrent state before the unroll's first step.
@@ -58,12 +58,12 @@ def test_unrolls_of_environments_at_different_phases_with_one_step_overlap():
         times = [call] if call < 2 else [call, call - 2]
         batch = _write(store, slots, times)
         if batch is not None:
-            assert batch.observation.shape[:2] == (length + 1, len(batch))
+            assert batch.steps["observation"].shape[:2] == (length + 1, len(batch))
             emitted += [(call, u) for u in batch.unrolls()]
     firsts = {0: [], 5: []}
     for _, unroll in emitted:
-        slot = int(unroll.observation[0, 0, 0]) // 100
-        first = int(unroll.observation[0, 0, 0]) % 100
+        slot = int(unroll.steps["observation"][0, 0, 0]) // 100
+        first = int(unroll.steps["observation"][0, 0, 0]) % 100
         firsts[slot].append(first)
         _check_unroll(unroll, slot, first, length)
     assert firsts == {0: [0, 3, 6], 5: [0, 3, 6]}  # steps 0..3, 3..6, 6..9: one shared step
@@ -88,10 +88,10 @@ def test_handed_over_unrolls_do_not_alias_the_buffers():
     store = TrajectoryStore(1)
     _write(store, [0], [0])
     batch = _write(store, [0], [1])
-    before = batch.observation.clone()
+    before = batch.steps["observation"].clone()
     for t in range(2, 6):
         _write(store, [0], [t])
-    assert torch.equal(batch.observation, before)
+    assert torch.equal(batch.steps["observation"], before)
 
 
 def test_reset_slot_starts_a_fresh_unroll():
@@ -124,23 +124,25 @@ def test_bad_lengths_are_refused(length, overlap, match):
 def _single(first: int, length: int = 3) -> Unroll:
     steps = np.arange(first, first + length + 1)
     return Unroll(
-        observation=np.stack([np.full((2, 2), t, np.uint8) for t in steps]),
-        reward=steps.astype(np.float32), done=steps % 2 == 0, action=steps % 3,
+        steps={
+            "observation": np.stack([np.full((2, 2), t, np.uint8) for t in steps]),
+            "reward": steps.astype(np.float32), "done": steps % 2 == 0, "action": steps % 3,
+            "truncated": np.zeros(length + 1, bool),
+        },
         agent_outputs={"baseline": steps.astype(np.float32)},
         initial_core_state=(np.full(3, first, np.float32),),
-        truncated=np.zeros(length + 1, bool),
     )
 
 
 def test_batches_stack_time_major_and_split_back():
     batch = UnrollBatch.from_unrolls([_single(0), _single(10)], CPU)
-    assert batch.observation.shape == (4, 2, 2, 2) and len(batch) == 2
-    assert batch.observation[:, 1, 0, 0].tolist() == [10, 11, 12, 13]
+    assert batch.steps["observation"].shape == (4, 2, 2, 2) and len(batch) == 2
+    assert batch.steps["observation"][:, 1, 0, 0].tolist() == [10, 11, 12, 13]
     assert batch.initial_core_state[0][:, 0].tolist() == [0.0, 10.0]
     joined = UnrollBatch.concat([batch, UnrollBatch.from_unrolls([_single(20)], CPU)])
     assert len(joined) == 3
     tail = joined.select(slice(1, None))
-    assert [int(u.observation[0, 0, 0]) for u in tail.unrolls()] == [10, 20]
+    assert [int(u.steps["observation"][0, 0, 0]) for u in tail.unrolls()] == [10, 20]
     training = tail.training_batch()
     assert training["reward"].shape == (4, 2) and training["agent_outputs"]["baseline"].shape == (4, 2)
     assert training["initial_core_state"][0].shape == (2, 3)

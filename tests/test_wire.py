@@ -239,10 +239,14 @@ def test_truncated_flags_are_optional_and_checked():
 
     spec = EnvSpec((2,), "float32", 2)
     obs = np.zeros((3, 2), np.float32)
-    plain = protocol.decode_request(protocol.encode_request(obs, np.zeros(3), [True, False, False]), spec, None)
+    plain = protocol.decode_request(protocol.encode_request({"observation": obs, "reward": np.zeros(3), "done": [True, False, False]}), spec, None)
     assert plain["truncated"].tolist() == [False, False, False]
-    flagged = protocol.encode_request(obs, np.zeros(3), [True, False, False], truncated=[True, False, False])
+    flagged = protocol.encode_request(
+        {"observation": obs, "reward": np.zeros(3), "done": [True, False, False], "truncated": [True, False, False]}
+    )
     assert protocol.decode_request(flagged, spec, None)["truncated"].tolist() == [True, False, False]
-    inconsistent = protocol.encode_request(obs, np.zeros(3), [False, False, False], truncated=[True, False, False])
+    inconsistent = protocol.encode_request(
+        {"observation": obs, "reward": np.zeros(3), "done": [False, False, False], "truncated": [True, False, False]}
+    )
     with pytest.raises(protocol.ProtocolError, match="truncated is set"):
         protocol.decode_request(inconsistent, spec, None)

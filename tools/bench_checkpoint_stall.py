@@ -42,11 +42,11 @@ def filled_replay(sequences: int, steps: int) -> ReplayData:
     for i in range(sequences):
         start = i % 64
         unroll = Unroll(
-            observation=frames[start:start + steps].copy(), reward=np.zeros(steps, np.float32),
-            done=np.zeros(steps, bool), action=np.zeros(steps, np.int64),
+            steps={"observation": frames[start:start + steps].copy(), "reward": np.zeros(steps, np.float32),
+                   "done": np.zeros(steps, bool), "action": np.zeros(steps, np.int64),
+                   "truncated": np.zeros(steps, bool)},
             agent_outputs={"q": rng.normal(size=(steps, 6)).astype(np.float32)},
             initial_core_state=(np.zeros(512, np.float32), np.zeros(512, np.float32)),
-            truncated=np.zeros(steps, bool),
         )
         data.add(UnrollBatch.from_unrolls([unroll], torch.device("cpu")))
     return data

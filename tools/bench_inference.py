@@ -61,7 +61,7 @@ from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.transport import protocol, shm
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.step import StepRequest
+from seed_rl.core.step import StepRequest, allocate_step
 from seed_rl.learner.inference import InferenceEngine
 from seed_rl.transport.security import ClientSecurity
 from seed_rl.transport.grpc_server import LearnerServer
@@ -87,11 +87,11 @@ def record_steps(num_envs: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
     env.close()
     steps = []
     for t in range(RECORDED_STEPS):
-        observations = np.stack([frames[t + k] for k in range(num_envs)])  # each env at its own phase
-        reward = rng.choice(np.array([-1.0, 0.0, 0.0, 0.0, 1.0], np.float32), num_envs).astype(np.float32)
-        done = np.zeros(num_envs, bool) if t else np.ones(num_envs, bool)
-        steps.append({"observation": observations, "reward": reward, "done": done,
-                      "truncated": np.zeros(num_envs, bool)})
+        step = allocate_step(num_envs, frames[0].shape, frames[0].dtype.name)
+        step["observation"][:] = np.stack([frames[t + k] for k in range(num_envs)])  # each env at its own phase
+        step["reward"][:] = rng.choice(np.array([-1.0, 0.0, 0.0, 0.0, 1.0], np.float32), num_envs)
+        step["done"][:] = t == 0
+        steps.append(step)
     return steps
 
 
@@ -100,7 +100,7 @@ def _payloads(transport: str, recorded: list[dict]) -> list:
     copy into shared memory for shm. Made once per actor process, not per connection."""
     if transport == "shm":
         return recorded
-    return [protocol.encode_request(r["observation"], r["reward"], r["done"]) for r in recorded]
+    return [protocol.encode_request(r) for r in recorded]
 
 
 def _stream_once(transport: str, address: str, actor_id: int, payloads: list, steps, stop,

@@ -45,14 +45,15 @@ class ConstantAgent:
 def _client(address: str, security, num_envs: int, seconds: float, start, result) -> None:
     import grpc
 
+    from seed_rl.core.step import allocate_step
     from seed_rl.transport import protocol
 
     channel = security.channel(address, [("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES)])
     call = channel.stream_stream(protocol.FULL_METHOD, request_serializer=lambda b: b, response_deserializer=lambda b: b)
     rng = np.random.default_rng(0)
-    request = protocol.encode_request(
-        rng.integers(0, 255, (num_envs, *OBS_SHAPE), dtype=np.uint8), np.zeros(num_envs, np.float32), np.zeros(num_envs, bool)
-    )
+    step = allocate_step(num_envs, OBS_SHAPE, "uint8")
+    step["observation"][:] = rng.integers(0, 255, step["observation"].shape, dtype=np.uint8)
+    request = protocol.encode_request(step)
     outbox: list = []
     ready = threading.Event()
 

@@ -228,7 +228,7 @@ class _GrpcLink:
 
     def start(self) -> None:
         out = self._envs.reset_all()
-        self._outbox.put(protocol.encode_request(out.observation, out.reward, out.done))
+        self._outbox.put(protocol.encode_request(vars(out)))
 
     def actions(self) -> np.ndarray:
         """The learner's answer to the last step; raises ``grpc.RpcError`` when the stream fails."""
@@ -239,9 +239,7 @@ class _GrpcLink:
 
     def step(self, actions: np.ndarray) -> None:
         out, returns, lengths = self._envs.step(actions)
-        self._outbox.put(
-            protocol.encode_request(out.observation, out.reward, out.done, returns, lengths, out.truncated)
-        )
+        self._outbox.put(protocol.encode_request(vars(out), returns, lengths))
 
     def close(self) -> None:
         self._outbox.put(None)

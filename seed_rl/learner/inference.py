@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from seed_rl.core.agent import ActInputs, Agent
-from seed_rl.core.step import StepRequest
+from seed_rl.core.step import STEP_FIELD_NAMES, StepRequest
 from seed_rl.learner.env_state import EnvStateTable
 from seed_rl.core.unroll import UnrollBatch
 from seed_rl.learner.trajectories import TrajectoryStore
@@ -77,8 +77,8 @@ class InferenceEngine:
         started = time.thread_time()
         device = self.agent.device
         columns = {
-            name: torch.from_numpy(np.concatenate([getattr(r, name) for r in requests])).to(device)
-            for name in ("observation", "reward", "done", "truncated")
+            name: torch.from_numpy(np.concatenate([r.step[name] for r in requests])).to(device)
+            for name in STEP_FIELD_NAMES
         }
         env_index = torch.from_numpy(np.concatenate(
             [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seed_rl.core.unroll import STEP_FIELDS, UnrollBatch
+from seed_rl.core.unroll import TRAJECTORY_FIELDS, UnrollBatch
 
 # Indexed copies of whole rows. On the CPU, numpy's fancy indexing copies each
 # row as one block, 20-40x faster than torch's element-wise index_put and
@@ -119,8 +119,7 @@ class TrajectoryStore:
 
         Args:
           slots: int64 ``[N]``, distinct slot of each environment.
-          step: the step's ``observation``, ``reward``, ``done``, ``truncated``
-            and ``action``, each ``[N, ...]``.
+          step: each of TRAJECTORY_FIELDS, ``[N, ...]``.
           outputs: the agent outputs of the step, each ``[N, ...]``.
           state_before: the recurrent state each environment had before the step.
           capacity: the slot table's capacity (buffers grow to it).
@@ -148,7 +147,7 @@ class TrajectoryStore:
     def _hand_over(self, finished: np.ndarray) -> UnrollBatch:
         columns = (slice(None), finished)
         unrolls = UnrollBatch(
-            *(_take(self._steps[name], columns) for name in STEP_FIELDS),
+            steps={name: _take(self._steps[name], columns) for name in TRAJECTORY_FIELDS},
             agent_outputs={k: _take(v, columns) for k, v in self._outputs.items()},
             initial_core_state=tuple(_take(s, (0, finished)) for s in self._start_states),
         )

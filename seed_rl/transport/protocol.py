@@ -1,15 +1,11 @@
 """What actors and the learner say to each other, and the checks on it.
 
 One bidirectional stream per actor, method ``/seed_rl.Learner/Act``. Every
-request is a :mod:`seed_rl.transport.wire` message with the fields
-
-- ``observation`` ``[K, *observation_shape]`` of the environment's dtype,
-- ``reward`` ``[K]`` float32 and ``done`` ``[K]`` bool (the result of the
-  previous action; ``done`` marks an observation that starts an episode),
-- optionally ``truncated`` ``[K]`` bool: the episode that ``done`` ended was cut by
-  a time limit, not terminated (absent means no truncation),
-- optionally ``episode_return`` / ``episode_length`` ``[n]`` for the episodes
-  that ended with this step (logging only).
+request is a :mod:`seed_rl.transport.wire` message holding one step of the
+actor's K environments, a ``[K, ...]`` array per field of
+:data:`seed_rl.core.step.STEP_FIELDS` (optional fields may be left out), and
+optionally ``episode_return`` / ``episode_length`` ``[n]`` for the episodes
+that ended with this step (logging only).
 
 Every reply carries ``action`` ``[K]`` int64. Call metadata names the actor
 (``seed-actor-id``) and the environment it runs (``seed-env``), so an actor
@@ -18,9 +14,12 @@ started for another game is refused before it sends anything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from seed_rl.transport import wire
+from seed_rl.core.step import STEP_FIELDS
 from seed_rl.envs import EnvSpec
 
 SERVICE = "seed_rl.Learner"
@@ -61,21 +60,20 @@ class ProtocolError(ValueError):
     """A request broke the protocol; the text names the field and what was expected."""
 
 
+EPISODE_FIELDS = ("episode_return", "episode_length")  # per finished episode, beside the step's fields
+
+
 def encode_request(
-    observation: np.ndarray,
-    reward: np.ndarray,
-    done: np.ndarray,
+    step: Mapping[str, np.ndarray],
     episode_return: np.ndarray | None = None,
     episode_length: np.ndarray | None = None,
-    truncated: np.ndarray | None = None,
 ) -> bytes:
-    fields = {
-        "observation": observation,
-        "reward": np.asarray(reward, dtype=np.float32),
-        "done": np.asarray(done, dtype=bool),
-    }
-    if truncated is not None:
-        fields["truncated"] = np.asarray(truncated, dtype=bool)
+    """One step (a ``[K, ...]`` array per field of STEP_FIELDS; optional ones may be absent) as a request."""
+    fields = {}
+    for field in STEP_FIELDS:
+        if field.name in step:
+            value = np.asarray(step[field.name])
+            fields[field.name] = value if field.dtype is None else value.astype(field.dtype, copy=False)
     if episode_return is not None and len(episode_return):
         fields["episode_return"] = np.asarray(episode_return, dtype=np.float32)
         fields["episode_length"] = np.asarray(episode_length, dtype=np.int32)
@@ -94,14 +92,14 @@ def decode_request(data: bytes, spec: EnvSpec, expected_envs: int | None) -> dic
 def validate_request(
     fields: dict[str, np.ndarray], spec: EnvSpec, expected_envs: int | None
 ) -> dict[str, np.ndarray]:
-    """Checks one step's arrays against the environment spec, whichever transport brought them.
+    """Checks one step's arrays against STEP_FIELDS and the environment spec, whichever transport brought them.
 
-    Fills in ``truncated`` (all False) when absent; raises :class:`ProtocolError`.
+    Fills in absent optional fields with zeros; raises :class:`ProtocolError`.
     """
-    for name in ("observation", "reward", "done"):
-        if name not in fields:
-            raise ProtocolError(f"request lacks the field {name!r}")
-    observation, reward, done = fields["observation"], fields["reward"], fields["done"]
+    for field in STEP_FIELDS:
+        if field.required and field.name not in fields:
+            raise ProtocolError(f"request lacks the field {field.name!r}")
+    observation = fields["observation"]
     if observation.ndim < 1 or observation.shape[0] == 0:
         raise ProtocolError(f"observation must be [K, ...] with K >= 1 environments, got shape {observation.shape}")
     num_envs = observation.shape[0]
@@ -114,20 +112,22 @@ def validate_request(
         )
     if observation.dtype.name != spec.observation_dtype:
         raise ProtocolError(f"observation dtype {observation.dtype.name} should be {spec.observation_dtype}")
-    if reward.shape != (num_envs,) or reward.dtype != np.float32:
-        raise ProtocolError(f"reward must be float32 [{num_envs}], got {reward.dtype.name} {reward.shape}")
-    if not np.all(np.isfinite(reward)):
+    for field in STEP_FIELDS:
+        if field.per_observation:
+            continue  # the observation is checked above, with hints of its own
+        shape, dtype = field.shape(num_envs, spec.observation_shape), field.dtype_for(spec.observation_dtype)
+        if field.name not in fields:
+            fields[field.name] = np.zeros(shape, dtype)
+            continue
+        value = fields[field.name]
+        if value.shape != shape or value.dtype.name != dtype:
+            raise ProtocolError(
+                f"{field.name} must be {dtype} [{', '.join(map(str, shape))}], got {value.dtype.name} {value.shape}"
+            )
+    if not np.all(np.isfinite(fields["reward"])):
         raise ProtocolError("reward contains NaN or infinity")
-    if done.shape != (num_envs,) or done.dtype != bool:
-        raise ProtocolError(f"done must be bool [{num_envs}], got {done.dtype.name} {done.shape}")
-    if "truncated" in fields:
-        truncated = fields["truncated"]
-        if truncated.shape != (num_envs,) or truncated.dtype != bool:
-            raise ProtocolError(f"truncated must be bool [{num_envs}], got {truncated.dtype.name} {truncated.shape}")
-        if np.any(truncated & ~done):
-            raise ProtocolError("truncated is set for an environment whose done flag is not")
-    else:
-        fields["truncated"] = np.zeros(num_envs, dtype=bool)
+    if np.any(fields["truncated"] & ~fields["done"]):
+        raise ProtocolError("truncated is set for an environment whose done flag is not")
     if "episode_return" in fields:
         returns, lengths = fields["episode_return"], fields.get("episode_length")
         if lengths is None or returns.ndim != 1 or lengths.shape != returns.shape:

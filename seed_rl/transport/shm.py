@@ -15,8 +15,8 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
   passing a ``memfd`` holding the arrays alongside (``SCM_RIGHTS``), or
   ``REFUSED``/``UNAVAILABLE`` with the reason. The memory has no name, so
   nothing is left behind when either side is killed.
-- **Steps.** The actor writes ``observation`` ``[K, ...]``, ``reward``,
-  ``done`` and ``truncated`` ``[K]`` into the shared arrays and sends
+- **Steps.** The actor writes every field of the step
+  (:data:`seed_rl.core.step.STEP_FIELDS`) into the shared arrays and sends
   ``STEP`` followed by a :mod:`seed_rl.transport.wire` message with the finished
   episodes' ``episode_return``/``episode_length`` (possibly none). The
   learner validates the step like a gRPC request and answers ``ACTIONS``
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from seed_rl.core.step import STEP_FIELDS
 from seed_rl.transport import wire
 
 HELLO, READY, STEP, ACTIONS, REFUSED, UNAVAILABLE = b"H", b"R", b"S", b"A", b"E", b"U"
@@ -96,14 +97,11 @@ class ArrayLayout:
 
     @classmethod
     def for_step(cls, num_envs: int, observation_shape: tuple[int, ...], observation_dtype: str) -> "ArrayLayout":
+        """Every field of STEP_FIELDS for ``num_envs`` environments, each aligned to a cache line."""
         fields, offset = [], 0
-        for name, dtype, shape in (
-            ("observation", observation_dtype, (num_envs, *observation_shape)),
-            ("reward", "float32", (num_envs,)),
-            ("done", "bool", (num_envs,)),
-            ("truncated", "bool", (num_envs,)),
-        ):
-            fields.append((name, dtype, shape, offset))
+        for field in STEP_FIELDS:
+            dtype, shape = field.dtype_for(observation_dtype), field.shape(num_envs, observation_shape)
+            fields.append((field.name, dtype, shape, offset))
             offset += -(-math.prod(shape) * np.dtype(dtype).itemsize // _ALIGN) * _ALIGN
         return cls(tuple(fields), max(offset, _ALIGN))
 

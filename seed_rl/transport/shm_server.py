@@ -18,6 +18,7 @@ import numpy as np
 
 from seed_rl.transport import protocol, shm, wire
 from seed_rl.core.batcher import BatcherClosed
+from seed_rl.core.step import STEP_FIELDS
 from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
@@ -162,8 +163,9 @@ class ShmLearnerServer:
         return actor, num_envs, first_env, memory, layout.views(memory)
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
-        observation, reward = arrays["observation"], arrays["reward"]
-        done_bytes, truncated_bytes = arrays["done"].view(np.uint8), arrays["truncated"].view(np.uint8)
+        # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
+        flag_bytes = [arrays[f.name].view(np.uint8) for f in STEP_FIELDS if f.dtype == "bool"]
+        flag_names = " and ".join(f.name for f in STEP_FIELDS if f.dtype == "bool")
         while True:
             try:
                 message = shm.receive(conn)
@@ -176,15 +178,15 @@ class ShmLearnerServer:
             try:
                 if message[:1] != shm.STEP:
                     raise protocol.ProtocolError(f"expected a step message, got tag {message[:1]!r}")
-                if done_bytes.max() > 1 or truncated_bytes.max() > 1:
-                    raise protocol.ProtocolError("done and truncated must hold 0 or 1")
+                if any(flags.max() > 1 for flags in flag_bytes):
+                    raise protocol.ProtocolError(f"{flag_names} must hold 0 or 1")
                 try:
                     fields = wire.decode(message[1:])
                 except wire.WireError as e:
                     raise protocol.ProtocolError(str(e)) from None
-                if set(fields) - {"episode_return", "episode_length"}:
+                if set(fields) - set(protocol.EPISODE_FIELDS):
                     raise protocol.ProtocolError(f"unexpected fields {sorted(fields)} in a step message")
-                fields.update(observation=observation, reward=reward, done=arrays["done"], truncated=arrays["truncated"])
+                fields.update(arrays)
                 fields = protocol.validate_request(fields, self.spec, num_envs)
             except protocol.ProtocolError as e:
                 self._refuse(conn, actor, str(e))

@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.step import StepRequest
+from seed_rl.core.step import STEP_FIELD_NAMES, StepRequest
 from seed_rl.transport.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -118,9 +118,7 @@ class ActorStream:
                 self._first_env_index = index * self.num_envs
         if self._streams.on_episodes is not None and "episode_return" in fields:
             self._streams.on_episodes(fields["episode_return"], fields["episode_length"])
-        request = StepRequest(
-            self.stream_id, self._first_env_index, observation, fields["reward"], fields["done"], fields["truncated"]
-        )
+        request = StepRequest(self.stream_id, self._first_env_index, {name: fields[name] for name in STEP_FIELD_NAMES})
         return self._streams.batcher.submit(request, self.num_envs).result()
 
     def close(self) -> None:

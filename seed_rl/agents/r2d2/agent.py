@@ -125,10 +125,11 @@ class R2D2Agent:
         def column(array):  # [L] -> [L, 1] time-major batch of one
             return torch.from_numpy(np.asarray(array)).unsqueeze(1)
 
-        batch = {"reward": column(unroll.reward).float(), "done": column(unroll.done).bool(),
-                 "action": column(unroll.action).long()}
-        if unroll.truncated is not None:
-            batch["truncated"] = column(unroll.truncated).bool()
+        steps = unroll.steps
+        batch = {"reward": column(steps["reward"]).float(), "done": column(steps["done"]).bool(),
+                 "action": column(steps["action"]).long()}
+        if "truncated" in steps:
+            batch["truncated"] = column(steps["truncated"]).bool()
         q = column(unroll.agent_outputs["q"])[self.config.burn_in :].float()
         td = self._td_errors(q, q, batch)
         return float(sequence_priority(td.abs(), self.config.priority_eta)[0])

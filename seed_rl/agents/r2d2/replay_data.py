@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import dataclasses
 import logging
 
 import numpy as np
 import torch
 
-from seed_rl.core.unroll import Unroll
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 log = logging.getLogger(__name__)
@@ -41,12 +39,18 @@ def _to_arrays(value):
 def _unroll_to_checkpoint(unroll: Unroll) -> dict:
     # torch.save streams tensor storages straight into the file, while pickled
     # numpy arrays are first copied into one in-memory pickle: with a replay of
-    # several GB that copy exhausted a 24 GB machine.
-    return {f.name: _to_tensors(getattr(unroll, f.name)) for f in dataclasses.fields(unroll)}
+    # several GB that copy exhausted a 24 GB machine. Step fields are stored
+    # flat beside agent_outputs and initial_core_state, the format since replays
+    # were first checkpointed.
+    return {**_to_tensors(unroll.steps), "agent_outputs": _to_tensors(unroll.agent_outputs),
+            "initial_core_state": _to_tensors(unroll.initial_core_state)}
 
 
 def _unroll_from_checkpoint(fields: dict) -> Unroll:
-    return Unroll(**{k: _to_arrays(v) for k, v in fields.items()})
+    fields = _to_arrays(fields)
+    outputs, state = fields.pop("agent_outputs"), fields.pop("initial_core_state")
+    return Unroll(steps={k: v for k, v in fields.items() if v is not None}, agent_outputs=outputs,
+                  initial_core_state=state)
 
 
 class ReplayData:
