@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 
 import gymnasium
 import numpy as np
@@ -218,10 +220,20 @@ def test_unknown_game_suggests_close_match():
     with pytest.raises(EnvError) as info:
         make_env("atari:Pongg", seed=0)
     message = str(info.value)
-    assert message.startswith("unknown Atari game 'Pongg'; did you mean 'Pong'?")
-    assert "(ale-py ships: Adventure, AirRaid, " in message
-    assert "SpaceInvaders" in message
-    assert "\n" not in message
+    assert message.startswith("unknown Atari game 'Pongg' (did you mean 'Pong'")
+    assert "python -m seed_rl.envs.atari lists them" in message
+    assert "\n" not in message and len(message) < 200, message
+
+
+def test_the_game_listing_names_every_game_make_env_accepts():
+    pytest.importorskip("ale_py")
+    from seed_rl.envs.atari import canonical_game_name
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "seed_rl.envs.atari"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.split()
+    assert len(listing) > 50 and {"Pong", "Breakout", "SpaceInvaders", "MontezumaRevenge"} <= set(listing)
+    assert all(canonical_game_name(game) == game for game in listing)
 
 
 def test_raw_ale_id_points_to_atari_prefix():

@@ -79,10 +79,20 @@ def canonical_game_name(game: str) -> str:
     key = _key(_strip_decorations(game))
     if key in games:
         return games[key]
-    close = difflib.get_close_matches(key, list(games), n=1)
-    hint = f"; did you mean {games[close[0]]!r}?" if close else ";"
-    listing = ", ".join(sorted(games.values()))
-    raise EnvError(f"unknown Atari game {game!r}{hint} (ale-py ships: {listing})")
+    close = difflib.get_close_matches(key, list(games), n=3)
+    hint = f" (did you mean {' or '.join(repr(games[c]) for c in close)}?)" if close else ""
+    raise EnvError(
+        f"unknown Atari game {game!r}{hint}; ale-py ships {len(games)} games: "
+        f"python -m seed_rl.envs.atari lists them"
+    )
+
+
+def main() -> None:
+    """``python -m seed_rl.envs.atari``: the games ``--env=atari:<Game>`` accepts, one a line."""
+    try:
+        print("\n".join(sorted(_known_games().values())))
+    except EnvError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 class _ChannelFirstFrames(gymnasium.ObservationWrapper):
@@ -147,3 +157,7 @@ def make_atari(game: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasi
         env = _ChannelFirstFrames(env)
     env.action_space.seed(seed)
     return env
+
+
+if __name__ == "__main__":
+    main()
