@@ -86,21 +86,24 @@ R2D2_SOURCE = dict(
 )
 
 
-def _impala_reference_step(agent: ImpalaAgent, batch: dict) -> list[torch.Tensor]:
-    """One update written from the sources, on a copy of the agent's network."""
+def _impala_reference_grads(
+    model: torch.nn.Module, batch: dict, reward_clipping: str = "abs_one", vtrace_lambda: float = 1.0
+) -> list[torch.Tensor]:
+    """The clipped gradient of IMPALA's loss, written from the sources, at ``model``'s weights."""
     cfg = type("Source", (), IMPALA_SOURCE)
-    model = copy.deepcopy(agent.model)
     logits, values, _ = model(batch["observation"], batch["done"], ())
     log_pi = torch.log_softmax(logits[:-1], -1)
     actions = batch["action"][:-1]
     log_pi_a = log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
     log_mu_a = torch.log_softmax(batch["agent_outputs"]["policy_logits"][:-1], -1).gather(
         -1, actions.unsqueeze(-1)).squeeze(-1)
-    rewards = np.clip(batch["reward"][1:].numpy(), -1.0, 1.0)  # IMPALA Atari: rewards clipped to [-1, 1]
+    rewards = batch["reward"][1:].numpy()
+    if reward_clipping == "abs_one":
+        rewards = np.clip(rewards, -1.0, 1.0)  # IMPALA Atari: rewards clipped to [-1, 1]
     discounts = cfg.discount * (1.0 - batch["done"][1:].numpy())
     vs, pg_adv = reference_vtrace(
         (log_pi_a - log_mu_a).detach().double().numpy(), discounts, rewards,
-        values[:-1].detach().double().numpy(), values[-1].detach().double().numpy(),
+        values[:-1].detach().double().numpy(), values[-1].detach().double().numpy(), lambda_=vtrace_lambda,
     )
     vs, pg_adv = torch.as_tensor(vs, dtype=torch.float32), torch.as_tensor(pg_adv, dtype=torch.float32)
     # Summed over time and batch, as scalable_agent and TorchBeast do.
@@ -108,13 +111,34 @@ def _impala_reference_step(agent: ImpalaAgent, batch: dict) -> list[torch.Tensor
     baseline_loss = 0.5 * ((vs - values[:-1]) ** 2).sum()
     entropy = -(log_pi.exp() * log_pi).sum()
     loss = policy_loss + cfg.baseline_cost * baseline_loss - cfg.entropy_cost * entropy
-    grads = _clip_global_norm(list(torch.autograd.grad(loss, list(model.parameters()))), cfg.max_grad_norm)
-    # torch RMSprop (TorchBeast): v = a v + (1 - a) g^2; p -= lr g / (sqrt(v) + eps), v starting at 0.
+    return _clip_global_norm(list(torch.autograd.grad(loss, list(model.parameters()))), cfg.max_grad_norm)
+
+
+def _rmsprop_reference(params, grads, square_avg: list | None, learning_rate: float) -> list[torch.Tensor]:
+    """torch RMSprop (TorchBeast): v = a v + (1 - a) g^2; p -= lr g / (sqrt(v) + eps), v starting at 0.
+
+    ``square_avg`` carries v across steps (updated in place); None: a first step.
+    """
+    decay, eps = IMPALA_SOURCE["rmsprop_decay"], IMPALA_SOURCE["rmsprop_epsilon"]
+    square_avg = square_avg if square_avg is not None else [torch.zeros_like(g) for g in grads]
     updated = []
-    for p, grad in zip(model.parameters(), grads):
-        v = (1.0 - cfg.rmsprop_decay) * grad**2
-        updated.append(p.detach() - cfg.learning_rate * grad / (v.sqrt() + cfg.rmsprop_epsilon))
+    for i, (p, grad) in enumerate(zip(params, grads)):
+        square_avg[i] = decay * square_avg[i] + (1.0 - decay) * grad**2
+        updated.append(p.detach() - learning_rate * grad / (square_avg[i].sqrt() + eps))
     return updated
+
+
+def _impala_reference_step(agent: ImpalaAgent, batch: dict, **loss_settings) -> list[torch.Tensor]:
+    """One first update written from the sources, on a copy of the agent's network."""
+    model = copy.deepcopy(agent.model)
+    grads = _impala_reference_grads(model, batch, **loss_settings)
+    return _rmsprop_reference(list(model.parameters()), grads, None, IMPALA_SOURCE["learning_rate"])
+
+
+def _assert_different_update(before, one, other):
+    """The two references differ by more than _assert_same_update forgives, so the test can fail."""
+    with pytest.raises(AssertionError):
+        _assert_same_update(before, one, other)
 
 
 def test_impala_default_step_is_the_torchbeast_step():
@@ -126,6 +150,44 @@ def test_impala_default_step_is_the_torchbeast_step():
     expected = _impala_reference_step(agent, batch)
     agent.train_step(batch, LOCK)
     _assert_same_update(before, _params(agent.model), expected)
+
+
+@pytest.mark.parametrize(
+    "reward_clipping, vtrace_lambda",
+    [("none", 1.0), ("abs_one", 0.99)],  # the vector preset's unclipped rewards; DMLab's lambda (SEED's scripts)
+)
+def test_impala_step_with_non_default_loss_settings_is_the_reference_step(reward_clipping, vtrace_lambda):
+    config = ImpalaConfig(torso="mlp", reward_clipping=reward_clipping, vtrace_lambda=vtrace_lambda)
+    torch.manual_seed(0)
+    agent = ImpalaAgent(VECTOR, config, torch.device("cpu"), total_train_steps=10**6)
+    batch = _impala_batch(config.unroll_length, config.batch_size)
+    before = _params(agent.model)
+    expected = _impala_reference_step(agent, batch, reward_clipping=reward_clipping, vtrace_lambda=vtrace_lambda)
+    _assert_different_update(before, expected, _impala_reference_step(agent, batch))
+    agent.train_step(batch, LOCK)
+    _assert_same_update(before, _params(agent.model), expected)
+
+
+def test_impala_learning_rate_decays_linearly_to_zero_over_the_run():
+    # IMPALA: the learning rate is annealed linearly to 0 over training (lr_decay, on by default).
+    total_train_steps = 4
+    torch.manual_seed(0)
+    agent = ImpalaAgent(VECTOR, ImpalaConfig(torso="mlp"), torch.device("cpu"), total_train_steps)
+    batch = _impala_batch(5, 4)
+    square_avg: list | None = None
+    for step in range(3):
+        before = _params(agent.model)
+        grads = _impala_reference_grads(copy.deepcopy(agent.model), batch)
+        constant = _rmsprop_reference(before, grads, None if square_avg is None else list(square_avg),
+                                      IMPALA_SOURCE["learning_rate"])
+        learning_rate = IMPALA_SOURCE["learning_rate"] * (1 - step / total_train_steps)
+        square_avg = square_avg if square_avg is not None else [torch.zeros_like(g) for g in grads]
+        expected = _rmsprop_reference(before, grads, square_avg, learning_rate)
+        if step:
+            _assert_different_update(before, expected, constant)
+        logs = agent.train_step(batch, LOCK).logs
+        assert logs["learning_rate"] == pytest.approx(learning_rate)
+        _assert_same_update(before, _params(agent.model), expected)
 
 
 def test_impala_adam_takes_seeds_mean_reduced_loss():
