@@ -4,7 +4,8 @@
 #   ./run_tests.sh -m "not slow" # skip the multi-minute learning runs
 set -euo pipefail
 cd "$(dirname "$0")"
-# Test extras: Atari, the test tools, plots, old-gym (shimmy), Vertex AI and Ray.
+# Test extras: Atari, the test tools, plots, video, old-gym (shimmy), Vertex AI, Ray and the DMLab
+# level cache's gs:// support (the engine itself is not on PyPI).
 # Google Research Football is built separately (tools/setup_football.sh; CI does).
-tools/setup_venv.sh atari,minatar,test,plot,video,shimmy,gcp,ray >&2
+tools/setup_venv.sh atari,minatar,test,plot,video,shimmy,gcp,ray,dmlab >&2
 exec .venv/bin/python -m pytest "$@"

@@ -79,16 +79,8 @@ def test_actor_replica_restarts_a_killed_actor_process_and_stops_on_sigterm(tmp_
     assert not any(pid_alive(pid) for pid in children)
 
 
-def _train_knows(flag: str) -> bool:
-    out = subprocess.run([sys.executable, "-m", "seed_rl.train", "--helpfull"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120).stdout
-    return f"--{flag}" in out
-
-
 @pytest.mark.slow
 def test_learner_and_actor_replicas_train_over_tls_with_a_token(tmp_path):
-    if not _train_knows("tls_cert_file"):
-        pytest.skip("seed_rl.train has no --tls_cert_file yet (the TLS/token work is not merged)")
     credentials_dir = tmp_path / "credentials"
     generate_credentials(credentials_dir)
     port = _free_port()

@@ -214,6 +214,11 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
         start_line, start_time = len(_read_metrics(metrics)), time.monotonic()
         cpu0 = (_cpu_seconds(learner.pid), sum(map(_cpu_seconds, pids)), _machine_busy_seconds())
         time.sleep(args.seconds)
+        # A loaded machine can summarise less often than every LOG_INTERVAL_S: the window then runs on until it
+        # holds two summaries (a rate needs them), for at most --startup_timeout_s more.
+        deadline = time.monotonic() + args.startup_timeout_s
+        while len(_read_metrics(metrics)) - start_line < 2 and time.monotonic() < deadline and learner.poll() is None:
+            time.sleep(0.2)
         cpu1 = (_cpu_seconds(learner.pid), sum(map(_cpu_seconds, pids)), _machine_busy_seconds())
         wall = time.monotonic() - start_time
         records = _read_metrics(metrics)
@@ -223,7 +228,7 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
         if dead:
             raise RuntimeError(f"actor {dead[0]} exited during the measurement:\n{_tail(logdir / f'actor{dead[0]}.log')}")
         if len(records) - start_line < 2:
-            raise RuntimeError(f"only {len(records) - start_line} summaries in the {args.seconds} s window; raise --seconds")
+            raise RuntimeError(f"only {len(records) - start_line} summaries in the {wall:.0f} s window; raise --seconds")
         fps, covered, batch = window_rate(records, start_line, len(records), LOG_INTERVAL_S)
     finally:
         _stop(learner, actor_processes)
