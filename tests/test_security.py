@@ -17,7 +17,7 @@ import pytest
 
 from conftest import FAKE_ENV, Client, start_learner, wait_for
 from seed_rl.transport import protocol
-from seed_rl.acting.loop import ActorConfigError
+from seed_rl.transport.errors import Refused
 from seed_rl.transport.security import (
     ClientSecurity,
     SecurityConfigError,
@@ -280,7 +280,7 @@ def test_refused_actor_stops_with_one_clear_error(certs, kwargs, message):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive(), "a refused actor must stop instead of retrying"
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         assert message in str(actor.error)
         assert h.engine.env_steps == 0 and h.episodes == []
     finally:
@@ -298,7 +298,7 @@ def test_tls_actor_against_a_plaintext_learner_says_so(certs, tmp_path, ca):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive()
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         expected = "does not speak TLS" if ca == "GOOD" else f"cannot read --tls_ca_file={ca_file}"
         assert expected in str(actor.error)
         assert h.engine.env_steps == 0

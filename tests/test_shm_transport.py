@@ -14,6 +14,7 @@ import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
 from seed_rl.transport import shm, wire
+from seed_rl.transport.errors import Refused, Unavailable
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -118,7 +119,7 @@ def test_a_malformed_step_ends_only_its_own_connection(shm_learner, corrupt, rea
         conn.step(*NO_STATS)
     _write(bad, np.zeros((K, 3)), 0, False)
     corrupt(bad)
-    with pytest.raises(shm.Refused, match=reason):
+    with pytest.raises(Refused, match=reason):
         bad.step(*NO_STATS)
     bad.close()
     for _ in range(5):  # the other actor carries on
@@ -163,13 +164,13 @@ def test_handshake_checks_env_token_and_capacity(shm_learner):
     from seed_rl.transport.security import ServerSecurity
 
     h = shm_learner(security=ServerSecurity(auth_token="s3cret"))
-    with pytest.raises(shm.Refused, match="auth token"):
+    with pytest.raises(Refused, match="auth token"):
         _connect(h)
-    with pytest.raises(shm.Refused, match="auth token"):
+    with pytest.raises(Refused, match="auth token"):
         _connect(h, token="wrong")
-    with pytest.raises(shm.Refused, match="runs --env=Pong but the learner trains"):
+    with pytest.raises(Refused, match="runs --env=Pong but the learner trains"):
         _connect(h, env="Pong", token="s3cret")
-    with pytest.raises(shm.Refused, match="num_envs"):
+    with pytest.raises(Refused, match="num_envs"):
         _connect(h, num_envs=0, token="s3cret")
     conn = _connect(h, token="s3cret")
     _write(conn, np.zeros((K, 3)), 0, True)
@@ -210,7 +211,7 @@ def test_stopping_the_learner_disconnects_actors_and_removes_its_socket(shm_lear
     path = h.shm_server.path
     h.stop()
     assert not os.path.exists(path)
-    with pytest.raises((ConnectionResetError, shm.Unavailable, BrokenPipeError)):
+    with pytest.raises((ConnectionResetError, Unavailable, BrokenPipeError)):
         conn.step(*NO_STATS)
     conn.close()
 

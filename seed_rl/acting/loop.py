@@ -7,7 +7,7 @@ learner for logging. If the learner is unreachable, or goes away, the actor
 says so once and retries with backoff; on reconnecting it resets its
 environments, because the learner starts their trajectories afresh. Refusals
 that retrying cannot fix (a wrong token, a certificate it does not trust, another
-environment) end the actor with :class:`ActorConfigError`.
+environment) end the actor with :class:`~seed_rl.transport.errors.Refused`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import grpc
 import numpy as np
 
 from seed_rl.transport import protocol, shm
+from seed_rl.transport.errors import Refused, Unavailable
 from seed_rl.transport.security import ClientSecurity, SecurityConfigError
 from seed_rl.envs import EnvConfig, make_env
 
@@ -38,10 +39,6 @@ FATAL_CODES = (
 
 
 TRANSPORTS = ("grpc", "shm")
-
-
-class ActorConfigError(RuntimeError):
-    """The learner refused this actor for a reason retrying cannot fix."""
 
 
 @dataclass
@@ -117,7 +114,7 @@ class _EnvGroup:
         try:
             self.out.observation[i] = observation
         except ValueError:
-            raise ActorConfigError(
+            raise Refused(
                 f"observation shape {np.shape(observation)} does not match the learner's environment "
                 f"{self.out.observation.shape[1:]}; start the actor with the learner's --env and env flags"
             ) from None
@@ -137,7 +134,7 @@ class _EnvGroup:
     def step(self, actions: np.ndarray) -> tuple[StepArrays, np.ndarray, np.ndarray]:
         """Applies ``actions``; returns the step and the (returns, lengths) of episodes that ended."""
         if actions.shape != (len(self.envs),):
-            raise ActorConfigError(f"learner sent {actions.shape} actions for {len(self.envs)} environments")
+            raise Refused(f"learner sent {actions.shape} actions for {len(self.envs)} environments")
         out = self.out
         finished_returns, finished_lengths = [], []
         for i, env in enumerate(self.envs):
@@ -175,7 +172,7 @@ def _metadata(settings: ActorSettings, first_env: int | None = None) -> tuple[tu
 def _connect_error(settings: ActorSettings, channel: grpc.Channel) -> str:
     """Why ``channel`` does not connect, in gRPC's words ("" if it now does).
 
-    Raises :class:`ActorConfigError` if the learner answers with a refusal.
+    Raises :class:`Refused` if the learner answers with a refusal.
 
     ``channel_ready_future`` only times out; a call that does not wait for the
     channel fails with the reason (refused connection, TLS handshake, ...).
@@ -186,7 +183,7 @@ def _connect_error(settings: ActorSettings, channel: grpc.Channel) -> str:
             pass
     except grpc.RpcError as e:
         if e.code() in FATAL_CODES:
-            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
+            raise Refused.by_learner(settings.actor_id, e.details()) from None
         return e.details() or e.code().name
     return ""
 
@@ -303,7 +300,7 @@ def _run_grpc(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.
         try:
             channel = settings.security.channel(settings.learner_address, options)
         except SecurityConfigError as e:
-            raise ActorConfigError(str(e)) from None
+            raise Refused(str(e)) from None
         with channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=backoff)
@@ -311,7 +308,7 @@ def _run_grpc(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.
                 reason = _connect_error(settings, channel)
                 fatal = _tls_failure(settings, reason)
                 if fatal:
-                    raise ActorConfigError(fatal) from None
+                    raise Refused(fatal) from None
                 if waiting_since is None:
                     waiting_since = time.monotonic()
                     hint = "" if settings.tls_ca_file or "socket closed" not in reason.lower() else (
@@ -342,7 +339,7 @@ def _run_grpc(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.
             except (grpc.RpcError, ConnectionResetError) as e:
                 rpc_error = isinstance(e, grpc.RpcError)
                 if rpc_error and e.code() in FATAL_CODES:
-                    raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e.details()}") from None
+                    raise Refused.by_learner(settings.actor_id, e.details()) from None
                 if not stop.is_set():
                     waiting_since = time.monotonic()
                     log.warning(
@@ -363,9 +360,7 @@ def _run_shm(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.E
         try:
             for envs in groups:
                 links.append(_ShmLink(settings, path, envs))
-        except shm.Refused as e:
-            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
-        except (OSError, shm.Unavailable) as e:
+        except (OSError, Unavailable) as e:
             for link in links:
                 link.close()
             if waiting_since is None:
@@ -384,9 +379,7 @@ def _run_shm(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.E
         backoff = 0.25
         try:
             _serve(links, stop)
-        except shm.Refused as e:
-            raise ActorConfigError(f"learner refused actor {settings.actor_id}: {e}") from None
-        except (OSError, shm.Unavailable) as e:
+        except (OSError, Unavailable) as e:
             if not stop.is_set():
                 waiting_since = time.monotonic()
                 log.warning("actor %d: lost the learner (%s); reconnecting with backoff", settings.actor_id, e)
@@ -396,11 +389,11 @@ def _run_shm(settings: ActorSettings, groups: list[_EnvGroup], stop: threading.E
 
 
 def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> None:
-    """Runs until ``stop`` is set; survives learner restarts. Raises ActorConfigError if refused."""
+    """Runs until ``stop`` is set; survives learner restarts. Raises Refused if refused."""
     if settings.transport not in TRANSPORTS:
-        raise ActorConfigError(f"unknown transport {settings.transport!r}; choose one of {', '.join(TRANSPORTS)}")
+        raise Refused(f"unknown transport {settings.transport!r}; choose one of {', '.join(TRANSPORTS)}")
     if settings.transport == "shm" and not shm.available():
-        raise ActorConfigError("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
+        raise Refused("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
     stop = stop or threading.Event()
     groups: list[_EnvGroup] = []
     try:
@@ -408,7 +401,7 @@ def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> N
             groups.append(_EnvGroup(settings, indices))
         (_run_shm if settings.transport == "shm" else _run_grpc)(settings, groups, stop)
     except shm.ShmError as e:
-        raise ActorConfigError(str(e)) from None
+        raise Refused(str(e)) from None
     finally:
         for envs in groups:
             envs.close()

@@ -13,7 +13,8 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
 - **Handshake.** The actor sends ``HELLO`` with a JSON body (actor id, env,
   environments, the global index of its first environment, token). The learner answers ``READY`` with the array layout,
   passing a ``memfd`` holding the arrays alongside (``SCM_RIGHTS``), or
-  ``REFUSED``/``UNAVAILABLE`` with the reason. The memory has no name, so
+  ``REFUSED``/``UNAVAILABLE`` with the reason (raised on the actor's side as
+  :class:`~seed_rl.transport.errors.Refused`/:class:`~seed_rl.transport.errors.Unavailable`). The memory has no name, so
   nothing is left behind when either side is killed.
 - **Steps.** The actor writes ``observation`` ``[K, ...]``, ``reward``,
   ``done`` and ``truncated`` ``[K]`` into the shared arrays and sends
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seed_rl.transport import wire
+from seed_rl.transport.errors import Refused, Unavailable
 
 HELLO, READY, STEP, ACTIONS, REFUSED, UNAVAILABLE = b"H", b"R", b"S", b"A", b"E", b"U"
 MAX_CONTROL_BYTES = 1 << 20  # handshakes and episode statistics; observations travel in shared memory
@@ -146,17 +148,18 @@ def receive(sock: socket.socket) -> bytes:
 class ShmConnection:
     """The actor's end: one handshake, then lock-step steps over shared arrays."""
 
-    def __init__(self, sock: socket.socket, memory: mmap.mmap, arrays: dict[str, np.ndarray], num_envs: int):
+    def __init__(self, sock: socket.socket, memory: mmap.mmap, arrays: dict[str, np.ndarray], hello: dict):
         self._sock = sock
         self._memory = memory
         self.arrays = arrays
-        self._num_envs = num_envs
+        self._num_envs = hello["num_envs"]
+        self._actor_id = hello["actor_id"]
 
     @classmethod
     def connect(cls, path: str, hello: dict, timeout_s: float = 10.0) -> "ShmConnection":
         """Connects and shakes hands. Raises ``ConnectionRefusedError``/``FileNotFoundError`` when no learner
         listens (retry), :class:`Unavailable` when the learner asks to retry later, :class:`Refused` for a
-        refusal that retrying cannot fix."""
+        refusal that retrying cannot fix (both from :mod:`seed_rl.transport.errors`)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             sock.settimeout(timeout_s)
@@ -170,16 +173,15 @@ class ShmConnection:
             if tag != READY:
                 for fd in fds:
                     os.close(fd)
-                reason = body.decode(errors="replace")
-                raise (Unavailable if tag == UNAVAILABLE else Refused)(reason)
+                raise _learner_error(tag, body, hello["actor_id"])
             if len(fds) != 1:
-                raise Refused("the learner's handshake carried no shared memory")
+                raise Refused.by_learner(hello["actor_id"], "the learner's handshake carried no shared memory")
             layout = ArrayLayout.from_json(json.loads(body))
             try:
                 memory = mmap.mmap(fds[0], layout.size)
             finally:
                 os.close(fds[0])
-            return cls(sock, memory, layout.views(memory), hello["num_envs"])
+            return cls(sock, memory, layout.views(memory), hello)
         except BaseException:
             sock.close()
             raise
@@ -202,10 +204,11 @@ class ShmConnection:
         if tag == ACTIONS:
             actions = np.frombuffer(body, dtype="<i8")
             if actions.shape != (self._num_envs,):
-                raise Refused(f"the learner sent {actions.shape} actions for {self._num_envs} environments")
+                raise Refused.by_learner(
+                    self._actor_id, f"the learner sent {actions.shape} actions for {self._num_envs} environments"
+                )
             return actions
-        reason = body.decode(errors="replace")
-        raise (Unavailable if tag == UNAVAILABLE else Refused)(reason)
+        raise _learner_error(tag, body, self._actor_id)
 
     def step(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
         """:meth:`send` then :meth:`receive`."""
@@ -221,9 +224,7 @@ class ShmConnection:
             pass
 
 
-class Refused(RuntimeError):
-    """The learner refused this actor or its step; retrying cannot fix it."""
-
-
-class Unavailable(RuntimeError):
-    """The learner cannot serve now (shutting down, full); retry later."""
+def _learner_error(tag: bytes, body: bytes, actor_id: int | str) -> Refused | Unavailable:
+    """What the learner's ``UNAVAILABLE`` (retry later) or ``REFUSED`` answer means to the actor."""
+    reason = body.decode(errors="replace")
+    return Unavailable(reason) if tag == UNAVAILABLE else Refused.by_learner(actor_id, reason)
