@@ -152,12 +152,11 @@ def transports(transport: str) -> tuple[bool, str]:
     if transport == "grpc":
         return False, "grpc"
     try:
-        if not shm.available():
-            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets)")
+        shm.check_available()
         shm.socket_dir()
     except shm.ShmError as e:
         if transport == "shm":
-            raise ValueError(f"--transport=shm: {e}; or use --transport=grpc") from None
+            raise ValueError(f"--transport=shm: {e}") from None
         log.warning("actors on this machine use gRPC: %s", e)
         return False, "grpc"
     return True, "shm"

@@ -280,3 +280,21 @@ def test_transport_auto_falls_back_to_grpc_where_shared_memory_cannot_work(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert "actors on this machine use gRPC" in result.stderr
     assert "connected over gRPC" in result.stderr
+
+
+def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike(monkeypatch):
+    from seed_rl import train
+    from seed_rl.acting.loop import ActorSettings, run_actor
+    from seed_rl.envs import EnvConfig
+    from seed_rl.transport.shm_server import ShmLearnerServer
+
+    monkeypatch.setattr(shm, "available", lambda: False)
+    message = "the shared-memory transport needs Linux .*; use --transport=grpc"
+    settings = ActorSettings("127.0.0.1:1", FAKE_ENV, EnvConfig(), K, transport="shm")
+    with pytest.raises(Refused, match=message):
+        run_actor(settings)
+    with pytest.raises(shm.ShmError, match=message):
+        ShmLearnerServer(1, FAKE_SPEC, streams=None)
+    with pytest.raises(ValueError, match="--transport=shm: " + message):
+        train.transports("shm")
+    assert train.transports("auto") == (False, "grpc")

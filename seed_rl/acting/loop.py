@@ -392,11 +392,11 @@ def run_actor(settings: ActorSettings, stop: threading.Event | None = None) -> N
     """Runs until ``stop`` is set; survives learner restarts. Raises Refused if refused."""
     if settings.transport not in TRANSPORTS:
         raise Refused(f"unknown transport {settings.transport!r}; choose one of {', '.join(TRANSPORTS)}")
-    if settings.transport == "shm" and not shm.available():
-        raise Refused("--transport=shm needs Linux (memfd and SEQPACKET sockets); use --transport=grpc")
     stop = stop or threading.Event()
     groups: list[_EnvGroup] = []
     try:
+        if settings.transport == "shm":
+            shm.check_available()
         for indices in settings.env_groups():
             groups.append(_EnvGroup(settings, indices))
         (_run_shm if settings.transport == "shm" else _run_grpc)(settings, groups, stop)

@@ -57,6 +57,15 @@ def available() -> bool:
     return hasattr(os, "memfd_create") and hasattr(socket, "SOCK_SEQPACKET") and hasattr(socket, "send_fds")
 
 
+def check_available() -> None:
+    """Raises :class:`ShmError` where this platform cannot run the transport (see :func:`available`)."""
+    if not available():
+        raise ShmError(
+            "the shared-memory transport needs Linux (memfd, SEQPACKET sockets and descriptor passing); "
+            "use --transport=grpc"
+        )
+
+
 def socket_dir() -> str:
     """This user's directory for learner sockets, created private (0700); refused if anyone else can enter it."""
     path = os.path.join(tempfile.gettempdir(), f"seed_rl-{os.getuid()}")
@@ -68,7 +77,7 @@ def socket_dir() -> str:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise ShmError(
             f"{path} must be a directory owned by this user and closed to others (mode 0700); "
-            f"remove it, or set TMPDIR to a private directory"
+            f"remove it, set TMPDIR to a private directory, or use --transport=grpc"
         )
     return path
 

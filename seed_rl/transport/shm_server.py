@@ -36,8 +36,7 @@ class ShmLearnerServer:
         auth_token: str | None = None,
         max_streams: int = 256,
     ):
-        if not shm.available():
-            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets); use gRPC")
+        shm.check_available()
         self.spec = spec
         self.streams = streams
         self._auth_token = auth_token
