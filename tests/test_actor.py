@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import CountingAgent, LearnerHarness, start_learner, wait_for
-from seed_rl.acting.loop import ActorSettings, run_actor
+from seed_rl.acting.loop import run_actor
+from seed_rl.acting.settings import ActorSettings
 from seed_rl.envs import EnvConfig, EnvSpec
 from seed_rl.transport.errors import Refused
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
+from seed_rl.acting.shm_link import ShmConnection
 from seed_rl.transport import shm, wire
 from seed_rl.transport.errors import Refused, Unavailable
 
@@ -24,12 +25,12 @@ pytestmark = [
 K = 3
 
 
-def _connect(h, actor_id=1, num_envs=K, env=FAKE_ENV, token=None) -> shm.ShmConnection:
+def _connect(h, actor_id=1, num_envs=K, env=FAKE_ENV, token=None) -> ShmConnection:
     hello = {"actor_id": actor_id, "env": env, "num_envs": num_envs, "token": token}
-    return shm.ShmConnection.connect(h.shm_server.path, hello)
+    return ShmConnection.connect(h.shm_server.path, hello)
 
 
-def _write(conn: shm.ShmConnection, observation, reward, done, truncated=None) -> None:
+def _write(conn: ShmConnection, observation, reward, done, truncated=None) -> None:
     conn.arrays["observation"][...] = observation
     conn.arrays["reward"][...] = reward
     conn.arrays["done"][...] = done
@@ -180,8 +181,8 @@ def test_handshake_checks_env_token_and_capacity(shm_learner):
 
 _KILLED_ACTOR = textwrap.dedent("""
     import sys, numpy as np
-    from seed_rl.transport import shm
-    conn = shm.ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
+    from seed_rl.acting.shm_link import ShmConnection
+    conn = ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
     conn.arrays["done"][...] = True
     conn.step(np.zeros(0, np.float32), np.zeros(0, np.int32))
     print("stepped", flush=True)
@@ -284,7 +285,8 @@ def test_transport_auto_falls_back_to_grpc_where_shared_memory_cannot_work(tmp_p
 
 def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike(monkeypatch):
     from seed_rl import train
-    from seed_rl.acting.loop import ActorSettings, run_actor
+    from seed_rl.acting.loop import run_actor
+    from seed_rl.acting.settings import ActorSettings
     from seed_rl.envs import EnvConfig
     from seed_rl.transport.shm_server import ShmLearnerServer
 

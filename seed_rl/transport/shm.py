@@ -3,7 +3,9 @@
 gRPC over loopback copies every observation several times (encode, HTTP/2
 frames, decode) and wakes several threads per step. Actors on the learner's
 machine can instead write their step straight into memory the learner reads,
-as Sample Factory's workers do. The protocol keeps gRPC's semantics:
+as Sample Factory's workers do. This module holds what both ends share; the
+learner's end is :mod:`seed_rl.transport.shm_server`, the actor's
+:mod:`seed_rl.acting.shm_link`. The protocol keeps gRPC's semantics:
 
 - **Connection.** A Unix ``SOCK_SEQPACKET`` socket at :func:`socket_path` for
   the learner's gRPC port, inside a directory only this user can enter. The
@@ -13,9 +15,9 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
 - **Handshake.** The actor sends ``HELLO`` with a JSON body (actor id, env,
   environments, the global index of its first environment, token). The learner answers ``READY`` with the array layout,
   passing a ``memfd`` holding the arrays alongside (``SCM_RIGHTS``), or
-  ``REFUSED``/``UNAVAILABLE`` with the reason (raised on the actor's side as
-  :class:`~seed_rl.transport.errors.Refused`/:class:`~seed_rl.transport.errors.Unavailable`). The memory has no name, so
-  nothing is left behind when either side is killed.
+  ``REFUSED``/``UNAVAILABLE`` with the reason (on both sides
+  :class:`~seed_rl.transport.errors.Refused`/:class:`~seed_rl.transport.errors.Unavailable`).
+  The memory has no name, so nothing is left behind when either side is killed.
 - **Steps.** The actor writes ``observation`` ``[K, ...]``, ``reward``,
   ``done`` and ``truncated`` ``[K]`` into the shared arrays and sends
   ``STEP`` followed by a :mod:`seed_rl.transport.wire` message with the finished
@@ -27,7 +29,6 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
@@ -37,9 +38,6 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-
-from seed_rl.transport import wire
-from seed_rl.transport.errors import Refused, Unavailable
 
 HELLO, READY, STEP, ACTIONS, REFUSED, UNAVAILABLE = b"H", b"R", b"S", b"A", b"E", b"U"
 MAX_CONTROL_BYTES = 1 << 20  # handshakes and episode statistics; observations travel in shared memory
@@ -152,88 +150,3 @@ def receive(sock: socket.socket) -> bytes:
     if flags & socket.MSG_TRUNC:
         raise ShmError(f"a control message longer than {MAX_CONTROL_BYTES} bytes")
     return data
-
-
-class ShmConnection:
-    """The actor's end: one handshake, then lock-step steps over shared arrays."""
-
-    def __init__(self, sock: socket.socket, memory: mmap.mmap, arrays: dict[str, np.ndarray], hello: dict):
-        self._sock = sock
-        self._memory = memory
-        self.arrays = arrays
-        self._num_envs = hello["num_envs"]
-        self._actor_id = hello["actor_id"]
-
-    @classmethod
-    def connect(cls, path: str, hello: dict, timeout_s: float = 10.0) -> "ShmConnection":
-        """Connects and shakes hands. Raises ``ConnectionRefusedError``/``FileNotFoundError`` when no learner
-        listens (retry), :class:`Unavailable` when the learner asks to retry later, :class:`Refused` for a
-        refusal that retrying cannot fix (both from :mod:`seed_rl.transport.errors`)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            sock.settimeout(timeout_s)
-            sock.connect(path)
-            sock.sendall(HELLO + json.dumps(hello).encode())
-            message, fds, _, _ = socket.recv_fds(sock, MAX_CONTROL_BYTES, 1)
-            sock.settimeout(None)
-            if not message:
-                raise ConnectionResetError("the learner closed the connection during the handshake")
-            tag, body = message[:1], message[1:]
-            if tag != READY:
-                for fd in fds:
-                    os.close(fd)
-                raise _learner_error(tag, body, hello["actor_id"])
-            if len(fds) != 1:
-                raise Refused.by_learner(hello["actor_id"], "the learner's handshake carried no shared memory")
-            layout = ArrayLayout.from_json(json.loads(body))
-            try:
-                memory = mmap.mmap(fds[0], layout.size)
-            finally:
-                os.close(fds[0])
-            return cls(sock, memory, layout.views(memory), hello)
-        except BaseException:
-            sock.close()
-            raise
-
-    def send(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> None:
-        """Says the step written into ``arrays`` is ready, with the episodes it finished."""
-        stats = {"episode_return": episode_returns, "episode_length": episode_lengths} if len(episode_returns) else {}
-        self._sock.sendall(STEP + wire.encode(stats))
-
-    def receive(self) -> np.ndarray:
-        """The learner's actions for the step sent last.
-
-        Raises ``ConnectionResetError`` when the learner went away, :class:`Unavailable` when it is
-        shutting down, :class:`Refused` when it refused the step.
-        """
-        reply = receive(self._sock)
-        if not reply:
-            raise ConnectionResetError("the learner closed the connection")
-        tag, body = reply[:1], reply[1:]
-        if tag == ACTIONS:
-            actions = np.frombuffer(body, dtype="<i8")
-            if actions.shape != (self._num_envs,):
-                raise Refused.by_learner(
-                    self._actor_id, f"the learner sent {actions.shape} actions for {self._num_envs} environments"
-                )
-            return actions
-        raise _learner_error(tag, body, self._actor_id)
-
-    def step(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
-        """:meth:`send` then :meth:`receive`."""
-        self.send(episode_returns, episode_lengths)
-        return self.receive()
-
-    def close(self) -> None:
-        self.arrays = {}
-        self._sock.close()
-        try:
-            self._memory.close()
-        except BufferError:  # a caller still holds a view; the mapping goes with it
-            pass
-
-
-def _learner_error(tag: bytes, body: bytes, actor_id: int | str) -> Refused | Unavailable:
-    """What the learner's ``UNAVAILABLE`` (retry later) or ``REFUSED`` answer means to the actor."""
-    reason = body.decode(errors="replace")
-    return Unavailable(reason) if tag == UNAVAILABLE else Refused.by_learner(actor_id, reason)
