@@ -1,11 +1,19 @@
-"""The actor's shared-memory link to a learner on its machine (protocol in :mod:`seed_rl.transport.shm`)."""
+"""The actor's shared-memory link to a learner on its machine (protocol in :mod:`seed_rl.transport.shm`).
+
+:class:`ShmConnection` is the actor's end of one connection; the link steps an
+:class:`~seed_rl.acting.env_group.EnvGroup` straight into its shared arrays and
+reports what goes wrong as :class:`~seed_rl.transport.errors.Refused` or
+:class:`~seed_rl.transport.errors.Unavailable`, as the gRPC link does.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
 import socket
+from typing import Iterator
 
 import numpy as np
 
@@ -100,6 +108,17 @@ def _learner_error(tag: bytes, body: bytes, actor_id: int | str) -> Refused | Un
     return Unavailable(reason) if tag == shm.UNAVAILABLE else Refused.by_learner(actor_id, reason)
 
 
+@contextlib.contextmanager
+def _transport_errors() -> Iterator[None]:
+    """A lost socket (``OSError``) as :class:`Unavailable`; shared memory that cannot work here as :class:`Refused`."""
+    try:
+        yield
+    except shm.ShmError as e:
+        raise Refused(str(e)) from None
+    except OSError as e:
+        raise Unavailable(str(e)) from None
+
+
 class _ShmLink:
     """One shared-memory connection carrying one group's steps."""
 
@@ -111,21 +130,51 @@ class _ShmLink:
             "first_env": envs.first_env,
             "token": settings.auth_token,
         }
-        self._connection = ShmConnection.connect(path, hello)
+        with _transport_errors():
+            self._connection = ShmConnection.connect(path, hello)
         self._envs = envs
 
     def start(self) -> None:
         self._envs.out = StepArrays(**self._connection.arrays)
         self._envs.reset_all()
-        self._connection.send(np.zeros(0, np.float32), np.zeros(0, np.int32))
+        with _transport_errors():
+            self._connection.send(np.zeros(0, np.float32), np.zeros(0, np.int32))
 
     def actions(self) -> np.ndarray:
-        return self._connection.receive()
+        with _transport_errors():
+            return self._connection.receive()
 
     def step(self, actions: np.ndarray) -> None:
         _, returns, lengths = self._envs.step(actions)
-        self._connection.send(returns, lengths)
+        with _transport_errors():
+            self._connection.send(returns, lengths)
 
     def close(self) -> None:
         self._envs.out = None
         self._connection.close()
+
+
+class ShmConnector:
+    """Connects each group over shared memory to the learner on this machine whose port the address names."""
+
+    def __init__(self, settings: ActorSettings):
+        with _transport_errors():
+            shm.check_available()
+            self._path = shm.socket_path(shm.port_of(settings.learner_address))
+        self._settings = settings
+        self.where = f"{self._path} (shared memory)"
+
+    def connect(self, groups: list[EnvGroup], wait_s: float, opened: contextlib.ExitStack) -> list[_ShmLink]:
+        """Raises :class:`Unavailable` while no learner listens here (a listening one answers at once, so
+        ``wait_s`` goes unused), :class:`Refused` if the learner refuses this actor."""
+        del wait_s
+        links = []
+        try:
+            for envs in groups:
+                links.append(_ShmLink(self._settings, self._path, envs))
+                opened.callback(links[-1].close)
+        except Unavailable as e:
+            raise Unavailable(
+                f"{e}; --transport=shm reaches a learner on this machine only, use --transport=grpc for another"
+            ) from None
+        return links
