@@ -288,6 +288,24 @@ def test_refused_actor_stops_with_one_clear_error(certs, kwargs, message):
         h.stop()
 
 
+def test_plaintext_actor_against_a_tls_learner_keeps_retrying_with_a_hint(certs, caplog):
+    port = free_port()
+    h = _secure_cartpole_learner(port, certs)
+    actor = ActorThread(_settings(port, auth_token=TOKEN))
+    try:
+        with caplog.at_level(logging.WARNING, logger="seed_rl.acting.loop"):
+            actor.start()
+            wait_for(lambda: any("not reachable yet" in r.getMessage() for r in caplog.records) or not actor.is_alive(),
+                     POLL_S, what="the actor's first retry")
+        assert actor.is_alive() and actor.error is None
+        message = next(r.getMessage() for r in caplog.records if "not reachable yet" in r.getMessage())
+        assert "if the learner serves TLS, give this actor --tls_ca_file" in message
+        assert h.engine.env_steps == 0
+    finally:
+        actor.stop()
+        h.stop()
+
+
 @pytest.mark.parametrize("ca", ["GOOD", "MISSING"])
 def test_tls_actor_against_a_plaintext_learner_says_so(certs, tmp_path, ca):
     ca_file = str(certs["good"].cert) if ca == "GOOD" else str(tmp_path / "missing.pem")
