@@ -16,7 +16,8 @@ from absl import app, flags
 
 from seed_rl import exits
 from seed_rl.config import roles
-from seed_rl.acting.loop import ActorConfigError, run_actor
+from seed_rl.acting.loop import run_actor
+from seed_rl.transport.errors import Refused
 from seed_rl.transport.security import SecurityConfigError, read_token
 from seed_rl.envs import EnvError
 
@@ -38,7 +39,7 @@ def main(argv: list[str]) -> None:
             auth_token=read_token(FLAGS.auth_token_file),
         )
         run_actor(settings)
-    except (EnvError, ActorConfigError, SecurityConfigError) as e:
+    except (EnvError, Refused, SecurityConfigError) as e:
         exits.fail(e)
     except KeyboardInterrupt:
         pass

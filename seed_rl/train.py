@@ -32,7 +32,8 @@ from seed_rl import exits
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.transport import shm
-from seed_rl.acting.loop import ActorConfigError, run_actor
+from seed_rl.acting.loop import run_actor
+from seed_rl.transport.errors import Refused
 from seed_rl.learner.loop import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.transport.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
@@ -92,7 +93,7 @@ def _local_actor(shared_argv: list[str], launcher_values: dict) -> None:
     try:
         settings = roles.actor_settings(roles.parse_shared_flags(shared_argv), **launcher_values)
         run_actor(settings, stop)
-    except (ActorConfigError, EnvError) as e:
+    except (Refused, EnvError) as e:
         exits.fail(e)
 
 
@@ -151,12 +152,11 @@ def transports(transport: str) -> tuple[bool, str]:
     if transport == "grpc":
         return False, "grpc"
     try:
-        if not shm.available():
-            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets)")
+        shm.check_available()
         shm.socket_dir()
     except shm.ShmError as e:
         if transport == "shm":
-            raise ValueError(f"--transport=shm: {e}; or use --transport=grpc") from None
+            raise ValueError(f"--transport=shm: {e}") from None
         log.warning("actors on this machine use gRPC: %s", e)
         return False, "grpc"
     return True, "shm"

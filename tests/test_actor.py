@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import CountingAgent, LearnerHarness, start_learner, wait_for
-from seed_rl.acting.loop import ActorConfigError, ActorSettings, run_actor
+from seed_rl.acting.loop import run_actor
+from seed_rl.acting.settings import ActorSettings
 from seed_rl.envs import EnvConfig, EnvSpec
+from seed_rl.transport.errors import Refused
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -163,7 +165,7 @@ def test_actor_for_another_env_is_refused_for_good(transport):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive(), "a refused actor should stop instead of retrying"
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         assert "CartPole-v1" in str(actor.error) and "Acrobot-v1" in str(actor.error)
     finally:
         actor.stop_event.set()
@@ -183,7 +185,7 @@ def test_actor_with_mismatched_observations_is_refused(transport):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive()
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         assert "observation shape (4,)" in str(actor.error)
     finally:
         actor.stop_event.set()

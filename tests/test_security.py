@@ -17,7 +17,7 @@ import pytest
 
 from conftest import FAKE_ENV, Client, start_learner, wait_for
 from seed_rl.transport import protocol
-from seed_rl.acting.loop import ActorConfigError
+from seed_rl.transport.errors import Refused
 from seed_rl.transport.security import (
     ClientSecurity,
     SecurityConfigError,
@@ -280,11 +280,29 @@ def test_refused_actor_stops_with_one_clear_error(certs, kwargs, message):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive(), "a refused actor must stop instead of retrying"
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         assert message in str(actor.error)
         assert h.engine.env_steps == 0 and h.episodes == []
     finally:
         actor.stop_event.set()
+        h.stop()
+
+
+def test_plaintext_actor_against_a_tls_learner_keeps_retrying_with_a_hint(certs, caplog):
+    port = free_port()
+    h = _secure_cartpole_learner(port, certs)
+    actor = ActorThread(_settings(port, auth_token=TOKEN))
+    try:
+        with caplog.at_level(logging.WARNING, logger="seed_rl.acting.loop"):
+            actor.start()
+            wait_for(lambda: any("not reachable yet" in r.getMessage() for r in caplog.records) or not actor.is_alive(),
+                     POLL_S, what="the actor's first retry")
+        assert actor.is_alive() and actor.error is None
+        message = next(r.getMessage() for r in caplog.records if "not reachable yet" in r.getMessage())
+        assert "if the learner serves TLS, give this actor --tls_ca_file" in message
+        assert h.engine.env_steps == 0
+    finally:
+        actor.stop()
         h.stop()
 
 
@@ -298,7 +316,7 @@ def test_tls_actor_against_a_plaintext_learner_says_so(certs, tmp_path, ca):
     try:
         actor.join(POLL_S)
         assert not actor.is_alive()
-        assert isinstance(actor.error, ActorConfigError)
+        assert isinstance(actor.error, Refused)
         expected = "does not speak TLS" if ca == "GOOD" else f"cannot read --tls_ca_file={ca_file}"
         assert expected in str(actor.error)
         assert h.engine.env_steps == 0

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
+from seed_rl.acting.shm_link import ShmConnection
 from seed_rl.core.unroll import TRAJECTORY_FIELDS
 from seed_rl.transport import shm, wire
+from seed_rl.transport.errors import Refused, Unavailable
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -24,12 +26,12 @@ pytestmark = [
 K = 3
 
 
-def _connect(h, actor_id=1, num_envs=K, env=FAKE_ENV, token=None) -> shm.ShmConnection:
+def _connect(h, actor_id=1, num_envs=K, env=FAKE_ENV, token=None) -> ShmConnection:
     hello = {"actor_id": actor_id, "env": env, "num_envs": num_envs, "token": token}
-    return shm.ShmConnection.connect(h.shm_server.path, hello)
+    return ShmConnection.connect(h.shm_server.path, hello)
 
 
-def _write(conn: shm.ShmConnection, observation, reward, done, truncated=None) -> None:
+def _write(conn: ShmConnection, observation, reward, done, truncated=None) -> None:
     conn.arrays["observation"][...] = observation
     conn.arrays["reward"][...] = reward
     conn.arrays["done"][...] = done
@@ -120,7 +122,7 @@ def test_a_malformed_step_ends_only_its_own_connection(shm_learner, corrupt, rea
         conn.step(*NO_STATS)
     _write(bad, np.zeros((K, 3)), 0, False)
     corrupt(bad)
-    with pytest.raises(shm.Refused, match=reason):
+    with pytest.raises(Refused, match=reason):
         bad.step(*NO_STATS)
     bad.close()
     for _ in range(5):  # the other actor carries on
@@ -165,13 +167,13 @@ def test_handshake_checks_env_token_and_capacity(shm_learner):
     from seed_rl.transport.security import ServerSecurity
 
     h = shm_learner(security=ServerSecurity(auth_token="s3cret"))
-    with pytest.raises(shm.Refused, match="auth token"):
+    with pytest.raises(Refused, match="auth token"):
         _connect(h)
-    with pytest.raises(shm.Refused, match="auth token"):
+    with pytest.raises(Refused, match="auth token"):
         _connect(h, token="wrong")
-    with pytest.raises(shm.Refused, match="runs --env=Pong but the learner trains"):
+    with pytest.raises(Refused, match="runs --env=Pong but the learner trains"):
         _connect(h, env="Pong", token="s3cret")
-    with pytest.raises(shm.Refused, match="num_envs"):
+    with pytest.raises(Refused, match="num_envs"):
         _connect(h, num_envs=0, token="s3cret")
     conn = _connect(h, token="s3cret")
     _write(conn, np.zeros((K, 3)), 0, True)
@@ -181,8 +183,8 @@ def test_handshake_checks_env_token_and_capacity(shm_learner):
 
 _KILLED_ACTOR = textwrap.dedent("""
     import sys, numpy as np
-    from seed_rl.transport import shm
-    conn = shm.ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
+    from seed_rl.acting.shm_link import ShmConnection
+    conn = ShmConnection.connect(sys.argv[1], {"actor_id": 5, "env": sys.argv[2], "num_envs": 4})
     conn.arrays["done"][...] = True
     conn.step(np.zeros(0, np.float32), np.zeros(0, np.int32))
     print("stepped", flush=True)
@@ -212,7 +214,7 @@ def test_stopping_the_learner_disconnects_actors_and_removes_its_socket(shm_lear
     path = h.shm_server.path
     h.stop()
     assert not os.path.exists(path)
-    with pytest.raises((ConnectionResetError, shm.Unavailable, BrokenPipeError)):
+    with pytest.raises((ConnectionResetError, Unavailable, BrokenPipeError)):
         conn.step(*NO_STATS)
     conn.close()
 
@@ -281,3 +283,22 @@ def test_transport_auto_falls_back_to_grpc_where_shared_memory_cannot_work(tmp_p
     assert result.returncode == 0, result.stderr[-2000:]
     assert "actors on this machine use gRPC" in result.stderr
     assert "connected over gRPC" in result.stderr
+
+
+def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike(monkeypatch):
+    from seed_rl import train
+    from seed_rl.acting.loop import run_actor
+    from seed_rl.acting.settings import ActorSettings
+    from seed_rl.envs import EnvConfig
+    from seed_rl.transport.shm_server import ShmLearnerServer
+
+    monkeypatch.setattr(shm, "available", lambda: False)
+    message = "the shared-memory transport needs Linux .*; use --transport=grpc"
+    settings = ActorSettings("127.0.0.1:1", FAKE_ENV, EnvConfig(), K, transport="shm")
+    with pytest.raises(Refused, match=message):
+        run_actor(settings)
+    with pytest.raises(shm.ShmError, match=message):
+        ShmLearnerServer(1, FAKE_SPEC, streams=None)
+    with pytest.raises(ValueError, match="--transport=shm: " + message):
+        train.transports("shm")
+    assert train.transports("auto") == (False, "grpc")

@@ -59,7 +59,9 @@ import torch
 from seed_rl.config import roles
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
+from seed_rl.acting.shm_link import ShmConnection
 from seed_rl.transport import protocol, shm
+from seed_rl.transport.errors import Unavailable
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.step import StepRequest, allocate_step
 from seed_rl.learner.inference import InferenceEngine
@@ -117,8 +119,8 @@ def _stream_once_shm(address: str, actor_id: int, recorded: list[dict], steps, s
     num_envs = len(recorded[0]["reward"])
     hello = {"actor_id": actor_id, "env": ENV, "num_envs": num_envs, "token": None}
     try:
-        connection = shm.ShmConnection.connect(shm.socket_path(shm.port_of(address)), hello)
-    except (OSError, shm.Unavailable):
+        connection = ShmConnection.connect(shm.socket_path(shm.port_of(address)), hello)
+    except (OSError, Unavailable):
         return
     no_stats = (np.zeros(0, np.float32), np.zeros(0, np.int32))
     deadline = time.monotonic() + lifetime_s
@@ -132,7 +134,7 @@ def _stream_once_shm(address: str, actor_id: int, recorded: list[dict], steps, s
             if i % 16 == 0:
                 with steps.get_lock():
                     steps.value += 16
-    except (OSError, shm.Unavailable):
+    except (OSError, Unavailable):
         pass
     connection.close()
 

@@ -28,7 +28,7 @@ from absl import flags
 
 from seed_rl import exits
 from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags
-from seed_rl.acting.loop import ActorSettings
+from seed_rl.acting.settings import ActorSettings
 from seed_rl.envs import EnvConfig
 
 

@@ -11,7 +11,7 @@ actor holds each one as a child process:
   lines are kept, so a failure can be reported in one line;
 - an actor's child runs under :class:`~seed_rl.launch.supervisor.Supervisor`,
   like every other launcher's actors: a crash restarts it in place and its
-  environments rejoin the learner; a user error raises :class:`ActorRefused`,
+  environments rejoin the learner; a user error raises :class:`ActorUserError`,
   which Ray does not retry. Ray itself restarts a Ray actor that dies
   (``max_restarts=-1``).
 """
@@ -28,8 +28,14 @@ import threading
 from seed_rl.launch.supervisor import CommandChild, Ending, Supervisor
 
 
-class ActorRefused(RuntimeError):
-    """A seed_rl actor stopped with a user error; restarting it cannot help."""
+class ActorUserError(RuntimeError):
+    """A seed_rl actor process exited with :data:`seed_rl.exits.USER_ERROR`; restarting it cannot help.
+
+    Not :class:`seed_rl.transport.errors.Refused`: that is raised inside an actor when the learner turns it
+    away, and it is one of several causes (a bad flag, an unknown environment, ...) that end the actor's
+    process with this exit code, all that the Ray actor sees of its child. Raised, it ends the Ray task
+    without a retry and carries the child's own error line to the launcher.
+    """
 
 
 class _RayHostedProcess:
@@ -112,7 +118,7 @@ class ActorProcess(_RayHostedProcess):
                 self._supervisor.stop()
 
     def run(self, module_argv: list[str]) -> Ending:
-        """Returns when the actor finishes or is stopped; raises ActorRefused on a user error."""
+        """Returns when the actor finishes or is stopped; raises ActorUserError on a user error."""
         with self._lock:
             # SIGKILL on our death: an actor holds nothing worth saving.
             self._supervisor = Supervisor(
@@ -122,5 +128,5 @@ class ActorProcess(_RayHostedProcess):
                 self._supervisor.stop()
         ending = self._supervisor.run()
         if ending.exit_code:
-            raise ActorRefused(f"{self._label}: {ending.reason}")
+            raise ActorUserError(f"{self._label}: {ending.reason}")
         return ending

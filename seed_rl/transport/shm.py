@@ -3,7 +3,9 @@
 gRPC over loopback copies every observation several times (encode, HTTP/2
 frames, decode) and wakes several threads per step. Actors on the learner's
 machine can instead write their step straight into memory the learner reads,
-as Sample Factory's workers do. The protocol keeps gRPC's semantics:
+as Sample Factory's workers do. This module holds what both ends share; the
+learner's end is :mod:`seed_rl.transport.shm_server`, the actor's
+:mod:`seed_rl.acting.shm_link`. The protocol keeps gRPC's semantics:
 
 - **Connection.** A Unix ``SOCK_SEQPACKET`` socket at :func:`socket_path` for
   the learner's gRPC port, inside a directory only this user can enter. The
@@ -13,8 +15,9 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
 - **Handshake.** The actor sends ``HELLO`` with a JSON body (actor id, env,
   environments, the global index of its first environment, token). The learner answers ``READY`` with the array layout,
   passing a ``memfd`` holding the arrays alongside (``SCM_RIGHTS``), or
-  ``REFUSED``/``UNAVAILABLE`` with the reason. The memory has no name, so
-  nothing is left behind when either side is killed.
+  ``REFUSED``/``UNAVAILABLE`` with the reason (on both sides
+  :class:`~seed_rl.transport.errors.Refused`/:class:`~seed_rl.transport.errors.Unavailable`).
+  The memory has no name, so nothing is left behind when either side is killed.
 - **Steps.** The actor writes every field of the step
   (:data:`seed_rl.core.step.STEP_FIELDS`) into the shared arrays and sends
   ``STEP`` followed by a :mod:`seed_rl.transport.wire` message with the finished
@@ -26,7 +29,6 @@ as Sample Factory's workers do. The protocol keeps gRPC's semantics:
 
 from __future__ import annotations
 
-import json
 import math
 import mmap
 import os
@@ -38,7 +40,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from seed_rl.core.step import STEP_FIELDS
-from seed_rl.transport import wire
 
 HELLO, READY, STEP, ACTIONS, REFUSED, UNAVAILABLE = b"H", b"R", b"S", b"A", b"E", b"U"
 MAX_CONTROL_BYTES = 1 << 20  # handshakes and episode statistics; observations travel in shared memory
@@ -56,6 +57,15 @@ def available() -> bool:
     return hasattr(os, "memfd_create") and hasattr(socket, "SOCK_SEQPACKET") and hasattr(socket, "send_fds")
 
 
+def check_available() -> None:
+    """Raises :class:`ShmError` where this platform cannot run the transport (see :func:`available`)."""
+    if not available():
+        raise ShmError(
+            "the shared-memory transport needs Linux (memfd, SEQPACKET sockets and descriptor passing); "
+            "use --transport=grpc"
+        )
+
+
 def socket_dir() -> str:
     """This user's directory for learner sockets, created private (0700); refused if anyone else can enter it."""
     path = os.path.join(tempfile.gettempdir(), f"seed_rl-{os.getuid()}")
@@ -67,7 +77,7 @@ def socket_dir() -> str:
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         raise ShmError(
             f"{path} must be a directory owned by this user and closed to others (mode 0700); "
-            f"remove it, or set TMPDIR to a private directory"
+            f"remove it, set TMPDIR to a private directory, or use --transport=grpc"
         )
     return path
 
@@ -139,89 +149,3 @@ def receive(sock: socket.socket) -> bytes:
     if flags & socket.MSG_TRUNC:
         raise ShmError(f"a control message longer than {MAX_CONTROL_BYTES} bytes")
     return data
-
-
-class ShmConnection:
-    """The actor's end: one handshake, then lock-step steps over shared arrays."""
-
-    def __init__(self, sock: socket.socket, memory: mmap.mmap, arrays: dict[str, np.ndarray], num_envs: int):
-        self._sock = sock
-        self._memory = memory
-        self.arrays = arrays
-        self._num_envs = num_envs
-
-    @classmethod
-    def connect(cls, path: str, hello: dict, timeout_s: float = 10.0) -> "ShmConnection":
-        """Connects and shakes hands. Raises ``ConnectionRefusedError``/``FileNotFoundError`` when no learner
-        listens (retry), :class:`Unavailable` when the learner asks to retry later, :class:`Refused` for a
-        refusal that retrying cannot fix."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            sock.settimeout(timeout_s)
-            sock.connect(path)
-            sock.sendall(HELLO + json.dumps(hello).encode())
-            message, fds, _, _ = socket.recv_fds(sock, MAX_CONTROL_BYTES, 1)
-            sock.settimeout(None)
-            if not message:
-                raise ConnectionResetError("the learner closed the connection during the handshake")
-            tag, body = message[:1], message[1:]
-            if tag != READY:
-                for fd in fds:
-                    os.close(fd)
-                reason = body.decode(errors="replace")
-                raise (Unavailable if tag == UNAVAILABLE else Refused)(reason)
-            if len(fds) != 1:
-                raise Refused("the learner's handshake carried no shared memory")
-            layout = ArrayLayout.from_json(json.loads(body))
-            try:
-                memory = mmap.mmap(fds[0], layout.size)
-            finally:
-                os.close(fds[0])
-            return cls(sock, memory, layout.views(memory), hello["num_envs"])
-        except BaseException:
-            sock.close()
-            raise
-
-    def send(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> None:
-        """Says the step written into ``arrays`` is ready, with the episodes it finished."""
-        stats = {"episode_return": episode_returns, "episode_length": episode_lengths} if len(episode_returns) else {}
-        self._sock.sendall(STEP + wire.encode(stats))
-
-    def receive(self) -> np.ndarray:
-        """The learner's actions for the step sent last.
-
-        Raises ``ConnectionResetError`` when the learner went away, :class:`Unavailable` when it is
-        shutting down, :class:`Refused` when it refused the step.
-        """
-        reply = receive(self._sock)
-        if not reply:
-            raise ConnectionResetError("the learner closed the connection")
-        tag, body = reply[:1], reply[1:]
-        if tag == ACTIONS:
-            actions = np.frombuffer(body, dtype="<i8")
-            if actions.shape != (self._num_envs,):
-                raise Refused(f"the learner sent {actions.shape} actions for {self._num_envs} environments")
-            return actions
-        reason = body.decode(errors="replace")
-        raise (Unavailable if tag == UNAVAILABLE else Refused)(reason)
-
-    def step(self, episode_returns: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
-        """:meth:`send` then :meth:`receive`."""
-        self.send(episode_returns, episode_lengths)
-        return self.receive()
-
-    def close(self) -> None:
-        self.arrays = {}
-        self._sock.close()
-        try:
-            self._memory.close()
-        except BufferError:  # a caller still holds a view; the mapping goes with it
-            pass
-
-
-class Refused(RuntimeError):
-    """The learner refused this actor or its step; retrying cannot fix it."""
-
-
-class Unavailable(RuntimeError):
-    """The learner cannot serve now (shutting down, full); retry later."""

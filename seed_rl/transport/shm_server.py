@@ -17,18 +17,13 @@ import threading
 import numpy as np
 
 from seed_rl.transport import protocol, shm, wire
+from seed_rl.transport.errors import Refused, Unavailable
 from seed_rl.core.batcher import BatcherClosed
 from seed_rl.core.step import STEP_FIELDS
 from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
-
-
-class _Refusal(Exception):
-    def __init__(self, tag: bytes, reason: str):
-        super().__init__(reason)
-        self.tag = tag
 
 
 class ShmLearnerServer:
@@ -42,8 +37,7 @@ class ShmLearnerServer:
         auth_token: str | None = None,
         max_streams: int = 256,
     ):
-        if not shm.available():
-            raise shm.ShmError("the shared-memory transport needs Linux (memfd and SEQPACKET sockets); use gRPC")
+        shm.check_available()
         self.spec = spec
         self.streams = streams
         self._auth_token = auth_token
@@ -108,9 +102,9 @@ class ShmLearnerServer:
         memory = None
         try:
             actor, num_envs, first_env, memory, arrays = self._handshake(conn)
-        except _Refusal as e:
+        except (Refused, Unavailable) as e:
             log.warning("refusing an actor on shared memory: %s", e)
-            self._send(conn, e.tag + str(e).encode())
+            self._send(conn, (shm.UNAVAILABLE if isinstance(e, Unavailable) else shm.REFUSED) + str(e).encode())
             self._forget(conn)
             return
         except (OSError, shm.ShmError):
@@ -133,24 +127,24 @@ class ShmLearnerServer:
         if not message:
             raise OSError("the actor left during the handshake")
         if message[:1] != shm.HELLO:
-            raise _Refusal(shm.REFUSED, "the first message must be a handshake; is the actor the same seed_rl version?")
+            raise Refused("the first message must be a handshake; is the actor the same seed_rl version?")
         try:
             hello = json.loads(message[1:])
             actor, env, num_envs = str(hello["actor_id"]), hello.get("env"), int(hello["num_envs"])
             first_env = parse_first_env(hello.get("first_env"))
         except (ValueError, KeyError, TypeError) as e:  # ProtocolError included
-            raise _Refusal(shm.REFUSED, f"malformed handshake: {e}") from None
+            raise Refused(f"malformed handshake: {e}") from None
         if self._auth_token is not None and not hmac.compare_digest(
             str(hello.get("token") or "").encode(), self._auth_token.encode()
         ):
-            raise _Refusal(shm.REFUSED, "missing or wrong auth token; give the actor the learner's token")
+            raise Refused("missing or wrong auth token; give the actor the learner's token")
         refusal = self.streams.env_mismatch(actor, env)
         if refusal:
-            raise _Refusal(shm.REFUSED, refusal)
+            raise Refused(refusal)
         if not 1 <= num_envs <= 1 << 16:
-            raise _Refusal(shm.REFUSED, f"num_envs must be between 1 and 65536, got {num_envs}")
+            raise Refused(f"num_envs must be between 1 and 65536, got {num_envs}")
         if self.streams.active >= self._max_streams:
-            raise _Refusal(shm.UNAVAILABLE, f"the learner serves its maximum of {self._max_streams} actors")
+            raise Unavailable(f"the learner serves its maximum of {self._max_streams} actors")
         layout = shm.ArrayLayout.for_step(num_envs, self.spec.observation_shape, self.spec.observation_dtype)
         fd, memory = shm.create_memory(layout, f"seed_rl-actor-{actor}")
         try:
