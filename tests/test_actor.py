@@ -97,7 +97,7 @@ def test_actor_waits_for_the_learner_then_reconnects_after_a_restart(transport):
         assert actor.error is None, actor.error
         wait_for(lambda: len(first.episodes) >= 3, POLL_S, what="episode statistics")
         _check_episodes(first)
-        assert first.server.active_streams == 1
+        assert first.server.streams.active == 1
         assert first.engine.num_envs == 2  # one stream of K=2 environments
         assert len(first.unrolls) > 0 and first.unrolls[0].steps["observation"].shape == (6, 4)
 
@@ -116,7 +116,7 @@ def test_actor_waits_for_the_learner_then_reconnects_after_a_restart(transport):
         actor.stop()
         assert actor.error is None, actor.error
         # Stopping the actor ends its stream, so the learner frees its environments.
-        wait_for(lambda: second.engine.num_envs == 0 and second.server.active_streams == 0, POLL_S, what="stream end")
+        wait_for(lambda: second.engine.num_envs == 0 and second.server.streams.active == 0, POLL_S, what="stream end")
     finally:
         actor.stop_event.set()
         actor.join(POLL_S)
@@ -200,12 +200,14 @@ def test_a_double_buffered_actor_streams_two_halves_with_their_own_environment_i
     try:
         wait_for(lambda: h.engine.env_steps >= 200 or not actor.is_alive(), POLL_S, what="steps")
         assert actor.error is None, actor.error
-        assert h.server.active_streams == 2 and h.engine.num_envs == 5  # halves of 2 and 3 environments
+        assert h.server.streams.active == 2 and h.engine.num_envs == 5  # halves of 2 and 3 environments
+        assert h.server.streams.actors == 1  # two streams, one actor
         assert h.agent.env_indices == set(range(15, 20))  # actor 3 x 5 environments, numbered across both halves
         wait_for(lambda: len(h.episodes) >= 3, POLL_S, what="episode statistics")
         _check_episodes(h)
         actor.stop()
-        wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, POLL_S, what="both streams end")
+        wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, POLL_S, what="both streams end")
+        assert h.server.streams.actors == 0
     finally:
         actor.stop_event.set()
         actor.join(POLL_S)

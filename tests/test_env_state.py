@@ -31,9 +31,15 @@ def _assert_initial(state, rows):
 # EnvStateTable
 
 
+
+def _gather(table: EnvStateTable, keys: list) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """The states of ``keys`` (new keys get the initial state) and their slots, as inference looks them up."""
+    index = torch.from_numpy(table.slots(keys))
+    return table.states(index), index
+
 def test_new_keys_get_the_initial_state():
     table = EnvStateTable(lstm_like_state, CPU, capacity=4)
-    state, index = table.gather([("a", 0), ("a", 1)])
+    state, index = _gather(table, [("a", 0), ("a", 1)])
     assert len(table) == 2
     assert index.dtype == torch.long and index.shape == (2,)
     assert len(set(index.tolist())) == 2
@@ -41,33 +47,33 @@ def test_new_keys_get_the_initial_state():
     _assert_initial(state, [0, 1])
 
 
-def test_scatter_then_gather_returns_each_keys_state():
+def test_scatter_then_states_return_each_keys_state():
     table = EnvStateTable(lstm_like_state, CPU, capacity=8)
     keys = [(s, i) for s in range(3) for i in range(2)]
-    _, index = table.gather(keys)
+    _, index = _gather(table, keys)
     table.scatter(index, _fill(len(keys), base=100.0))
     # Any order and any subset: each key gets its own state back.
     order = [keys[4], keys[0], keys[5], keys[2]]
-    state, _ = table.gather(order)
+    state, _ = _gather(table, order)
     expected = [104.0, 100.0, 105.0, 102.0]
     assert state[0][:, 0].tolist() == expected
     assert state[1][:, 0, 0].tolist() == [int(v) for v in expected]
 
 
-def test_gather_returns_copies():
+def test_states_are_copies():
     table = EnvStateTable(lstm_like_state, CPU, capacity=2)
-    state, _ = table.gather(["k"])
+    state, _ = _gather(table, ["k"])
     state[0].fill_(123.0)
-    again, _ = table.gather(["k"])
+    again, _ = _gather(table, ["k"])
     _assert_initial(again, [0])
 
 
 def test_scatter_detaches_from_the_graph():
     table = EnvStateTable(lambda n: (torch.zeros(n, 2),), CPU, capacity=2)
-    _, index = table.gather(["k"])
+    _, index = _gather(table, ["k"])
     value = torch.ones(1, 2, requires_grad=True) * 2
     table.scatter(index, (value,))
-    state, _ = table.gather(["k"])
+    state, _ = _gather(table, ["k"])
     assert not state[0].requires_grad
     assert state[0].tolist() == [[2.0, 2.0]]
 
@@ -75,16 +81,16 @@ def test_scatter_detaches_from_the_graph():
 def test_remove_frees_and_resets_the_slot():
     table = EnvStateTable(lstm_like_state, CPU, capacity=4)
     keys = ["a", "b", "c"]
-    _, index = table.gather(keys)
+    _, index = _gather(table, keys)
     table.scatter(index, _fill(3, base=10.0))
     table.remove(["b", "never-added"])
     assert len(table) == 2
-    state, _ = table.gather(["a", "c"])
+    state, _ = _gather(table, ["a", "c"])
     assert state[0][:, 0].tolist() == [10.0, 12.0]
     # A key that comes back (or a new key in the freed slot) starts from the initial state.
-    state, new_index = table.gather(["b"])
+    state, new_index = _gather(table, ["b"])
     _assert_initial(state, [0])
-    state, _ = table.gather(["d"])
+    state, _ = _gather(table, ["d"])
     _assert_initial(state, [0])
     assert len(table) == 4
 
@@ -93,13 +99,13 @@ def test_slots_are_reused_so_memory_stays_bounded():
     table = EnvStateTable(lstm_like_state, CPU, capacity=8)
     for cycle in range(500):
         keys = [(cycle, i) for i in range(8)]  # a new stream id every reconnect
-        state, index = table.gather(keys)
+        state, index = _gather(table, keys)
         _assert_initial(state, range(8))
         table.scatter(index, _fill(8, base=float(cycle)))
         table.remove(keys)
         assert len(table) == 0
     assert table.capacity == 8
-    state, _ = table.gather([("last", i) for i in range(8)])
+    state, _ = _gather(table, [("last", i) for i in range(8)])
     assert state[0].shape == (8, 3)
 
 
@@ -107,7 +113,7 @@ def test_capacity_bounded_by_the_peak_not_the_total():
     table = EnvStateTable(lstm_like_state, CPU, capacity=2)
     for cycle in range(200):
         keys = [(cycle, i) for i in range(5)]
-        table.gather(keys)
+        _gather(table, keys)
         table.remove(keys)
     assert table.capacity == 8  # 2 -> 4 -> 8 for a peak of 5, never more
 
@@ -115,23 +121,23 @@ def test_capacity_bounded_by_the_peak_not_the_total():
 def test_growth_beyond_the_initial_capacity_keeps_states():
     table = EnvStateTable(lstm_like_state, CPU, capacity=2)
     first = ["a", "b"]
-    _, index = table.gather(first)
+    _, index = _gather(table, first)
     table.scatter(index, _fill(2, base=50.0))
     more = [f"k{i}" for i in range(9)]
-    state, index = table.gather(more)  # grows 2 -> 4 -> 8 -> 16 inside one gather
+    state, index = _gather(table, more)  # grows 2 -> 4 -> 8 -> 16 inside one gather
     assert table.capacity >= 11
     assert len(table) == 11
     assert len(set(index.tolist())) == 9
     _assert_initial(state, range(9))
     table.scatter(index, _fill(9, base=200.0))
-    state, index = table.gather(first + more)
+    state, index = _gather(table, first + more)
     assert len(set(index.tolist())) == 11
     assert state[0][:, 0].tolist() == [50.0, 51.0] + [200.0 + i for i in range(9)]
 
 
 def test_model_without_recurrent_state():
     table = EnvStateTable(lambda n: (), CPU, capacity=1)
-    state, index = table.gather(["a", "b", "c"])
+    state, index = _gather(table, ["a", "b", "c"])
     assert state == ()
     assert len(set(index.tolist())) == 3
     table.scatter(index, ())

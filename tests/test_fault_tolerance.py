@@ -255,7 +255,7 @@ def test_many_crashing_streams_keep_learner_memory_bounded(learner):
             observation, reward, done = envs.request(5)
             client._outbox.put(protocol.encode_request({"observation": observation, "reward": reward, "done": done}))  # in flight when the actor dies
             client.abort()
-        wait_for(lambda: h.engine.num_envs == 3 and h.server.active_streams == 1, what="crashed streams to be freed")
+        wait_for(lambda: h.engine.num_envs == 3 and h.server.streams.active == 1, what="crashed streams to be freed")
         good.wait_steps(5)
         assert len(h.engine._states) == 3
         assert h.engine._states.capacity == capacity
@@ -277,7 +277,7 @@ def test_frozen_actor_is_dropped_by_keepalive(tmp_path):
     try:
         wait_for(lambda: h.engine.num_envs == 2, 60, what="the actor to connect")
         actor.send_signal(signal.SIGSTOP)
-        wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, 20, what="the frozen actor to be dropped")
+        wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, 20, what="the frozen actor to be dropped")
         steps = h.engine.env_steps
         actor.send_signal(signal.SIGCONT)  # it wakes up, finds its stream gone and reconnects
         wait_for(lambda: h.engine.num_envs == 2 and h.engine.env_steps > steps, 30, what="the actor to reconnect")

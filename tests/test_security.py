@@ -62,7 +62,7 @@ def _assert_nothing_reached(h) -> None:
     assert h.episodes == []
     assert h.engine.num_envs == 0
     assert len(h.engine._states) == 0  # internal: the recurrent-state table
-    assert h.server.active_streams == 0
+    assert h.server.streams.active == 0
 
 
 # ----------------------------------------------------------------------------

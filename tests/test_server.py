@@ -142,7 +142,7 @@ def test_concurrent_streams_each_get_their_own_actions_in_order(learner):
     assert h.engine.env_steps == 8 * 30 * 2
     assert sum(h.batch_sizes) == 8 * 30 * 2
     assert max(h.batch_sizes) <= 16
-    wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, what="streams to be freed")
+    wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, what="streams to be freed")
 
 
 def test_batches_form_as_configured(learner):
@@ -294,7 +294,7 @@ def test_bad_stream_is_refused_and_others_carry_on(learner, case):
         assert re.search(message, details), details
         good.wait_steps(5)
         # Only the good stream's environments are left on the learner.
-        wait_for(lambda: h.engine.num_envs == 2 and h.server.active_streams == 1, what="the bad stream to be freed")
+        wait_for(lambda: h.engine.num_envs == 2 and h.server.streams.active == 1, what="the bad stream to be freed")
     finally:
         good.finish()
 
@@ -355,7 +355,7 @@ def test_ended_streams_free_their_environments(learner):
             for name, client in clients.items():
                 client.step(np.zeros((sizes[name], 3), np.float32), np.zeros(sizes[name], np.float32), np.ones(sizes[name], bool))
         assert h.engine.num_envs == 6
-        assert h.server.active_streams == 3
+        assert h.server.streams.active == 3
         assert len(h.engine._states) == 6  # internal: the recurrent-state table
 
         clients["clean"].close()  # the actor ends its stream
@@ -364,7 +364,7 @@ def test_ended_streams_free_their_environments(learner):
         wait_for(lambda: h.engine.num_envs == 1, what="the cancelled stream to be freed")
         clients["hangup"].channel.close()  # the connection just goes away
         wait_for(lambda: h.engine.num_envs == 0, what="the closed channel to be freed")
-        wait_for(lambda: h.server.active_streams == 0, what="no active streams")
+        wait_for(lambda: h.server.streams.active == 0, what="no active streams")
         assert len(h.engine._states) == 0
     finally:
         for client in clients.values():
@@ -388,9 +388,9 @@ def test_reconnecting_streams_do_not_grow_learner_memory(learner):
 def test_stream_that_never_sends_is_harmless(learner):
     h = learner()
     client = Client(h.address)
-    wait_for(lambda: h.server.active_streams == 1, what="the stream to start")
+    wait_for(lambda: h.server.streams.active == 1, what="the stream to start")
     client.close()
-    wait_for(lambda: h.server.active_streams == 0, what="the stream to end")
+    wait_for(lambda: h.server.streams.active == 0, what="the stream to end")
     assert h.engine.num_envs == 0
 
 

@@ -160,7 +160,7 @@ def test_malformed_messages_are_refused_with_the_reason(shm_learner):
     conn._sock.sendall(shm.STEP + wire.encode({"observation": np.zeros((K, 3), np.float32)}))
     assert b"unexpected fields" in shm.receive(conn._sock)
     conn.close()
-    wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, what="refused streams freed")
+    wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, what="refused streams freed")
 
 
 def test_handshake_checks_env_token_and_capacity(shm_learner):
@@ -198,10 +198,10 @@ def test_a_killed_actor_process_frees_its_environments(shm_learner):
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "stepped"
-        assert h.engine.num_envs == 4 and h.server.active_streams == 1
+        assert h.engine.num_envs == 4 and h.server.streams.active == 1
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
-        wait_for(lambda: h.engine.num_envs == 0 and h.server.active_streams == 0, what="the dead actor's slots")
+        wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, what="the dead actor's slots")
     finally:
         process.kill()
 

@@ -67,7 +67,12 @@ def test_unrolls_of_environments_at_different_phases_with_one_step_overlap():
         firsts[slot].append(first)
         _check_unroll(unroll, slot, first, length)
     assert firsts == {0: [0, 3, 6], 5: [0, 3, 6]}  # steps 0..3, 3..6, 6..9: one shared step
-    assert store.steps_held(0) == 3 and store.steps_held(5) == 1
+    # What each slot holds shows in when its next unroll comes: slot 0 holds steps 9..11, so one more step
+    # completes its next unroll; slot 5 holds step 9 only, so it needs three more.
+    first_steps = lambda batch: [int(u.steps["observation"][0, 0, 0]) for u in batch.unrolls()]  # noqa: E731
+    assert first_steps(_write(store, [0, 5], [12, 10])) == [_value(0, 9)]
+    assert _write(store, [5], [11]) is None
+    assert first_steps(_write(store, [5], [12])) == [_value(5, 9)]
 
 
 @pytest.mark.parametrize("length, overlap", [(5, 3), (4, 0), (6, 6), (1, 1)])

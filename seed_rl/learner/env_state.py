@@ -64,11 +64,6 @@ class EnvStateTable:
         """The slots of ``keys``; new keys get a slot holding the initial state."""
         return np.fromiter((self._slot(k) for k in keys), np.int64, len(keys))
 
-    def gather(self, keys: list[Hashable]) -> tuple[CoreState, torch.Tensor]:
-        """Returns the states of ``keys`` (new keys get the initial state) and their slots."""
-        index = torch.from_numpy(self.slots(keys)).to(self._device)
-        return self.states(index), index
-
     def states(self, index: torch.Tensor) -> CoreState:
         """The states in the slots ``index`` (a long tensor on the table's device)."""
         return tuple(t[index] for t in self._tensors)

@@ -76,9 +76,6 @@ class TrajectoryStore:
     def capacity(self) -> int:
         return self._capacity
 
-    def steps_held(self, slot: int) -> int:
-        return int(self._position[slot]) if slot < self._capacity else 0
-
     def reset(self, slots) -> None:
         """Forgets the partial unrolls of ``slots`` (their environments left)."""
         slots = np.asarray(slots, np.int64)

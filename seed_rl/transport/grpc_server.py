@@ -74,10 +74,6 @@ class LearnerServer:
             raise OSError(f"could not listen on {address}: is the port in use?")
         self.address = f"{address.rsplit(':', 1)[0]}:{self.port}"
 
-    @property
-    def active_streams(self) -> int:
-        return self.streams.active
-
     def start(self) -> None:
         self._server.start()
         log.info(

@@ -11,6 +11,7 @@ share the inference engine's state table without colliding.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import threading
@@ -59,13 +60,20 @@ class ActorStreams:
         self.batcher = batcher
         self._engine = engine
         self.on_episodes = on_episodes
-        self._active = 0
+        self._open_streams: collections.Counter[str] = collections.Counter()  # actor id -> its open streams
         self._lock = threading.Lock()
 
     @property
     def active(self) -> int:
+        """Open streams (a double-buffered actor holds two)."""
         with self._lock:
-            return self._active
+            return self._open_streams.total()
+
+    @property
+    def actors(self) -> int:
+        """Actors with at least one open stream."""
+        with self._lock:
+            return len(self._open_streams)
 
     def env_mismatch(self, actor: str, env: str | None) -> str | None:
         """Why an actor that runs ``env`` is refused, or None."""
@@ -77,7 +85,7 @@ class ActorStreams:
         """A stream for ``actor``; ``first_env``: the global index of its first environment (see
         :func:`parse_first_env`), else actor id x environments."""
         with self._lock:
-            self._active += 1
+            self._open_streams[actor] += 1
         stream = ActorStream(self, actor, next(_STREAM_IDS), first_env)
         log.info("actor %s connected over %s (stream %d)", actor, transport, stream.stream_id)
         return stream
@@ -86,7 +94,9 @@ class ActorStreams:
         if stream.num_envs is not None:
             self._engine.remove_stream(stream.stream_id, stream.num_envs)
         with self._lock:
-            self._active -= 1
+            self._open_streams[stream.actor] -= 1
+            if not self._open_streams[stream.actor]:
+                del self._open_streams[stream.actor]
         log.info("actor %s disconnected (stream %d)", stream.actor, stream.stream_id)
 
 
