@@ -40,6 +40,7 @@ from seed_rl.learner import checkpoint
 from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step
+from seed_rl.envs.families import parse_env_name
 
 VIDEO_HINT = "pip install 'seed_rl[video]'"
 MIN_VIDEO_SIDE = 160  # small frames (MinAtar's 10x10) are scaled up by an integer factor to at least this
@@ -260,19 +261,6 @@ def video_frame(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)))
 
 
-def _observation_layout(env_name: str, config: EnvConfig) -> str | None:
-    """How the image observations of ``env_name`` are laid out (see ``observation_frame``); None: guess."""
-    if env_name.startswith("atari:"):
-        return "gray" if config.grayscale else "rgb"
-    if env_name.startswith("football:") and config.football_representation.startswith("pixels"):
-        return "gray" if config.football_representation == "pixels_gray" else "rgb"
-    if env_name.startswith("dmlab:"):
-        return "rgb"
-    if env_name.startswith("minatar:"):
-        return "planes"
-    return None
-
-
 def _can_render_rgb(env: gymnasium.Env) -> tuple[bool, str]:
     """Turns on ``rgb_array`` rendering where the env offers it; (True, "") if ``env.render()`` then gives frames.
 
@@ -305,7 +293,7 @@ class VideoRecorder:
         self.path = path
         self.env = env
         self.render, why = _can_render_rgb(env)
-        self.layout = _observation_layout(env_name, config)
+        self.layout = parse_env_name(env_name)[0].observation_layout(config)
         if not self.render and observation_frame(observation, self.layout) is None:
             raise EvaluationError(
                 f"cannot record a video of {env_name}: {why} and its observations of shape "

@@ -37,6 +37,7 @@ from seed_rl.learner.loop import CheckpointMismatch, Learner, LearnerSettings
 from seed_rl.transport.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
+from seed_rl.envs.families import parse_env_name
 from seed_rl.launch.supervisor import ProcessChild, Supervisor
 
 log = logging.getLogger("seed_rl.train")
@@ -193,7 +194,7 @@ def main(argv: list[str]) -> None:
                 f"--{name} is a flag of --agent={owner_agent}, not of --agent={FLAGS.agent}; "
                 f"drop it, or train with --agent={owner_agent}"
             )
-        family_preset = presets.preset(presets.env_family(FLAGS.env, spec.observation_shape), FLAGS.agent)
+        family_preset = presets.preset(parse_env_name(FLAGS.env)[0].preset_family(spec.observation_shape), FLAGS.agent)
         preset_values = presets.apply_preset(
             config_cls, family_preset.resolve(device.type), given_fields(config_cls)
         )
