@@ -17,28 +17,27 @@ from __future__ import annotations
 
 import argparse
 import colorsys
-import dataclasses
 import json
 import math
 import os
 import statistics
 import sys
-import typing
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import gymnasium
 import numpy as np
 import torch
 
 from seed_rl import exits
+from seed_rl.exits import first_line
 from seed_rl.agents import registry
-from seed_rl.agents.registry import AGENTS
 from seed_rl.learner import checkpoint
+from seed_rl.learner.run_config import InvalidCheckpoint, RunConfig
 from seed_rl.core.agent import ActInputs, Agent
-from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
+from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step
 from seed_rl.envs.families import parse_env_name
 
@@ -69,23 +68,6 @@ class Episode:
     steps: int
 
 
-def dataclass_from_dict(cls: type, values: dict[str, Any]):
-    """Builds dataclass ``cls`` from ``values`` (e.g. ``dataclasses.asdict``), recursing into dataclass fields.
-
-    Keys ``cls`` has no field for are ignored; missing ones keep their defaults.
-    """
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for field in dataclasses.fields(cls):
-        if field.name not in values:
-            continue
-        value = values[field.name]
-        if dataclasses.is_dataclass(hints[field.name]) and isinstance(value, dict):
-            value = dataclass_from_dict(hints[field.name], value)
-        kwargs[field.name] = value
-    return cls(**kwargs)
-
-
 def _read_checkpoint(logdir: Path, device: torch.device) -> tuple[Path, dict]:
     if not logdir.is_dir():
         raise EvaluationError(f"no such logdir {logdir}")
@@ -96,31 +78,9 @@ def _read_checkpoint(logdir: Path, device: torch.device) -> tuple[Path, dict]:
             f"train first with python -m seed_rl.train --logdir={logdir}"
         )
     try:
-        state = checkpoint.load_checkpoint(path, device)
+        return path, checkpoint.load_checkpoint(path, device)
     except Exception as e:  # a truncated file, a foreign pickle, ...
-        raise EvaluationError(f"{path} is not a seed_rl checkpoint: {_one_line(e)}") from None
-    run_config = state.get("run_config") if isinstance(state, dict) else None
-    agent_state = state.get("agent") if isinstance(state, dict) else None
-    expected = {"agent": str, "env": str, "agent_config": dict, "env_config": dict}
-    valid = (
-        isinstance(run_config, dict)
-        and all(isinstance(run_config.get(key), kind) for key, kind in expected.items())
-        and isinstance(agent_state, dict)
-        and isinstance(agent_state.get("model"), dict)
-        and isinstance(state.get("frames"), int)
-    )
-    if not valid:
-        raise EvaluationError(
-            f"{path} is not a seed_rl checkpoint (it lacks the agent, frames or run_config it should hold)"
-        )
-    return path, state
-
-
-def _build_agent(name: str, config: dict, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
-    agent_builder = registry.builder(name)
-    return agent_builder.build_for_evaluation(
-        dataclass_from_dict(agent_builder.config_class, config), spec, device, epsilon
-    )
+        raise EvaluationError(f"{path} is not a seed_rl checkpoint: {first_line(e)}") from None
 
 
 def load_run(
@@ -136,31 +96,28 @@ def load_run(
     """
     torch_device = torch.device(device)
     path, state = _read_checkpoint(Path(logdir), torch_device)
-    run_config = state["run_config"]
-    if run_config["agent"] not in AGENTS:
-        raise EvaluationError(
-            f"{path} was written by agent {run_config['agent']!r}, which this seed_rl does not know "
-            f"(it knows {', '.join(AGENTS)})"
-        )
     try:
-        env_config = dataclass_from_dict(EnvConfig, run_config["env_config"])
-    except TypeError as e:
-        raise EvaluationError(f"bad env_config in {path}: {_one_line(e)}") from None
-    env = make_env(run_config["env"], seed, env_config)
+        run_config = RunConfig.from_checkpoint(state, path)
+    except InvalidCheckpoint as e:
+        raise EvaluationError(str(e)) from None
+    env = make_env(run_config.env, seed, run_config.env_config)
     try:
         spec = env_spec(env)
         try:
-            agent = _build_agent(run_config["agent"], run_config["agent_config"], spec, torch_device, epsilon)
-            agent.model.load_state_dict(state["agent"]["model"])
-        except EnvError:
-            raise
+            agent = registry.builder(run_config.agent).build_for_evaluation(
+                run_config.agent_config, spec, torch_device, epsilon
+            )
+            agent.load_for_evaluation(state["agent"])
+        except KeyError:  # an agent state without the weights
+            raise EvaluationError(
+                f"{path} is not a seed_rl checkpoint (it lacks the agent, frames or run_config it should hold)"
+            ) from None
         except (TypeError, ValueError, RuntimeError) as e:  # a config the agent rejects, weights of another shape
-            raise EvaluationError(f"cannot rebuild the agent of {path}: {_one_line(e)}") from None
+            raise EvaluationError(f"cannot rebuild the agent of {path}: {first_line(e)}") from None
     except BaseException:
         env.close()
         raise
-    agent.model.eval()
-    run = LoadedRun(agent, run_config["agent"], run_config["env"], env_config, path, state["frames"])
+    run = LoadedRun(agent, run_config.agent, run_config.env, run_config.env_config, path, state["frames"])
     return run, env
 
 
@@ -278,7 +235,7 @@ def _can_render_rgb(env: gymnasium.Env) -> tuple[bool, str]:
             warnings.simplefilter("ignore")
             frame, why = env.render(), "its render() gave no RGB frame"
     except Exception as e:  # e.g. CartPole without pygame
-        frame, why = None, f"its rgb_array rendering failed ({_one_line(e)})"
+        frame, why = None, f"its rgb_array rendering failed ({first_line(e)})"
     if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3:
         return True, ""
     if switched:
@@ -308,20 +265,20 @@ class VideoRecorder:
                 path, format="FFMPEG", fps=fps or DEFAULT_VIDEO_FPS, codec="libx264", macro_block_size=2
             )
         except Exception as e:
-            raise EvaluationError(f"cannot write the video {path}: {_one_line(e)}") from None
+            raise EvaluationError(f"cannot write the video {path}: {first_line(e)}") from None
 
     def add(self, observation: np.ndarray) -> None:
         frame = self.env.render() if self.render else observation_frame(observation, self.layout)
         try:
             self._writer.append_data(video_frame(_as_uint8(frame)))
         except Exception as e:  # ffmpeg died: a full disk, a path it cannot write
-            raise EvaluationError(f"cannot write the video {self.path}: {_one_line(e)}") from None
+            raise EvaluationError(f"cannot write the video {self.path}: {first_line(e)}") from None
 
     def close(self) -> None:
         try:
             self._writer.close()
         except Exception as e:
-            raise EvaluationError(f"cannot write the video {self.path}: {_one_line(e)}") from None
+            raise EvaluationError(f"cannot write the video {self.path}: {first_line(e)}") from None
 
 
 def summarize(run: LoadedRun, episodes: list[Episode], seed: int, epsilon: float, video: Path | None) -> dict:
@@ -368,7 +325,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     try:
         device = torch.device(args.device)
     except RuntimeError as e:
-        raise EvaluationError(f"bad --device={args.device}: {_one_line(e)}") from None
+        raise EvaluationError(f"bad --device={args.device}: {first_line(e)}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EvaluationError(f"--device={args.device}, but torch sees no CUDA device here; use --device=cpu")
     torch.manual_seed(args.seed)
@@ -409,11 +366,6 @@ def evaluate(args: argparse.Namespace) -> dict:
     return summary
 
 
-def _one_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = exits.ArgumentParser(
         prog="python -m seed_rl.evaluate", description="Evaluate the newest checkpoint of a training run."
@@ -436,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         evaluate(args)
     except (EvaluationError, EnvError, OSError) as e:
-        exits.fail(_one_line(e))
+        exits.fail(first_line(e))
     return 0
 
 

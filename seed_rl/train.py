@@ -14,7 +14,6 @@ writes a final checkpoint. Serving on an interface other than loopback needs
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -33,7 +32,8 @@ from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags, foreign_flags, given_fields
 from seed_rl.transport import shm
 from seed_rl.acting.loop import ActorConfigError, run_actor
-from seed_rl.learner.loop import CheckpointMismatch, Learner, LearnerSettings
+from seed_rl.learner.loop import Learner, LearnerSettings
+from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.transport.security import local_client_security, server_security
 from seed_rl.envs import EnvConfig, EnvError, env_spec, make_env
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
@@ -234,12 +234,7 @@ def main(argv: list[str]) -> None:
         security=security,
         serve_shm=serve_shm,
     )
-    run_config = {
-        "agent": FLAGS.agent,
-        "env": FLAGS.env,
-        "agent_config": dataclasses.asdict(config),
-        "env_config": dataclasses.asdict(env_config),
-    }
+    run_config = RunConfig(FLAGS.agent, FLAGS.env, config, env_config)
     try:
         learner = Learner(built.agent, built.data, spec, settings, run_config)
     except CheckpointMismatch as e:

@@ -24,6 +24,7 @@ from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.training_data import TrainingData
 from seed_rl.learner.inference import InferenceEngine
+from seed_rl.learner.run_config import RunConfig
 from seed_rl.learner.metrics import EpisodeStats, MetricsWriter, console_line
 from seed_rl.transport.security import ServerSecurity
 from seed_rl.transport.grpc_server import LearnerServer
@@ -33,10 +34,6 @@ from seed_rl.core.unroll import UnrollBatch
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMismatch(ValueError):
-    """The logdir holds a checkpoint of a different run."""
 
 
 @dataclass
@@ -100,7 +97,7 @@ class UnrollQueue:
 
 class Learner:
     def __init__(
-        self, agent: Agent, data: TrainingData, spec: EnvSpec, settings: LearnerSettings, run_config: dict
+        self, agent: Agent, data: TrainingData, spec: EnvSpec, settings: LearnerSettings, run_config: RunConfig
     ):
         self.agent = agent
         self.data = data
@@ -150,13 +147,7 @@ class Learner:
         if path is None:
             return
         state = checkpoint.load_checkpoint(path, self.agent.device)
-        for key in ("agent", "env"):
-            stored, current = state["run_config"].get(key), self.run_config.get(key)
-            if stored != current:
-                raise CheckpointMismatch(
-                    f"{path} was written by a run with --{key}={stored}, this run has --{key}={current}; "
-                    f"use another --logdir or the same --{key}"
-                )
+        self.run_config.check_resumes(state["run_config"], path)
         self.agent.load_state_dict(state["agent"])
         self.data.load_state_dict(state.get("data", {}))
         self.frames = state["frames"]
@@ -170,7 +161,7 @@ class Learner:
             "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
-            "run_config": self.run_config,
+            "run_config": self.run_config.to_dict(),
         }
         self.checkpoints.save(state, self.frames, wait=wait)
 
