@@ -26,6 +26,12 @@ def fail(message: object) -> NoReturn:
     sys.exit(USER_ERROR)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name if it has none), for a one-line error."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 def is_user_error(returncode: int | None) -> bool:
     """Whether a child's exit code says it hit a user error (not worth restarting)."""
     return returncode == USER_ERROR

@@ -68,7 +68,7 @@ def test_float64_observations_become_float32():
         lambda o: o.astype(np.float64),
         gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float64),
     )
-    from seed_rl.envs.factory import Float32Observation
+    from seed_rl.envs.gymnasium_ids import Float32Observation
 
     wrapped = Float32Observation(inner)
     obs, _ = wrapped.reset(seed=1)
@@ -287,3 +287,25 @@ def test_module_prefixed_id_imports_the_registering_module(tmp_path, monkeypatch
     assert env_spec(env).num_actions == 2
     with pytest.raises(EnvError, match="could not import 'no_such_module_xyz'"):
         make_env("no_such_module_xyz:Foo-v0", seed=0)
+
+
+def test_env_names_are_parsed_into_families():
+    from seed_rl.envs.families import GYMNASIUM, parse_env_name
+
+    cases = {
+        "atari:Pong": ("atari", "Pong"),
+        "minatar:Breakout": ("minatar", "Breakout"),
+        "football:academy_empty_goal_close": ("football", "academy_empty_goal_close"),
+        "dmlab:rooms_watermaze": ("dmlab", "rooms_watermaze"),
+        "gym:CartPole-v1": ("gym", "CartPole-v1"),
+    }
+    for env_name, (family, rest) in cases.items():
+        parsed, name = parse_env_name(env_name)
+        assert (parsed.name, name) == (family, rest), env_name
+    assert parse_env_name("odd_envs:OddVector1-v0") == (GYMNASIUM, "odd_envs:OddVector1-v0")
+    assert parse_env_name("CartPole-v1")[0].preset_family((4,)) == "vector"
+    assert parse_env_name("gym:CartPole-v1")[0].preset_family((1, 8, 8)) == "other"
+    assert parse_env_name("minatar:Breakout")[0].preset_family((10, 10, 4)) == "minatar"
+    config = EnvConfig()
+    assert parse_env_name("atari:Pong")[0].observation_layout(config) == ("gray" if config.grayscale else "rgb")
+    assert parse_env_name("CartPole-v1")[0].observation_layout(config) is None

@@ -16,7 +16,9 @@ import torch
 
 from any_env_helpers import TESTS, train_with_tests_on_path
 from train_helpers import ROOT, run_train
-from seed_rl import evaluate
+from seed_rl.evaluation import loading
+from seed_rl.evaluation.video import observation_frame, video_frame
+from seed_rl.evaluation.play import play
 from seed_rl.learner import checkpoint
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import make_env
@@ -161,11 +163,11 @@ def test_the_stored_weights_choose_the_actions(impala_run, tmp_path, action):
         model["policy.bias"].copy_(torch.tensor([50.0, -50.0] if action == 0 else [-50.0, 50.0]))
 
     logdir = _rewritten(impala_run, tmp_path, always)
-    run, env = evaluate.load_run(logdir, seed=2)
+    run, env = loading.load_run(logdir, seed=2)
     stored = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(logdir))["agent"]["model"]
     for name, tensor in run.agent.model.state_dict().items():
         assert torch.equal(tensor, stored[name]), name
-    returns = [e.episode_return for e in evaluate.play(run.agent, env, 3, seed=2)]
+    returns = [e.episode_return for e in play(run.agent, env, 3, seed=2)]
     env.close()
     assert returns == _fixed_action_returns(action, 3, seed=2)
     result = run_evaluate(f"--logdir={logdir}", "--episodes=3", "--seed=2")
@@ -195,7 +197,7 @@ def test_play_feeds_done_reward_and_state_as_the_learner_does():
 
     env = make_env("odd_envs:OddVector1-v0", 0)  # 10-step episodes, reward 1 when action 0 is the target
     agent = RecordingAgent()
-    episodes = evaluate.play(agent, env, 2, seed=0)
+    episodes = play(agent, env, 2, seed=0)
     assert [e.steps for e in episodes] == [10, 10]
     done = [c[0] for c in agent.calls]
     assert done == [True] + [False] * 9 + [True] + [False] * 9
@@ -237,18 +239,18 @@ def test_video_of_vector_observations_without_rendering_is_one_error_line(impala
 
 def test_observation_frames():
     gray_stack = np.arange(4 * 84 * 84, dtype=np.uint8).reshape(4, 84, 84)
-    frame = evaluate.observation_frame(gray_stack, "gray")
+    frame = observation_frame(gray_stack, "gray")
     assert frame.shape == (84, 84, 3) and np.array_equal(frame[:, :, 1], gray_stack[-1])
     rgb_stack = np.random.default_rng(0).integers(0, 256, (12, 84, 84), dtype=np.uint8)
-    assert np.array_equal(evaluate.observation_frame(rgb_stack, "rgb"), rgb_stack[-3:].transpose(1, 2, 0))
-    assert np.array_equal(evaluate.observation_frame(rgb_stack[:3]), rgb_stack[:3].transpose(1, 2, 0))
+    assert np.array_equal(observation_frame(rgb_stack, "rgb"), rgb_stack[-3:].transpose(1, 2, 0))
+    assert np.array_equal(observation_frame(rgb_stack[:3]), rgb_stack[:3].transpose(1, 2, 0))
     for planes in (np.zeros((4, 10, 10), np.float32), np.zeros((4, 10, 10), np.uint8)):  # MinAtar-like
         planes[2, 3, 4] = 1.0 if planes.dtype == np.float32 else 255
         planes[0, 5, 6] = planes[2, 3, 4]
-        frame = evaluate.observation_frame(planes, "planes" if planes.dtype == np.uint8 else None)
+        frame = observation_frame(planes, "planes" if planes.dtype == np.uint8 else None)
         assert frame.shape == (10, 10, 3) and frame.sum() == frame[3, 4].sum() + frame[5, 6].sum()
         assert frame[3, 4].any() and frame[5, 6].any() and not np.array_equal(frame[3, 4], frame[5, 6])
-    assert evaluate.observation_frame(np.zeros(4, np.float32)) is None
-    big = evaluate.video_frame(frame)
+    assert observation_frame(np.zeros(4, np.float32)) is None
+    big = video_frame(frame)
     assert big.shape == (160, 160, 3) and np.array_equal(big[::16, ::16], frame)
-    assert evaluate.video_frame(np.zeros((161, 201, 3), np.uint8)).shape == (162, 202, 3)  # even sides for H.264
+    assert video_frame(np.zeros((161, 201, 3), np.uint8)).shape == (162, 202, 3)  # even sides for H.264

@@ -58,6 +58,7 @@ class Run:
         command = [
             sys.executable, "-m", "seed_rl.actor", f"--learner_address=127.0.0.1:{self.port}", "--env=CartPole-v1",
             f"--envs_per_actor={ENVS_PER_ACTOR}", f"--actor_id={actor_id}",
+            *(flag for flag in self.learner_flags if flag == "--double_buffer"),  # a shared flag: both sides take it
         ]
         self.actors[actor_id] = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -96,7 +97,8 @@ def run(tmp_path):
 
 
 def test_killed_actor_is_dropped_and_its_restart_rejoins(run):
-    r = run(2)
+    # Double-buffered actors hold two streams each: actors_connected must still count actors.
+    r = run(2, "--double_buffer")
     r.start_learner()
     r.start_actor(0)
     r.start_actor(1)

@@ -44,6 +44,7 @@ from seed_rl.bench.learner_flags import learner_security_flags
 from seed_rl.bench.netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason
 from seed_rl.bench.raw_rates import raw_rates
 from seed_rl.bench.scaling_report import Point, format_table, summary_lines, window_rate
+from seed_rl.envs.factory import frames_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
 # Cheap learner: IMPALA's MLP torso on vector observations; batches of 8 unrolls
@@ -302,7 +303,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> tuple[dict, list[Point]]:
     cpus = os.cpu_count() or 1
     load_before = os.getloadavg()
-    frame_skip = 4 if args.env.startswith("atari:") else 1
+    frame_skip = frames_per_step(args.env)
     topology = Topology(args.mode, max(args.actor_counts))
     points = []
     try:

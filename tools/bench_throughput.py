@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from seed_rl.bench.raw_rates import raw_rates
+from seed_rl.envs.factory import frames_per_step
 
 
 def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict], float]:
@@ -73,7 +74,7 @@ def main() -> None:
                         help="train flags (space-separated) for one training run; repeat to compare variants "
                              "against the same raw rate, e.g. --variant=--transport=grpc --variant=--transport=shm")
     args, extra = parser.parse_known_args()
-    frame_skip = 4 if args.env.startswith("atari:") else 1
+    frame_skip = frames_per_step(args.env)
 
     raw = raw_rates(args.env, args.num_actors, args.envs_per_actor, args.seconds, frame_skip)[0]
     print(f"raw env frames/s ({args.num_actors} processes x {args.envs_per_actor} envs, random actions): {raw:,.0f}", flush=True)

@@ -22,7 +22,8 @@ import torch
 from seed_rl.agents.impala.diagnostics import torso_health
 from seed_rl.core.agent import ActInputs
 from seed_rl.envs.errors import EnvError
-from seed_rl.evaluate import EvaluationError, load_run
+from seed_rl.evaluation.errors import EvaluationError
+from seed_rl.evaluation.loading import load_run
 
 
 def collect_observations(agent, env, steps: int, seed: int) -> torch.Tensor:

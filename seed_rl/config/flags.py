@@ -1,4 +1,4 @@
-"""absl flags generated from the configuration dataclasses.
+"""absl flags generated from the configuration dataclasses, and those dataclasses from dicts.
 
 Each dataclass field becomes a flag of the same name whose default is ``None``,
 meaning "the dataclass default" (where the source of each value is cited).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from typing import Any
 
 from absl import flags
 
@@ -63,6 +64,23 @@ def dataclass_from_flags(cls: type, flag_values: flags.FlagValues = flags.FLAGS,
         elif f.name in flag_values and flag_values[f.name].value is not None:
             overrides[f.name] = flag_values[f.name].value
     return cls(**overrides)
+
+
+def dataclass_from_dict(cls: type, values: dict[str, Any]):
+    """Builds dataclass ``cls`` from ``values`` (e.g. ``dataclasses.asdict``), recursing into dataclass fields.
+
+    Keys ``cls`` has no field for are ignored; missing ones keep their defaults.
+    """
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        if field.name not in values:
+            continue
+        value = values[field.name]
+        if dataclasses.is_dataclass(hints[field.name]) and isinstance(value, dict):
+            value = dataclass_from_dict(hints[field.name], value)
+        kwargs[field.name] = value
+    return cls(**kwargs)
 
 
 def dataclass_to_argv(instance) -> list[str]:

@@ -17,10 +17,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from seed_rl.envs.factory import prefixed_family
-
 log = logging.getLogger(__name__)
 
+# The environment families presets are chosen by (``EnvFamily.preset_family``, seed_rl/envs/families.py).
 FAMILIES = ("atari", "minatar", "football", "dmlab", "vector", "other")
 
 
@@ -178,14 +177,6 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
         {},
     ),
 }
-
-
-def env_family(env_name: str, observation_shape: tuple[int, ...]) -> str:
-    """The preset family of ``--env``: by its prefix, else by its observation's rank."""
-    family = prefixed_family(env_name)
-    if family is not None:
-        return family
-    return "vector" if len(observation_shape) == 1 else "other"
 
 
 def preset(family: str, agent: str) -> Preset:

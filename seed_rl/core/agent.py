@@ -35,7 +35,7 @@ class TrainResult(NamedTuple):
 
 
 class Agent(Protocol):
-    """What an agent provides to the learner core.
+    """What an agent provides to the learner core (and to ``seed_rl.evaluate``: ``load_for_evaluation``).
 
     ``act`` runs on the inference thread, ``train_step`` on the training thread.
     ``train_step`` must hold ``params_lock`` while it writes the parameters, and
@@ -54,3 +54,9 @@ class Agent(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def load_for_evaluation(self, state: dict) -> None:
+        """Loads what ``act`` needs from a ``state_dict()`` (no optimizer) and switches to evaluation mode.
+
+        Raises KeyError for a state without it, RuntimeError for weights of another shape.
+        """

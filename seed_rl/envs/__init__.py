@@ -1,4 +1,4 @@
-"""Environments for seed_rl: Atari (SEED RL preprocessing), MinAtar and gymnasium ids."""
+"""Environments for seed_rl: the families of ``families.py`` (Atari, MinAtar, Football, DeepMind Lab, old gym) and gymnasium ids."""
 
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError

@@ -39,7 +39,6 @@ from gymnasium import spaces
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
 
-FOOTBALL_PREFIX = "football:"
 # SEED RL's own default is 11_vs_11_easy_stochastic (football/env.py); the
 # academy scenario is the one that learns within minutes on a CPU.
 DEFAULT_SCENARIO = "academy_empty_goal_close"

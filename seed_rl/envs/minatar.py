@@ -22,7 +22,6 @@ from gymnasium import spaces
 
 from seed_rl.envs.errors import EnvError
 
-MINATAR_PREFIX = "minatar:"
 # The games minatar 1.0.15 ships and registers (minatar.gym.register_envs), by gymnasium id name.
 GAMES = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 _INSTALL_HINT = "pip install 'seed_rl[minatar]'"

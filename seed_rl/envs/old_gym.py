@@ -26,7 +26,6 @@ from gymnasium.envs.registration import EnvSpec
 
 from seed_rl.envs.errors import EnvError
 
-GYM_PREFIX = "gym:"
 _INSTALL_HINT = "pip install 'seed_rl[shimmy]'"
 
 

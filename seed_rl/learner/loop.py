@@ -1,8 +1,8 @@
-"""The learner: serves inference to actors, assembles unrolls and trains on them.
+"""The learner: serves inference to actors' streams, assembles unrolls and trains on them.
 
-Threads: gRPC workers (one per actor stream), and with ``serve_shm`` one
-thread per actor on shared memory, validate requests and wait on the
-dynamic batcher; the batcher thread runs inference and unroll assembly; the
+Threads: the transport endpoints' threads (``serving.py``: gRPC workers, one
+per actor stream, and one thread per actor on shared memory) validate requests
+and wait on the dynamic batcher; the batcher thread runs inference and unroll assembly; the
 caller's thread (:meth:`Learner.run`) trains, logs and checkpoints. Finished
 unrolls cross from inference to training, as batched tensors, through a queue
 bounded in unrolls, which is also the back-pressure that keeps actors from
@@ -15,7 +15,7 @@ import collections
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -24,19 +24,12 @@ from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.training_data import TrainingData
 from seed_rl.learner.inference import InferenceEngine
+from seed_rl.learner.run_config import RunConfig
 from seed_rl.learner.metrics import EpisodeStats, MetricsWriter, console_line
-from seed_rl.transport.security import ServerSecurity
-from seed_rl.transport.grpc_server import LearnerServer
-from seed_rl.transport.shm_server import ShmLearnerServer
 from seed_rl.transport.streams import ActorStreams
 from seed_rl.core.unroll import UnrollBatch
-from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointMismatch(ValueError):
-    """The logdir holds a checkpoint of a different run."""
 
 
 @dataclass
@@ -48,15 +41,11 @@ class LearnerSettings:
     batch_size: int
     unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
-    learner_address: str = "127.0.0.1:0"  # host:port to listen on (port 0: a free one)
     inference_batch_size: int = 64
     inference_timeout_ms: float = 10.0
     unroll_queue_size: int = 0  # 0: 2 training batches
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
-    max_streams: int = 256
-    security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
-    serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.transport.shm)
 
     @property
     def frames_per_unroll(self) -> int:
@@ -100,7 +89,7 @@ class UnrollQueue:
 
 class Learner:
     def __init__(
-        self, agent: Agent, data: TrainingData, spec: EnvSpec, settings: LearnerSettings, run_config: dict
+        self, agent: Agent, data: TrainingData, settings: LearnerSettings, run_config: RunConfig
     ):
         self.agent = agent
         self.data = data
@@ -123,40 +112,18 @@ class Learner:
             timeout_s=settings.inference_timeout_ms / 1000.0,
             on_batch=self._batch_sizes.append,
         )
+        # What the transport endpoints (serving.py) hand each actor's stream to.
         self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=self.episodes.add)
-        self.server = LearnerServer(
-            settings.learner_address, spec, self.streams, max_streams=settings.max_streams, security=settings.security
-        )
-        self.shm_server: ShmLearnerServer | None = None
-        if settings.serve_shm:
-            try:
-                self.shm_server = ShmLearnerServer(
-                    self.server.port, spec, self.streams, settings.security.auth_token, settings.max_streams
-                )
-            except BaseException:
-                self.server.stop(grace_s=0)
-                self.batcher.close()
-                raise
         self.metrics = MetricsWriter(settings.logdir)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()
-
-    @property
-    def address(self) -> str:
-        return self.server.address
 
     def _restore(self) -> None:
         path = checkpoint.latest_checkpoint(self.settings.logdir)
         if path is None:
             return
         state = checkpoint.load_checkpoint(path, self.agent.device)
-        for key in ("agent", "env"):
-            stored, current = state["run_config"].get(key), self.run_config.get(key)
-            if stored != current:
-                raise CheckpointMismatch(
-                    f"{path} was written by a run with --{key}={stored}, this run has --{key}={current}; "
-                    f"use another --logdir or the same --{key}"
-                )
+        self.run_config.check_resumes(state["run_config"], path)
         self.agent.load_state_dict(state["agent"])
         self.data.load_state_dict(state.get("data", {}))
         self.frames = state["frames"]
@@ -170,7 +137,7 @@ class Learner:
             "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
-            "run_config": self.run_config,
+            "run_config": self.run_config.to_dict(),
         }
         self.checkpoints.save(state, self.frames, wait=wait)
 
@@ -178,11 +145,6 @@ class Learner:
         while not self._stop.is_set():
             if self.unrolls.put(unrolls, timeout=0.1):
                 return
-
-    def start(self) -> None:
-        self.server.start()
-        if self.shm_server is not None:
-            self.shm_server.start()
 
     def stop(self) -> None:
         """Asks :meth:`run` to return; safe from any thread or a signal handler."""
@@ -229,21 +191,18 @@ class Learner:
             "inference_batch_size": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
-            "actors_connected": self.streams.active,
+            "actors_connected": self.streams.actors,
             "envs_connected": self.engine.num_envs,
         }
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))
 
     def close(self, save: bool = True) -> None:
-        """Writes the final checkpoint and shuts the server down."""
+        """Writes the final checkpoint and stops inference; stop the endpoints serving :attr:`streams` first."""
         self._stop.set()
         if save and self.frames > 0:
             self.save_checkpoint(wait=True)
         else:
             self.checkpoints.wait()
-        if self.shm_server is not None:
-            self.shm_server.stop()
-        self.server.stop(grace_s=0.5)
         self.batcher.close()
         self.metrics.close()

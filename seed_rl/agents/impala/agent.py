@@ -125,3 +125,8 @@ class ImpalaAgent:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+    def load_for_evaluation(self, state: dict) -> None:
+        """Loads the network ``act`` uses from a :meth:`state_dict` and puts it in evaluation mode."""
+        self.model.load_state_dict(state["model"])
+        self.model.eval()

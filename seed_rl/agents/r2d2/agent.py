@@ -159,3 +159,8 @@ class R2D2Agent:
         self.target_model.load_state_dict(state["target_model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.train_steps = state["train_steps"]
+
+    def load_for_evaluation(self, state: dict) -> None:
+        """Loads the network ``act`` uses from a :meth:`state_dict` and puts it in evaluation mode."""
+        self.model.load_state_dict(state["model"])
+        self.model.eval()

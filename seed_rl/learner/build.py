@@ -1,0 +1,229 @@
+"""Assembles a learner from the train command's flags, and runs it with its endpoints and local actors.
+
+:func:`build_learner` probes the environment, refuses another agent's flags,
+applies the environment family's preset, builds the agent, chooses the address
+and its security, binds the transport endpoints and restores the newest
+checkpoint. :func:`run_learner` serves actors, starts ``--role=local``'s actor
+processes and trains until the frame budget is spent, a signal or an actor's
+user error. User errors are raised as :class:`LearnerBuildError`, one line each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import time
+from dataclasses import dataclass
+
+import torch
+from absl import flags
+
+from seed_rl.agents import registry
+from seed_rl.config import presets, roles
+from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
+from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
+from seed_rl.envs.families import parse_env_name
+from seed_rl.envs.factory import frames_per_step as env_frames_per_step
+from seed_rl.launch.local_actors import LocalActors
+from seed_rl.learner.loop import Learner, LearnerSettings
+from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
+from seed_rl.learner.serving import Endpoints, ServingSettings
+from seed_rl.transport.security import ServerSecurity, local_client_security, server_security
+
+log = logging.getLogger("seed_rl.train")
+LOCAL_ADDRESS = "127.0.0.1:0"
+LEARNER_ADDRESS = "127.0.0.1:8686"
+
+
+class LearnerBuildError(Exception):
+    """A user error in the train command; the message is the one ``error:`` line to show."""
+
+
+@dataclass
+class BuiltLearner:
+    """A learner with its endpoints bound (not yet serving) and what running it needs."""
+
+    learner: Learner
+    endpoints: Endpoints
+    security: ServerSecurity
+    device: torch.device
+    logdir: str
+
+
+def default_logdir(env: str, agent: str) -> str:
+    return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
+
+
+def learner_address(role: str, address: str | None) -> str:
+    """The address the learner listens on for ``role``; remote actors need a fixed port."""
+    if address is None:
+        return LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
+    if role == "learner" and address.rsplit(":", 1)[-1] == "0":
+        raise ValueError(
+            f"--learner_address={address} picks a random port, which remote actors cannot find; "
+            f"give a fixed port with --role=learner, e.g. --learner_address={LEARNER_ADDRESS}"
+        )
+    return address
+
+
+def _probe(env_name: str, seed: int, env_config: EnvConfig) -> EnvSpec:
+    """The spec of ``env_name``, from one environment built and closed."""
+    probe = make_env(env_name, seed, env_config)
+    spec = env_spec(probe)
+    probe.close()
+    return spec
+
+
+def _refuse_foreign_flags(agent: str, flag_values: flags.FlagValues) -> None:
+    """Raises ValueError for a given flag that only another agent's config has."""
+    others = [registry.config_class(name) for name in registry.AGENTS if name != agent]
+    foreign = foreign_flags(registry.config_class(agent), others, flag_values)
+    if foreign:
+        name, owner = sorted(foreign.items())[0]
+        owner_agent = registry.agent_of_config(owner)
+        raise ValueError(
+            f"--{name} is a flag of --agent={owner_agent}, not of --agent={agent}; "
+            f"drop it, or train with --agent={owner_agent}"
+        )
+
+
+def _agent_config(flag_values: flags.FlagValues, spec: EnvSpec, device: torch.device):
+    """The agent's config: its given flags, over the environment family's preset, over its defaults."""
+    agent = flag_values.agent
+    _refuse_foreign_flags(agent, flag_values)
+    config_cls = registry.config_class(agent)
+    family = parse_env_name(flag_values.env)[0].preset_family(spec.observation_shape)
+    family_preset = presets.preset(family, agent)
+    preset_values = presets.apply_preset(
+        config_cls, family_preset.resolve(device.type), given_fields(config_cls, flag_values)
+    )
+    log.info("%s", presets.describe(family_preset, device.type, preset_values))
+    return dataclass_from_flags(config_cls, flag_values, preset_values)
+
+
+def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearner:
+    """The learner the train command's flags describe, its endpoints bound, its checkpoint restored.
+
+    ``serve_shm``: also serve the actors on this machine over shared memory.
+
+    Raises:
+      LearnerBuildError: a flag, environment, address or checkpoint the run cannot use.
+    """
+    fv = flag_values
+    torch.manual_seed(fv.seed)
+    if fv.torch_threads > 0:
+        torch.set_num_threads(fv.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if fv.device == "auto" else torch.device(fv.device)
+    try:
+        env_config = dataclass_from_flags(EnvConfig, fv)
+        spec = _probe(fv.env, fv.seed, env_config)
+    except EnvError as e:
+        raise LearnerBuildError(f"{e}") from None
+    frames_per_step = env_frames_per_step(fv.env, env_config)
+    total_envs = fv.num_actors * fv.envs_per_actor
+    try:
+        config = _agent_config(fv, spec, device)
+        run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed)
+        built = registry.builder(fv.agent).build(config, spec, device, run_shape)
+        address = learner_address(fv.role, fv.learner_address)
+        security = server_security(address, fv.tls_cert_file, fv.tls_key_file, fv.auth_token_file, fv.insecure)
+    except ValueError as e:  # SecurityConfigError included
+        raise LearnerBuildError(f"{e}") from None
+    logdir = fv.logdir or default_logdir(fv.env, fv.agent)
+    settings = LearnerSettings(
+        logdir=logdir,
+        env_name=fv.env,
+        total_environment_frames=fv.total_environment_frames,
+        unroll_length=built.unroll_length,
+        unroll_overlap=built.unroll_overlap,
+        batch_size=built.batch_size,
+        frames_per_step=frames_per_step,
+        inference_batch_size=fv.inference_batch_size or roles.default_inference_batch(total_envs, fv.double_buffer),
+        inference_timeout_ms=fv.inference_timeout_ms,
+        checkpoint_interval_s=fv.checkpoint_interval_s,
+        log_interval_s=fv.log_interval_s,
+    )
+    serving = ServingSettings(
+        address=address,
+        # A double-buffered actor holds two streams; gRPC gives every stream a worker thread for its lifetime.
+        max_streams=fv.num_actors * (2 if fv.double_buffer else 1) + 16,
+        security=security,
+        serve_shm=serve_shm,
+    )
+    try:
+        learner = Learner(built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config))
+    except CheckpointMismatch as e:
+        raise LearnerBuildError(f"{e}") from None
+    try:
+        endpoints = Endpoints(serving, spec, learner.streams)
+    except OSError as e:  # the learner's port is taken
+        learner.close(save=False)
+        raise LearnerBuildError(f"{e}; stop the other process or choose another --learner_address") from None
+    return BuiltLearner(learner, endpoints, security, device, logdir)
+
+
+def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transport: str) -> str | None:
+    """Serves actors and trains until the budget is spent, SIGINT/SIGTERM, or an actor's user error.
+
+    ``--role=local`` starts ``--num_actors`` actor processes here, on ``local_transport``.
+    Writes a final checkpoint unless an actor failed; returns that actor's error, else None.
+    """
+    fv = flag_values
+    learner, endpoints = built.learner, built.endpoints
+    if learner.done():
+        log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", built.logdir, learner.frames)
+        endpoints.stop()
+        learner.close(save=False)
+        return None
+    endpoints.start()
+    log.info(
+        "training %s on %s (%s): %d %s actors x %d envs, learner at %s, logdir %s",
+        fv.agent, fv.env, built.device, fv.num_actors, "local" if fv.role == "local" else "remote",
+        fv.envs_per_actor, endpoints.address, built.logdir,
+    )
+    fatal: list[str] = []
+
+    def on_fatal(message: str) -> None:
+        fatal.append(message)
+        learner.stop()
+
+    interrupts = 0
+
+    def on_signal(signum, frame):
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            raise KeyboardInterrupt
+        log.info("stopping (signal %d); writing a final checkpoint; press Ctrl-C again to abort", signum)
+        learner.stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    # Local actors get the learner's token and trust its certificate without flags of their own.
+    local_address, local_security = local_client_security(endpoints.address, built.security)
+
+    def launcher_values(actor_id: int) -> dict:
+        return dict(
+            learner_address=local_address,
+            actor_id=actor_id,
+            transport=local_transport,
+            tls_ca_file=local_security.tls_ca_file,
+            tls_server_name=local_security.tls_server_name,
+            auth_token=local_security.auth_token,
+        )
+
+    local_actors = fv.num_actors if fv.role == "local" else 0
+    actors = LocalActors(roles.shared_flags_argv(fv), launcher_values, local_actors, on_fatal)
+    started = time.monotonic()
+    try:
+        learner.run()
+    finally:
+        actors.close()
+        learner.stop()
+        endpoints.stop()
+        learner.close(save=not fatal)
+    log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
+    return fatal[0] if fatal else None

@@ -1,0 +1,61 @@
+"""The learner's transport endpoints: gRPC on the learner address and, beside it, shared memory.
+
+Built and stopped by what assembles a learner (``seed_rl.learner.build``), so
+that the training loop (``loop.py``) knows only the :class:`ActorStreams` the
+endpoints feed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from seed_rl.envs import EnvSpec
+from seed_rl.transport.grpc_server import LearnerServer
+from seed_rl.transport.security import ServerSecurity
+from seed_rl.transport.shm_server import ShmLearnerServer
+from seed_rl.transport.streams import ActorStreams
+
+
+@dataclass
+class ServingSettings:
+    address: str = "127.0.0.1:0"  # host:port to listen on (port 0: a free one)
+    max_streams: int = 256
+    security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
+    serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.transport.shm)
+
+
+class Endpoints:
+    """gRPC, and with ``serve_shm`` shared memory, serving ``streams``; bound at construction, served from :meth:`start`.
+
+    Raises:
+      OSError: the address is taken.
+    """
+
+    def __init__(self, settings: ServingSettings, spec: EnvSpec, streams: ActorStreams):
+        self.grpc = LearnerServer(
+            settings.address, spec, streams, max_streams=settings.max_streams, security=settings.security
+        )
+        self.shm: ShmLearnerServer | None = None
+        if settings.serve_shm:
+            try:
+                self.shm = ShmLearnerServer(
+                    self.grpc.port, spec, streams, settings.security.auth_token, settings.max_streams
+                )
+            except BaseException:
+                self.grpc.stop(grace_s=0)
+                raise
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC endpoint (the port chosen, where the address asked for port 0)."""
+        return self.grpc.address
+
+    def start(self) -> None:
+        self.grpc.start()
+        if self.shm is not None:
+            self.shm.start()
+
+    def stop(self) -> None:
+        if self.shm is not None:
+            self.shm.stop()
+        self.grpc.stop(grace_s=0.5)
