@@ -282,21 +282,21 @@ def test_make_env_builds_dmlab_levels_from_env_config(standin):
     assert frames_per_step("CartPole-v1", config) == 1
 
 
-def test_dmlab_flags_fill_the_nested_config():
+def test_dmlab_flags_fill_the_nested_config_and_reach_the_actors():
     from absl import flags
 
-    from seed_rl.config.flags import dataclass_from_flags, dataclass_to_argv, define_dataclass_flags
+    from seed_rl.config import roles
+    from seed_rl.config.flags import dataclass_from_flags
 
     values = flags.FlagValues()
-    define_dataclass_flags(EnvConfig, values)
+    roles.define_shared_flags(values)
     values(["prog", "--level_cache_dir=gs://bucket/cache", "--dmlab_width=64", "--nodmlab_instruction", "--frame_skip=2"])
     config = dataclass_from_flags(EnvConfig, values)
     assert config.frame_skip == 2
     assert config.dmlab == DmLabConfig(level_cache_dir="gs://bucket/cache", dmlab_width=64, dmlab_instruction=False)
-    again = flags.FlagValues()
-    define_dataclass_flags(EnvConfig, again)
-    again(["prog", *dataclass_to_argv(config)])
-    assert dataclass_from_flags(EnvConfig, again) == config
+    # What a local actor gets: the shared flags as a command line, parsed on their own.
+    actor_values = roles.parse_shared_flags(roles.shared_flags_argv(values))
+    assert dataclass_from_flags(EnvConfig, actor_values) == config
 
 
 def test_missing_engine_says_how_to_build_it(monkeypatch):

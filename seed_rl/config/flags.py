@@ -82,14 +82,3 @@ def dataclass_from_dict(cls: type, values: dict[str, Any]):
         kwargs[field.name] = value
     return cls(**kwargs)
 
-
-def dataclass_to_argv(instance) -> list[str]:
-    """The flags that rebuild ``instance`` in another process."""
-    argv = []
-    for field in dataclasses.fields(instance):
-        value = getattr(instance, field.name)
-        if dataclasses.is_dataclass(value):
-            argv += dataclass_to_argv(value)
-            continue
-        argv.append(f"--{field.name}" if value is True else f"--no{field.name}" if value is False else f"--{field.name}={value}")
-    return argv

@@ -27,6 +27,7 @@ from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 from seed_rl.launch.local_actors import LocalActors
+from seed_rl.learner.logdir_lock import LogdirInUse, LogdirLock
 from seed_rl.learner.loop import Learner, LearnerSettings
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.serving import Endpoints, ServingSettings
@@ -50,6 +51,7 @@ class BuiltLearner:
     security: ServerSecurity
     device: torch.device
     logdir: str
+    lock: LogdirLock  # held until run_learner returns (or the process ends)
 
 
 def default_logdir(env: str, agent: str) -> str:
@@ -153,15 +155,21 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         serve_shm=serve_shm,
     )
     try:
+        lock = LogdirLock.acquire(logdir)
+    except LogdirInUse as e:
+        raise LearnerBuildError(f"{e}") from None
+    try:
         learner = Learner(built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config))
     except CheckpointMismatch as e:
+        lock.release()
         raise LearnerBuildError(f"{e}") from None
     try:
         endpoints = Endpoints(serving, spec, learner.streams)
     except OSError as e:  # the learner's port is taken
         learner.close(save=False)
+        lock.release()
         raise LearnerBuildError(f"{e}; stop the other process or choose another --learner_address") from None
-    return BuiltLearner(learner, endpoints, security, device, logdir)
+    return BuiltLearner(learner, endpoints, security, device, logdir, lock)
 
 
 def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transport: str) -> str | None:
@@ -176,6 +184,7 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", built.logdir, learner.frames)
         endpoints.stop()
         learner.close(save=False)
+        built.lock.release()
         return None
     endpoints.start()
     log.info(
@@ -225,5 +234,6 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         learner.stop()
         endpoints.stop()
         learner.close(save=not fatal)
+        built.lock.release()
     log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
     return fatal[0] if fatal else None

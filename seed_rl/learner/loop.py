@@ -114,9 +114,9 @@ class Learner:
         )
         # What the transport endpoints (serving.py) hand each actor's stream to.
         self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=self.episodes.add)
-        self.metrics = MetricsWriter(settings.logdir)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
-        self._restore()
+        self._restore()  # refuses another run's logdir before anything is written there
+        self.metrics = MetricsWriter(settings.logdir)
 
     def _restore(self) -> None:
         path = checkpoint.latest_checkpoint(self.settings.logdir)
@@ -128,6 +128,8 @@ class Learner:
         self.data.load_state_dict(state.get("data", {}))
         self.frames = state["frames"]
         self.train_steps = state["train_steps"]
+        if "episodes" in state:  # checkpoints from before the return window was kept start it empty
+            self.episodes.load_state_dict(state["episodes"])
         log.info("resumed from %s at %d frames", path, self.frames)
 
     def save_checkpoint(self, wait: bool = False) -> None:
@@ -137,6 +139,7 @@ class Learner:
             "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
+            "episodes": self.episodes.state_dict(),  # the return window, so a resumed curve has no gap
             "run_config": self.run_config.to_dict(),
         }
         self.checkpoints.save(state, self.frames, wait=wait)

@@ -27,6 +27,18 @@ class EpisodeStats:
             self._lengths.extend(int(n) for n in lengths)
             self.episodes += len(returns)
 
+    def state_dict(self) -> dict:
+        with self._lock:
+            return {"returns": list(self._returns), "lengths": list(self._lengths), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict) -> None:
+        with self._lock:
+            self._returns.clear()
+            self._lengths.clear()
+            self._returns.extend(state["returns"])
+            self._lengths.extend(state["lengths"])
+            self.episodes = state["episodes"]
+
     def summary(self) -> dict[str, float | None]:
         """Means over the last ``window`` episodes (None before the first one ends)."""
         with self._lock:
