@@ -24,6 +24,9 @@ from seed_rl.envs import EnvError
 FLAGS = flags.FLAGS
 roles.define_shared_flags()
 roles.define_actor_flags()
+# --help lists the flags of both roles and the actor's own (defined in seed_rl.config.roles).
+for _name in sorted(roles.MAIN_SHARED_FLAGS | roles.ACTOR_ONLY_FLAGS | {"learner_address", "actor_id"}):
+    flags.declare_key_flag(_name)
 
 def main(argv: list[str]) -> None:
     del argv

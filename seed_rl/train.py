@@ -49,6 +49,11 @@ flags.DEFINE_boolean("insecure", False, "allow serving on a non-loopback interfa
 for _builder in registry.BUILDERS.values():
     define_dataclass_flags(_builder.config_class)
 roles.define_shared_flags()  # --env, --seed, --envs_per_actor, --auth_token_file, EnvConfig
+# --help shows this module's flags, the shared ones and every agent's; --helpfull adds the environment's.
+for _name in sorted(roles.MAIN_SHARED_FLAGS.union(
+    *(roles.dataclass_flag_names(b.config_class) for b in registry.BUILDERS.values())
+)):
+    flags.declare_key_flag(_name)
 
 
 def transports(transport: str) -> tuple[bool, str]:

@@ -47,6 +47,8 @@ def dataclass_flag_names(cls: type) -> frozenset[str]:
 
 
 SHARED_FLAGS = frozenset({"env", "seed", "envs_per_actor", "auth_token_file", "transport", "double_buffer"}) | dataclass_flag_names(EnvConfig)
+# The shared flags that are not environment settings: what --help lists beside a program's own flags.
+MAIN_SHARED_FLAGS = SHARED_FLAGS - dataclass_flag_names(EnvConfig)
 ACTOR_ONLY_FLAGS = frozenset({"tls_ca_file", "tls_server_name"})
 # What every launcher sets itself, and what to do instead of giving it.
 LAUNCHER_SET_FLAGS: Mapping[str, str] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from seed_rl.envs.dmlab_config import DmLabConfig
 from seed_rl.envs.errors import EnvError
@@ -49,11 +50,12 @@ class EnvConfig:
     # DeepMind Lab (--env=dmlab:<level>); its fields are flags of their own.
     dmlab: DmLabConfig = field(default_factory=DmLabConfig)
     # Google Research Football (football:<scenario>, see seed_rl/envs/football.py).
-    # SEED RL football/env.py trains on the super-mini-map ("extracted"), stacked
-    # 4 frames deep (the shared frame_stack above) with the "scoring" reward.
-    # Also: simple115v2, pixels, pixels_gray; rewards "scoring,checkpoints".
-    football_representation: str = "extracted"
-    football_rewards: str = "scoring"
+    # The observation: SEED RL football/env.py trains on the super-mini-map
+    # ("extracted"), stacked 4 frames deep (the shared frame_stack above).
+    football_representation: Literal["extracted", "simple115v2", "pixels", "pixels_gray"] = "extracted"
+    # The reward: "scoring" as SEED RL football/env.py, or "scoring,checkpoints"
+    # (Kurach et al. 2020's shaped reward).
+    football_rewards: Literal["scoring", "scoring,checkpoints"] = "scoring"
 
     def __post_init__(self) -> None:
         checks = (

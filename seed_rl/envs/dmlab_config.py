@@ -21,7 +21,7 @@ class DmLabConfig:
     # Observation width and height in pixels: SEED RL dmlab/config.py
     # (--width=96, --height=72), the IMPALA paper's DMLab input size.
     dmlab_width: int = 96
-    dmlab_height: int = 72
+    dmlab_height: int = 72  # see dmlab_width
     # Each agent action is held for this many engine frames (Lab.step's
     # num_steps); rewards are summed over them. SEED RL dmlab/config.py
     # (--num_action_repeats=4), IMPALA paper. Frames are counted as engine frames.

@@ -29,6 +29,7 @@ import importlib
 import io
 import logging
 import pkgutil
+import typing
 import warnings
 from typing import Any
 
@@ -42,9 +43,9 @@ from seed_rl.envs.errors import EnvError
 # SEED RL's own default is 11_vs_11_easy_stochastic (football/env.py); the
 # academy scenario is the one that learns within minutes on a CPU.
 DEFAULT_SCENARIO = "academy_empty_goal_close"
-REPRESENTATIONS = ("extracted", "simple115v2", "pixels", "pixels_gray")
+REPRESENTATIONS: tuple[str, ...] = typing.get_args(typing.get_type_hints(EnvConfig)["football_representation"])
 # The reward experiments SEED RL offers (football/env.py --reward_experiment).
-REWARDS = ("scoring", "scoring,checkpoints")
+REWARDS: tuple[str, ...] = typing.get_args(typing.get_type_hints(EnvConfig)["football_rewards"])
 # gfootball's default SMM / pixel size, SEED RL's smm_size='default' (width, height).
 SMM_WIDTH, SMM_HEIGHT = 96, 72
 _INSTALL_HINT = (

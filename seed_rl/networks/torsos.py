@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import math
 
 import torch
@@ -137,7 +140,9 @@ class MLPTorso(nn.Module):
         return self.layers(observation.float().flatten(1))
 
 
-TORSOS = ("auto", "impala_deep", "gfootball_smm", "nature", "minatar", "mlp")
+# The torsos a config's ``torso`` field may name (its flag's choices).
+TorsoName = Literal["auto", "impala_deep", "gfootball_smm", "nature", "minatar", "mlp"]
+TORSOS: tuple[str, ...] = typing.get_args(TorsoName)
 _IMAGE_TORSOS = ("impala_deep", "gfootball_smm", "nature", "minatar")
 
 

@@ -28,6 +28,10 @@ in TorchBeast).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from seed_rl.config.flags import check_choices
+from seed_rl.networks.torsos import TorsoName
 
 
 @dataclass
@@ -35,7 +39,7 @@ class ImpalaConfig:
     unroll_length: int = 20  # IMPALA Atari: unroll length 20
     batch_size: int = 32  # IMPALA Atari: batch size 32
     discount: float = 0.99  # IMPALA Atari: discount 0.99
-    optimizer: str = "rmsprop"  # IMPALA: RMSProp; "adam" as in SEED's Football/DMLab configs
+    optimizer: Literal["rmsprop", "rmsprop_tf", "adam"] = "rmsprop"  # IMPALA: RMSProp; "adam" as in SEED's Football/DMLab configs
     learning_rate: float = 6e-4  # IMPALA Atari: 0.0006
     rmsprop_decay: float = 0.99  # IMPALA Atari: decay 0.99
     rmsprop_epsilon: float = 0.01  # TorchBeast: torch RMSprop eps 0.01 on summed losses (see above)
@@ -45,25 +49,20 @@ class ImpalaConfig:
     entropy_cost: float = 0.01  # IMPALA Atari: entropy cost 0.01
     baseline_cost: float = 0.5  # IMPALA Atari: baseline cost 0.5
     max_grad_norm: float = 40.0  # IMPALA Atari: global gradient-norm clipping 40
-    reward_clipping: str = "abs_one"  # IMPALA Atari: rewards clipped to [-1, 1]; "none" to disable
+    reward_clipping: Literal["abs_one", "none"] = "abs_one"  # IMPALA Atari: rewards clipped to [-1, 1]; "none" to disable
     vtrace_lambda: float = 1.0  # IMPALA: lambda 1 (pure V-trace)
     clip_rho_threshold: float = 1.0  # IMPALA: rho-bar = 1
     clip_pg_rho_threshold: float = 1.0  # IMPALA: rho-bar for the policy gradient = 1
     clip_c_threshold: float = 1.0  # IMPALA: c-bar = 1
-    torso: str = "auto"  # SEED Football ResNet for 72x96 Football frames, IMPALA deep ResNet for other images, MLP for vectors
+    torso: TorsoName = "auto"  # SEED Football ResNet for 72x96 Football frames, IMPALA deep ResNet for other images, MLP for vectors
     # "torch" (PyTorch's layer defaults) or "orthogonal" (OpenAI Baselines / CleanRL:
     # gain sqrt(2) in the torso, 0.01 policy head, 1 value head, zero biases).
-    weight_init: str = "torch"
+    weight_init: Literal["torch", "orthogonal"] = "torch"
     use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 
     def validate(self) -> None:
-        if self.optimizer not in ("rmsprop", "rmsprop_tf", "adam"):
-            raise ValueError(f"--optimizer must be rmsprop, rmsprop_tf or adam, got {self.optimizer!r}")
-        if self.weight_init not in ("torch", "orthogonal"):
-            raise ValueError(f"--weight_init must be torch or orthogonal, got {self.weight_init!r}")
-        if self.reward_clipping not in ("abs_one", "none"):
-            raise ValueError(f"--reward_clipping must be abs_one or none, got {self.reward_clipping!r}")
+        check_choices(self)
         for name in ("unroll_length", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")

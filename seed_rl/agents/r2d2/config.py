@@ -9,6 +9,10 @@ no value or SEED's choice suits central inference better.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
+
+from seed_rl.config.flags import check_choices
+from seed_rl.networks.torsos import TorsoName
 
 
 @dataclass
@@ -33,17 +37,18 @@ class R2D2Config:
     # SEED RL R2D2 learner: "realistic initial priorities", the TD errors of the
     # new sequence under the Q-values computed while acting; "max" gives new
     # sequences the largest priority seen so far (Schaul et al. 2016).
-    initial_priority: str = "td"
+    initial_priority: Literal["td", "max"] = "td"
     priority_eta: float = 0.9  # R2D2 Table 2: eta 0.9 (max/mean mix of |TD| in a sequence)
     value_rescaling_epsilon: float = 1e-3  # R2D2 Sec. 2 / Pohlen et al. 2018: epsilon 1e-3
     epsilon_base: float = 0.4  # R2D2 / Ape-X: epsilon_i = 0.4 ** (1 + 7 i / (N - 1))
     epsilon_alpha: float = 7.0  # R2D2 / Ape-X exponent 7
     lstm_size: int = 512  # R2D2 Table 2: LSTM 512 units
     head_size: int = 512  # R2D2 Table 2: dueling heads with 512 hidden units
-    torso: str = "auto"  # IMPALA deep ResNet for images (SEED's R2D2 Atari), MLP for vectors
+    torso: TorsoName = "auto"  # IMPALA deep ResNet for images (SEED's R2D2 Atari), MLP for vectors
     checkpoint_replay: bool = True  # store replay contents in checkpoints (see docs/agents.md)
 
     def validate(self) -> None:
+        check_choices(self)
         positive = ("unroll_length", "sequence_period", "batch_size", "n_step", "target_update_period",
                     "replay_capacity", "min_replay_size", "lstm_size", "head_size")
         for name in positive:
@@ -56,8 +61,6 @@ class R2D2Config:
                 f"--sequence_period={self.sequence_period} would skip steps: it must be at most "
                 f"burn_in + unroll_length + 1 = {self.burn_in + self.unroll_length + 1}"
             )
-        if self.initial_priority not in ("td", "max"):
-            raise ValueError(f"--initial_priority must be td or max, got {self.initial_priority!r}")
         if self.replay_ratio <= 0:
             raise ValueError(f"--replay_ratio must be > 0, got {self.replay_ratio}")
         if self.min_replay_size > self.replay_capacity:
