@@ -10,7 +10,7 @@ epsilon-greedily with ``--epsilon`` (0.001 as in SEED RL's R2D2 evaluation,
 0 for greedy). Returns are the environment's raw rewards summed per episode.
 Prints one line per episode and a summary, writes them as JSON to ``--output``
 (default ``DIR/evaluation.json``) and, with ``--video=PATH``, an MP4 of the
-first episode (needs ``pip install 'seed_rl[video]'``).
+first episode (needs the ``video`` extra: ``pip install 'seed_rl[video]'``).
 """
 
 from __future__ import annotations

@@ -229,7 +229,7 @@ def test_video_of_the_first_episode(tmp_path):
 def test_video_of_vector_observations_without_rendering_is_one_error_line(impala_run, tmp_path):
     if importlib.util.find_spec("imageio_ffmpeg") is None:
         line = _one_error_line(run_evaluate(f"--logdir={impala_run}", f"--video={tmp_path / 'v.mp4'}"))
-        assert "pip install 'seed_rl[video]'" in line
+        assert f"{sys.executable} -m pip install 'seed_rl[video]'" in line
         return
     if importlib.util.find_spec("pygame") is not None:
         pytest.skip("CartPole renders with pygame here")
@@ -254,3 +254,13 @@ def test_observation_frames():
     big = video_frame(frame)
     assert big.shape == (160, 160, 3) and np.array_equal(big[::16, ::16], frame)
     assert video_frame(np.zeros((161, 201, 3), np.uint8)).shape == (162, 202, 3)  # even sides for H.264
+
+
+def test_missing_video_packages_name_this_interpreters_pip(monkeypatch):
+    from seed_rl.evaluation.errors import EvaluationError
+    from seed_rl.evaluation.video import require_video_packages
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    with pytest.raises(EvaluationError) as info:
+        require_video_packages()
+    assert f"{sys.executable} -m pip install 'seed_rl[video]'" in str(info.value)

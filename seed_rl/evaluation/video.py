@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import colorsys
 import math
+import shlex
+import sys
 import warnings
 from pathlib import Path
 
@@ -15,7 +17,8 @@ from seed_rl.envs.families import parse_env_name
 from seed_rl.evaluation.errors import EvaluationError
 from seed_rl.exits import first_line
 
-VIDEO_HINT = "pip install 'seed_rl[video]'"
+# With this interpreter's pip, so the extra lands where seed_rl runs (a venv's, not the system's).
+VIDEO_HINT = f"{shlex.quote(sys.executable)} -m pip install 'seed_rl[video]'"
 MIN_VIDEO_SIDE = 160  # small frames (MinAtar's 10x10) are scaled up by an integer factor to at least this
 DEFAULT_VIDEO_FPS = 30
 
