@@ -22,10 +22,9 @@ from seed_rl.agents import registry
 from seed_rl import exits
 from seed_rl.config import roles
 from seed_rl.config.flags import define_dataclass_flags
-from seed_rl.transport import shm
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
+from seed_rl.learner.serving import choose_transports
 
-log = logging.getLogger("seed_rl.train")
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
 flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --num_actors actor processes here; learner: the learner only, actors connect from elsewhere")
@@ -56,24 +55,6 @@ for _name in sorted(roles.MAIN_SHARED_FLAGS.union(
     flags.declare_key_flag(_name)
 
 
-def transports(transport: str) -> tuple[bool, str]:
-    """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``.
-
-    ``auto`` falls back to gRPC, with a warning, where shared memory cannot be used; ``shm`` fails instead.
-    """
-    if transport == "grpc":
-        return False, "grpc"
-    try:
-        shm.check_available()
-        shm.socket_dir()
-    except shm.ShmError as e:
-        if transport == "shm":
-            raise ValueError(f"--transport=shm: {e}") from None
-        log.warning("actors on this machine use gRPC: %s", e)
-        return False, "grpc"
-    return True, "shm"
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         exits.fail(f"unexpected arguments {argv[1:]}; flags are written --name=value")
@@ -82,7 +63,7 @@ def main(argv: list[str]) -> None:
             exits.fail(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
-        serve_shm, local_transport = transports(FLAGS.transport)
+        serve_shm, local_transport = choose_transports(FLAGS.transport)
         built = build_learner(FLAGS, serve_shm)
     except (ValueError, LearnerBuildError) as e:
         exits.fail(f"{e}")

@@ -286,7 +286,7 @@ def test_transport_auto_falls_back_to_grpc_where_shared_memory_cannot_work(tmp_p
 
 
 def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike(monkeypatch):
-    from seed_rl import train
+    from seed_rl.learner.serving import choose_transports
     from seed_rl.acting.loop import run_actor
     from seed_rl.acting.settings import ActorSettings
     from seed_rl.envs import EnvConfig
@@ -300,5 +300,5 @@ def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike
     with pytest.raises(shm.ShmError, match=message):
         ShmLearnerServer(1, FAKE_SPEC, streams=None)
     with pytest.raises(ValueError, match="--transport=shm: " + message):
-        train.transports("shm")
-    assert train.transports("auto") == (False, "grpc")
+        choose_transports("shm")
+    assert choose_transports("auto") == (False, "grpc")

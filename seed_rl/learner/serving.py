@@ -7,13 +7,17 @@ endpoints feed.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from seed_rl.envs import EnvSpec
+from seed_rl.transport import shm
 from seed_rl.transport.grpc_server import LearnerServer
 from seed_rl.transport.security import ServerSecurity
 from seed_rl.transport.shm_server import ShmLearnerServer
 from seed_rl.transport.streams import ActorStreams
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -59,3 +63,21 @@ class Endpoints:
         if self.shm is not None:
             self.shm.stop()
         self.grpc.stop(grace_s=0.5)
+
+
+def choose_transports(transport: str) -> tuple[bool, str]:
+    """(whether the learner serves shared memory, the transport of the actors it starts) for ``--transport``.
+
+    ``auto`` falls back to gRPC, with a warning, where shared memory cannot be used; ``shm`` fails instead.
+    """
+    if transport == "grpc":
+        return False, "grpc"
+    try:
+        shm.check_available()
+        shm.socket_dir()
+    except shm.ShmError as e:
+        if transport == "shm":
+            raise ValueError(f"--transport=shm: {e}") from None
+        log.warning("actors on this machine use gRPC: %s", e)
+        return False, "grpc"
+    return True, "shm"
