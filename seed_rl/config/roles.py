@@ -37,7 +37,7 @@ class RoleError(ValueError):
 
 
 def dataclass_flag_names(cls: type) -> frozenset[str]:
-    """The flags ``config_flags.define_dataclass_flags`` makes from ``cls`` (nested dataclasses flat)."""
+    """The flags ``config.flags.define_dataclass_flags`` makes from ``cls`` (nested dataclasses flat)."""
     hints = typing.get_type_hints(cls)
     names: set[str] = set()
     for field in dataclasses.fields(cls):
