@@ -205,7 +205,7 @@ def test_impala_adam_takes_seeds_mean_reduced_loss():
     logits, values, _ = reference(batch["observation"], batch["done"], ())
     probe = ImpalaAgent(VECTOR, ImpalaConfig(torso="mlp"), torch.device("cpu"), 1)
     probe.model = reference
-    summed, _ = probe.compute_loss(batch)  # RMSprop's summed loss on the same weights
+    summed, _, _ = probe.compute_loss(batch)  # RMSprop's summed loss on the same weights
     grads = torch.autograd.grad(summed / entries, list(reference.parameters()))
     grads = _clip_global_norm(list(grads), config.max_grad_norm)
     for p0, p1, grad in zip(reference.parameters(), agent.model.parameters(), grads):
@@ -372,7 +372,7 @@ def test_rmsprop_tf_is_scalable_agents_rmsprop():
     for batch in batches:
         probe = ImpalaAgent(VECTOR, ImpalaConfig(torso="mlp"), torch.device("cpu"), 1)
         probe.model = model
-        loss, _ = probe.compute_loss(batch)  # the summed loss
+        loss, _, _ = probe.compute_loss(batch)  # the summed loss
         grads = _clip_global_norm(list(torch.autograd.grad(loss, list(model.parameters()))), config.max_grad_norm)
         with torch.no_grad():
             for p, m, g in zip(model.parameters(), ms, grads):

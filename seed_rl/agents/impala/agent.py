@@ -29,6 +29,7 @@ class ImpalaAgent:
             use_lstm=config.use_lstm,
             lstm_size=config.lstm_size,
             weight_init=config.weight_init,
+            popart_step_size=config.popart_step_size if config.popart else None,
         ).to(device)
         if config.optimizer == "rmsprop_tf":
             self.optimizer = TFRMSprop(
@@ -59,14 +60,19 @@ class ImpalaAgent:
         action = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
         return ActResult(action, {"policy_logits": logits}, core_state)
 
-    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
         """IMPALA loss on a time-major batch of ``T + 1``-step unrolls (see ``Unroll``).
 
         The loss is summed over the T*B steps (scalable_agent, TorchBeast) for
-        RMSprop, and averaged (SEED RL) for Adam; see ``ImpalaConfig``.
+        RMSprop, and averaged (SEED RL) for Adam; see ``ImpalaConfig``. With
+        PopArt the baseline regresses the normalised targets and the advantages
+        are divided by the targets' scale (``popart.py``). Also returns the
+        V-trace targets ``vs`` ``[T, B]``, which PopArt's statistics follow.
         """
         cfg = self.config
         logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
+        statistics = self.model.value_statistics
+        unnormalized = values if statistics is None else statistics.unnormalize(values)
         rewards = batch["reward"][1:]
         if cfg.reward_clipping == "abs_one":
             rewards = rewards.clamp(-1.0, 1.0)
@@ -78,15 +84,20 @@ class ImpalaAgent:
             actions=actions,
             discounts=discounts,
             rewards=rewards,
-            values=values[:-1],
-            bootstrap_value=values[-1],
+            values=unnormalized[:-1],
+            bootstrap_value=unnormalized[-1],
             clip_rho_threshold=cfg.clip_rho_threshold,
             clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
             clip_c_threshold=cfg.clip_c_threshold,
             lambda_=cfg.vtrace_lambda,
         )
-        pg_loss = losses.policy_gradient_loss(logits[:-1], actions, returns.pg_advantages)
-        v_loss = losses.baseline_loss(values[:-1], returns.vs)
+        if statistics is None:
+            advantages, targets = returns.pg_advantages, returns.vs
+        else:
+            advantages = returns.pg_advantages / statistics.mean_and_scale()[1].to(values.dtype)
+            targets = statistics.normalize(returns.vs)
+        pg_loss = losses.policy_gradient_loss(logits[:-1], actions, advantages)
+        v_loss = losses.baseline_loss(values[:-1], targets)
         entropy = losses.entropy_loss(logits[:-1])
         summed = pg_loss + cfg.baseline_cost * v_loss + cfg.entropy_cost * entropy
         entries = actions.numel()
@@ -100,10 +111,13 @@ class ImpalaAgent:
             "policy_entropy": -entropy.item() / entries,
             "mean_rho": returns.log_rhos.exp().mean().item(),
         }
-        return total, logs
+        if statistics is not None:
+            mean, scale = statistics.mean_and_scale()
+            logs.update({"popart/mean": float(mean), "popart/scale": float(scale)})
+        return total, logs, returns.vs
 
     def train_step(self, batch: dict, params_lock: threading.Lock) -> TrainResult:
-        loss, logs = self.compute_loss(batch)
+        loss, logs, targets = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
@@ -111,6 +125,8 @@ class ImpalaAgent:
         logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
         with params_lock:
             self.optimizer.step()
+            if self.model.value_statistics is not None:
+                self.model.value_statistics.update(targets, self.model.baseline)
         self.scheduler.step()
         return TrainResult(logs)
 

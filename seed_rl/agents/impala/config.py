@@ -58,6 +58,11 @@ class ImpalaConfig:
     # "torch" (PyTorch's layer defaults) or "orthogonal" (OpenAI Baselines / CleanRL:
     # gain sqrt(2) in the torso, 0.01 policy head, 1 value head, zero biases).
     weight_init: Literal["torch", "orthogonal"] = "torch"
+    # PopArt (Hessel et al. 2019): the baseline learns V-trace targets normalised by their running mean
+    # and scale, and the advantages are divided by that scale, so updates do not grow with the returns.
+    popart: bool = False
+    # Step size of PopArt's moving moments of the targets (Hessel et al. 2019: 3e-4).
+    popart_step_size: float = 3e-4
     use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 

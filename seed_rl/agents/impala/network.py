@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seed_rl.agents.impala.popart import PopArtStatistics
 from seed_rl.networks.initialization import initialize_actor_critic
 from seed_rl.networks.recurrent import ResettingLSTM
 from seed_rl.networks.torsos import make_torso
@@ -20,6 +21,7 @@ class ActorCriticNet(nn.Module):
         use_lstm: bool = False,
         lstm_size: int = 256,
         weight_init: str = "torch",
+        popart_step_size: float | None = None,
     ):
         super().__init__()
         self.torso = make_torso(torso, observation_shape, observation_dtype)
@@ -30,6 +32,8 @@ class ActorCriticNet(nn.Module):
         self.policy = nn.Linear(features, num_actions)
         self.baseline = nn.Linear(features, 1)
         initialize_actor_critic(weight_init, self.torso, self.policy, self.baseline)
+        # With PopArt the baseline head predicts normalised values; these statistics map them back.
+        self.value_statistics = PopArtStatistics(popart_step_size) if popart_step_size is not None else None
 
     def initial_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return self.core.initial_state(batch_size) if self.core is not None else ()
@@ -39,7 +43,8 @@ class ActorCriticNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
         """Time-major forward: ``observation [T, B, ...]``, ``done [T, B]``.
 
-        Returns policy logits ``[T, B, A]``, baseline values ``[T, B]`` and the new core state.
+        Returns policy logits ``[T, B, A]``, baseline values ``[T, B]`` (normalised ones with PopArt: see
+        :attr:`value_statistics`) and the new core state.
         """
         steps, batch = observation.shape[:2]
         features = self.torso(observation.reshape(steps * batch, *observation.shape[2:]))
