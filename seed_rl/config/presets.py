@@ -64,6 +64,11 @@ _SMALL_UPDATES_ON_CPU = {
         "above 95% of the initial one",
     ),
 }
+_POPART = Setting(
+    True,
+    "Hessel et al. 2019 (PopArt); measured here (docs/results.md, reward scale): CartPole x0.01, x1 and x100 "
+    "and Acrobot learn on these defaults, Acrobot and CartPole x100 did not without it",
+)
 _CHOSEN_MINATAR = "chosen here, one configuration; its Breakout run is in docs/results.md"
 
 # (family, agent) -> (settings on every device, settings on a CPU learner)
@@ -151,9 +156,12 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
             "baseline_cost": Setting(0.25, "measured here (docs/results.md)"),
             "entropy_cost": Setting(0.005, "measured here (docs/results.md)"),
             "reward_clipping": Setting("none", "rewards of vector tasks are not on Atari's scale"),
+            "popart": _POPART,
         },
         {},
     ),
+    # Environments of no known family: their rewards' scale is unknown too.
+    ("other", "impala"): ({"popart": _POPART}, {}),
     ("vector", "r2d2"): (
         {
             "lstm_size": Setting(64, "measured here (docs/results.md): a small network for a small problem"),
