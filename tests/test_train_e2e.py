@@ -7,8 +7,9 @@ import pytest
 from train_helpers import read_metrics, run_train
 
 # Nothing but the budget: the agent runs on the vector-family preset that every
-# user gets (seed_rl/config/presets.py). On 2 CPU cores it passed 400 at ~310k frames.
-CARTPOLE_FLAGS = ("--agent=impala", "--env=CartPole-v1", "--total_environment_frames=600000")
+# user gets (seed_rl/config/presets.py). On 2 CPU cores it passed 400 at ~125k frames
+# with PopArt in the preset (~310k before it).
+CARTPOLE_FLAGS = ("--agent=impala", "--env=CartPole-v1", "--total_environment_frames=300000")
 
 
 @pytest.mark.slow
@@ -17,7 +18,7 @@ def test_impala_learns_cartpole(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(tmp_path)
     returns = [m["episode_return_mean"] for m in metrics if m["episode_return_mean"] is not None]
-    assert metrics[-1]["frames"] >= 600_000
+    assert metrics[-1]["frames"] >= 300_000
     assert max(returns) >= 400, f"best 100-episode mean return {max(returns):.1f}; curve {returns}"
     # Learning, not luck: the start of the run was far below the target.
     assert returns[0] < 100
