@@ -33,6 +33,10 @@ class StepField:
     def dtype_for(self, observation_dtype: str) -> str:
         return self.dtype or observation_dtype
 
+    def zeros(self, num_envs: int, observation_shape: tuple[int, ...], observation_dtype: str) -> np.ndarray:
+        """This field for ``num_envs`` environments (or steps), all zero: what an absent optional field means."""
+        return np.zeros(self.shape(num_envs, observation_shape), self.dtype_for(observation_dtype))
+
 
 STEP_FIELDS: tuple[StepField, ...] = (
     StepField("observation", None, True, True, "what each environment shows now"),
@@ -48,9 +52,7 @@ STEP_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in STEP_FIELDS)
 
 def allocate_step(num_envs: int, observation_shape: tuple[int, ...], observation_dtype: str) -> dict[str, np.ndarray]:
     """Zeroed arrays for one step of ``num_envs`` environments, one per field."""
-    return {
-        f.name: np.zeros(f.shape(num_envs, observation_shape), f.dtype_for(observation_dtype)) for f in STEP_FIELDS
-    }
+    return {f.name: f.zeros(num_envs, observation_shape, observation_dtype) for f in STEP_FIELDS}
 
 
 @dataclass

@@ -41,7 +41,7 @@ def _step_field(unroll: Unroll, name: str) -> np.ndarray:
         return unroll.steps[name]
     field = next(f for f in STEP_FIELDS if f.name == name and not f.required)  # StopIteration: a required one
     observation = unroll.steps["observation"]
-    return np.zeros(field.shape(len(observation), observation.shape[1:]), field.dtype_for(observation.dtype.name))
+    return field.zeros(len(observation), observation.shape[1:], observation.dtype.name)
 
 
 @dataclass

@@ -115,10 +115,10 @@ def validate_request(
     for field in STEP_FIELDS:
         if field.per_observation:
             continue  # the observation is checked above, with hints of its own
-        shape, dtype = field.shape(num_envs, spec.observation_shape), field.dtype_for(spec.observation_dtype)
         if field.name not in fields:
-            fields[field.name] = np.zeros(shape, dtype)
+            fields[field.name] = field.zeros(num_envs, spec.observation_shape, spec.observation_dtype)
             continue
+        shape, dtype = field.shape(num_envs, spec.observation_shape), field.dtype_for(spec.observation_dtype)
         value = fields[field.name]
         if value.shape != shape or value.dtype.name != dtype:
             raise ProtocolError(

@@ -6,7 +6,7 @@ import threading
 
 import torch
 
-from seed_rl.agents.impala import losses, vtrace
+from seed_rl.agents.impala import losses, popart, vtrace
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
@@ -72,7 +72,11 @@ class ImpalaAgent:
         cfg = self.config
         logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
         statistics = self.model.value_statistics
-        unnormalized = values if statistics is None else statistics.unnormalize(values)
+        if statistics is None:
+            unnormalized = values
+        else:
+            mean, scale = statistics.mean_and_scale()  # once per loss: the targets below use the same
+            unnormalized = popart.unnormalize(values, mean, scale)
         rewards = batch["reward"][1:]
         if cfg.reward_clipping == "abs_one":
             rewards = rewards.clamp(-1.0, 1.0)
@@ -94,8 +98,8 @@ class ImpalaAgent:
         if statistics is None:
             advantages, targets = returns.pg_advantages, returns.vs
         else:
-            advantages = returns.pg_advantages / statistics.mean_and_scale()[1].to(values.dtype)
-            targets = statistics.normalize(returns.vs)
+            advantages = returns.pg_advantages / scale.to(values.dtype)
+            targets = popart.normalize(returns.vs, mean, scale)
         pg_loss = losses.policy_gradient_loss(logits[:-1], actions, advantages)
         v_loss = losses.baseline_loss(values[:-1], targets)
         entropy = losses.entropy_loss(logits[:-1])
@@ -112,7 +116,6 @@ class ImpalaAgent:
             "mean_rho": returns.log_rhos.exp().mean().item(),
         }
         if statistics is not None:
-            mean, scale = statistics.mean_and_scale()
             logs.update({"popart/mean": float(mean), "popart/scale": float(scale)})
         return total, logs, returns.vs
 

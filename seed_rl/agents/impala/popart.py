@@ -59,6 +59,14 @@ def preserved_head(
     return weight * ratio, ((old_scale * bias + old_mean - new_mean) / new_scale).to(bias.dtype)
 
 
+def unnormalize(normalized: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (normalized * scale + mean).to(normalized.dtype)
+
+
+def normalize(values: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return ((values - mean) / scale).to(values.dtype)
+
+
 class PopArtStatistics(nn.Module):
     """The moving moments, as buffers so they travel in the model's ``state_dict`` (and checkpoints)."""
 
@@ -73,12 +81,8 @@ class PopArtStatistics(nn.Module):
         return statistics(self.first_moment, self.second_moment, int(self.updates), self.step_size)
 
     def unnormalize(self, normalized: torch.Tensor) -> torch.Tensor:
-        mean, scale = self.mean_and_scale()
-        return (normalized * scale + mean).to(normalized.dtype)
-
-    def normalize(self, values: torch.Tensor) -> torch.Tensor:
-        mean, scale = self.mean_and_scale()
-        return ((values - mean) / scale).to(values.dtype)
+        """``sigma * n + mu`` with the current statistics."""
+        return unnormalize(normalized, *self.mean_and_scale())
 
     @torch.no_grad()
     def update(self, targets: torch.Tensor, head: nn.Linear) -> None:
