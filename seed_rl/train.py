@@ -22,6 +22,7 @@ from seed_rl.agents import registry
 from seed_rl import exits
 from seed_rl.config import roles
 from seed_rl.config.flags import define_dataclass_flags
+from seed_rl.core.precision import PRECISIONS
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
 from seed_rl.learner.serving import choose_transports
 
@@ -41,6 +42,12 @@ flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference 
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
 flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
+flags.DEFINE_enum(
+    "precision", "auto", list(PRECISIONS),
+    "arithmetic of the learner's forward passes (weights, optimizer and losses stay float32): bf16 autocast, "
+    "fp32, or auto: bf16 where the device runs it natively (CPUs with AMX or AVX-512 BF16, CUDA compute "
+    "capability 8.0+), else fp32",
+)
 flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads on the learner; 0: torch's default")
 flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner serves TLS with; needs --tls_key_file")
 flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")

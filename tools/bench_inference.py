@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from seed_rl.config import roles
+from seed_rl.core.precision import FP32, PRECISIONS, Precision, resolve_precision
 from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.acting.shm_link import ShmConnection
@@ -235,14 +236,14 @@ class BenchLearner:
 
 
 def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, unroll_length: int,
-                  max_streams: int, serve_shm: bool = False) -> BenchLearner:
+                  max_streams: int, serve_shm: bool = False, precision: Precision = FP32) -> BenchLearner:
     probe = make_env(ENV, 0, EnvConfig())
     spec = env_spec(probe)
     probe.close()
     if kind == "noop":
         engine = NoOpEngine()
     else:
-        agent = ImpalaAgent(spec, ImpalaConfig(torso=torso, unroll_length=unroll_length), device, 1)
+        agent = ImpalaAgent(spec, ImpalaConfig(torso=torso, unroll_length=unroll_length), device, 1, precision)
         engine = InferenceEngine(agent, unroll_length, lambda unrolls: None, threading.Lock())
     batcher = DynamicBatcher(engine, max_batch_size=batch_size, timeout_s=0.01)
     streams = ActorStreams(ENV, batcher, engine, on_episodes=lambda r, l: None)
@@ -290,7 +291,7 @@ def _stage_counters(engine, batcher, kind: str) -> tuple[float, ...]:
 
 def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], device: torch.device) -> dict:
     learner = start_learner(kind, args.torso, device, args.inference_batch_size, args.unroll_length, args.actors + 16,
-                            serve_shm=transport == "shm")
+                            serve_shm=transport == "shm", precision=args.resolved_precision)
     ctx = mp.get_context("spawn")
     steps, stop = ctx.Value("q", 0), ctx.Event()
     actors = [
@@ -336,7 +337,7 @@ def measure_pong(args, device: torch.device) -> dict:
     for transport, kind in [(t, k) for t in args.transports for k in ("model", "noop")]:
         learner = start_learner(kind, args.torso, device, args.inference_batch_size, args.unroll_length,
                                 args.actors + 16,
-                                serve_shm=transport == "shm")
+                                serve_shm=transport == "shm", precision=args.resolved_precision)
         procs = [
             subprocess.Popen(
                 [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.server.address}",
@@ -377,7 +378,8 @@ def churn(args, recorded: list[dict], device: torch.device) -> dict:
     """``--actors`` workers connect, stream and go in a loop; every ``--kill_seconds`` one is killed and replaced.
     With both transports given, the workers alternate between them."""
     learner = start_learner("model", args.torso, device, args.inference_batch_size, args.unroll_length,
-                            4 * args.actors + 16, serve_shm="shm" in args.transports)
+                            4 * args.actors + 16, serve_shm="shm" in args.transports,
+                            precision=args.resolved_precision)
     ctx = mp.get_context("spawn")
     steps, stop, connections = ctx.Value("q", 0), ctx.Event(), ctx.Value("q", 0)
     rng = random.Random(0)
@@ -435,6 +437,7 @@ def main() -> None:
     parser.add_argument("--torso", default="nature", help="nature, impala_deep, ...")
     parser.add_argument("--unroll_length", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="as seed_rl.train's --precision")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup_seconds", type=float, default=3.0)
     parser.add_argument("--sample_seconds", type=float, default=1.0, help="--churn: seconds between samples")
@@ -465,8 +468,10 @@ def main() -> None:
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    args.resolved_precision = resolve_precision(args.precision, device)
     recorded = record_steps(args.envs_per_actor)
     header = (f"{args.actors} actors x {args.envs_per_actor} envs, torso {args.torso}, device {device}, "
+              f"{args.resolved_precision.name}, "
               f"{os.cpu_count()} cores")
     if args.churn:
         result = churn(args, recorded, device)

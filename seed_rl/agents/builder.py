@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from seed_rl.core.agent import Agent
+from seed_rl.core.precision import FP32, Precision
 from seed_rl.core.training_data import TrainingData
 from seed_rl.envs import EnvSpec
 
@@ -31,6 +32,7 @@ class RunShape:
     frames_per_step: int  # environment frames per agent step (Atari frame skip)
     total_envs: int  # environments across all actors (R2D2's per-environment epsilons)
     seed: int = 0
+    precision: Precision = FP32  # of the learner's forward passes (--precision)
 
 
 class AgentBuilder(Protocol):

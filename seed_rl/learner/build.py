@@ -23,6 +23,7 @@ from absl import flags
 from seed_rl.agents import registry
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
+from seed_rl.core.precision import enable_tf32, resolve_precision
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
@@ -127,7 +128,9 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     total_envs = fv.num_actors * fv.envs_per_actor
     try:
         config = _agent_config(fv, spec, device)
-        run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed)
+        precision = resolve_precision(fv.precision, device)
+        log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
+        run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision)
         built = registry.builder(fv.agent).build(config, spec, device, run_shape)
         address = learner_address(fv.role, fv.learner_address)
         security = server_security(address, fv.tls_cert_file, fv.tls_key_file, fv.auth_token_file, fv.insecure)

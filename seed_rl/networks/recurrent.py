@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from seed_rl.networks.float32 import float32_region
+
 
 class ResettingLSTM(nn.Module):
     """LSTM over time-major inputs whose state is zeroed where ``done`` is set.
@@ -28,8 +30,10 @@ class ResettingLSTM(nn.Module):
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         h, c = state
         outputs = []
-        for t in range(inputs.shape[0]):
-            keep = (~done[t]).float().unsqueeze(-1)
-            h, c = self.cell(inputs[t], (h * keep, c * keep))
-            outputs.append(h)
+        with float32_region(inputs):
+            inputs = inputs.float()
+            for t in range(inputs.shape[0]):
+                keep = (~done[t]).float().unsqueeze(-1)
+                h, c = self.cell(inputs[t], (h * keep, c * keep))
+                outputs.append(h)
         return torch.stack(outputs), (h, c)

@@ -11,16 +11,21 @@ from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult
+from seed_rl.core.precision import FP32, Precision
 from seed_rl.envs import EnvSpec
 
 
 class ImpalaAgent:
     """Actor-critic with V-trace off-policy correction (Espeholt et al. 2018)."""
 
-    def __init__(self, spec: EnvSpec, config: ImpalaConfig, device: torch.device, total_train_steps: int):
+    def __init__(
+        self, spec: EnvSpec, config: ImpalaConfig, device: torch.device, total_train_steps: int,
+        precision: Precision = FP32,
+    ):
         config.validate()
         self.config = config
         self.device = device
+        self.precision = precision  # of the network's forward passes; the loss maths is float32
         self.model = ActorCriticNet(
             spec.observation_shape,
             spec.observation_dtype,
@@ -55,7 +60,8 @@ class ImpalaAgent:
 
     @torch.no_grad()
     def act(self, inputs: ActInputs, core_state) -> ActResult:
-        logits, _, core_state = self.model(inputs.observation.unsqueeze(0), inputs.done.unsqueeze(0), core_state)
+        with self.precision.autocast():
+            logits, _, core_state = self.model(inputs.observation.unsqueeze(0), inputs.done.unsqueeze(0), core_state)
         logits = logits[0]
         action = torch.multinomial(torch.softmax(logits, dim=-1), 1).squeeze(-1)
         return ActResult(action, {"policy_logits": logits}, core_state)
@@ -70,7 +76,8 @@ class ImpalaAgent:
         V-trace targets ``vs`` ``[T, B]``, which PopArt's statistics follow.
         """
         cfg = self.config
-        logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
+        with self.precision.autocast():  # the network's heads return float32 (networks/float32.py)
+            logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
         statistics = self.model.value_statistics
         if statistics is None:
             unnormalized = values

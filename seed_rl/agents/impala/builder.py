@@ -18,7 +18,9 @@ class ImpalaBuilder:
 
     def build(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         frames_per_train_step = config.batch_size * config.unroll_length * run.frames_per_step
-        agent = ImpalaAgent(spec, config, device, total_train_steps=run.total_frames // max(1, frames_per_train_step))
+        agent = ImpalaAgent(
+            spec, config, device, run.total_frames // max(1, frames_per_train_step), precision=run.precision
+        )
         # Consecutive unrolls share one step: the last one bootstraps the next.
         return BuiltAgent(agent, OnPolicyData(config.batch_size), config.unroll_length, 1, config.batch_size)
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from seed_rl.agents.impala.popart import PopArtStatistics
+from seed_rl.networks.float32 import float32_region
 from seed_rl.networks.initialization import initialize_actor_critic
 from seed_rl.networks.recurrent import ResettingLSTM
 from seed_rl.networks.torsos import make_torso
@@ -51,4 +52,6 @@ class ActorCriticNet(nn.Module):
         features = features.reshape(steps, batch, -1)
         if self.core is not None:
             features, core_state = self.core(features, done, core_state)
-        return self.policy(features), self.baseline(features).squeeze(-1), core_state
+        with float32_region(features):
+            features = features.float()
+            return self.policy(features), self.baseline(features).squeeze(-1), core_state

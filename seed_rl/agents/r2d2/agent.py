@@ -13,6 +13,7 @@ from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult
+from seed_rl.core.precision import FP32, Precision
 from seed_rl.core.unroll import Unroll
 from seed_rl.envs import EnvSpec
 from seed_rl.agents.r2d2.priorities import sequence_priority
@@ -25,10 +26,13 @@ class R2D2Agent:
     each replayed sequence starts from the state stored with it.
     """
 
-    def __init__(self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int):
+    def __init__(
+        self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int, precision: Precision = FP32
+    ):
         config.validate()
         self.config = config
         self.device = device
+        self.precision = precision  # of the networks' forward passes; targets and loss are float32
         self.model = R2D2Net(
             spec.observation_shape,
             spec.observation_dtype,
@@ -49,13 +53,14 @@ class R2D2Agent:
     @torch.no_grad()
     def act(self, inputs: ActInputs, core_state) -> ActResult:
         h, c, prev_action = core_state
-        q, (h, c) = self.model(
-            inputs.observation.unsqueeze(0),
-            inputs.reward.unsqueeze(0),
-            inputs.done.unsqueeze(0),
-            prev_action.unsqueeze(0),
-            (h, c),
-        )
+        with self.precision.autocast():
+            q, (h, c) = self.model(
+                inputs.observation.unsqueeze(0),
+                inputs.reward.unsqueeze(0),
+                inputs.done.unsqueeze(0),
+                prev_action.unsqueeze(0),
+                (h, c),
+            )
         epsilon = self.epsilons[inputs.env_index % len(self.epsilons)]
         action = epsilon_greedy(q[0], epsilon)
         # The Q-values behind each action stay with the trajectory: they give
@@ -64,7 +69,8 @@ class R2D2Agent:
 
     def _unroll(self, model: R2D2Net, batch: dict, start: int, stop: int | None, state):
         s = slice(start, stop)
-        return model(batch["observation"][s], batch["reward"][s], batch["done"][s], batch["prev_action"][s], state)
+        with self.precision.autocast():  # the network's heads return float32 (networks/float32.py)
+            return model(batch["observation"][s], batch["reward"][s], batch["done"][s], batch["prev_action"][s], state)
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """Loss on time-major sequences of ``burn_in + unroll_length + 1`` steps.

@@ -18,7 +18,7 @@ class R2D2Builder:
     config_class = R2D2Config
 
     def build(self, config: R2D2Config, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
-        agent = R2D2Agent(spec, config, device, run.total_envs)
+        agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision)
         replay = PrioritizedReplay(
             config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=run.seed
         )

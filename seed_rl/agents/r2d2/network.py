@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seed_rl.networks.float32 import float32_region
 from seed_rl.networks.recurrent import ResettingLSTM
 from seed_rl.networks.torsos import make_torso
 
@@ -50,6 +51,8 @@ class R2D2Net(nn.Module):
         one_hot = F.one_hot(prev_action, self.num_actions).float() * keep
         inputs = torch.cat([features, one_hot, reward.unsqueeze(-1) * keep], dim=-1)
         outputs, core_state = self.core(inputs, done, core_state)
-        advantage = self.advantage(outputs)
-        q = self.value(outputs) + advantage - advantage.mean(dim=-1, keepdim=True)
+        with float32_region(outputs):
+            outputs = outputs.float()
+            advantage = self.advantage(outputs)
+            q = self.value(outputs) + advantage - advantage.mean(dim=-1, keepdim=True)
         return q, core_state
