@@ -48,7 +48,11 @@ flags.DEFINE_enum(
     "fp32, or auto: bf16 where the device runs it natively (CPUs with AMX or AVX-512 BF16, CUDA compute "
     "capability 8.0+), else fp32",
 )
-flags.DEFINE_integer("torch_threads", 0, "torch intra-op threads on the learner; 0: torch's default")
+flags.DEFINE_integer(
+    "torch_threads", 0,
+    "torch intra-op threads on the learner; 0: on a CPU learner the cores its local actors leave (at least 1), "
+    "else torch's default",
+)
 flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner serves TLS with; needs --tls_key_file")
 flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")
 flags.DEFINE_boolean("insecure", False, "allow serving on a non-loopback interface without TLS and a token (logs a warning)")

@@ -37,8 +37,14 @@ def training_frames_per_second(args, extra: list[str]) -> tuple[float, list[dict
         f"--logdir={logdir}", "--total_environment_frames=10000000000",
         "--log_interval_s=5", "--checkpoint_interval_s=100000", *extra,
     ]
+    # NAME=value words of a variant are environment variables of that run (e.g. OMP_WAIT_POLICY=PASSIVE).
+    environment = dict(os.environ)
+    for word in [w for w in command if "=" in w and not w.startswith("-")]:
+        command.remove(word)
+        name, value = word.split("=", 1)
+        environment[name] = value
     print("running:", " ".join(command), flush=True)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     time.sleep(args.warmup_seconds)
     cpu_start, wall_start = _process_cpu_seconds(process.pid), time.monotonic()
     time.sleep(args.seconds)
@@ -71,8 +77,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--warmup_seconds", type=float, default=30.0)
     parser.add_argument("--variant", action="append", default=[],
-                        help="train flags (space-separated) for one training run; repeat to compare variants "
-                             "against the same raw rate, e.g. --variant=--transport=grpc --variant=--transport=shm")
+                        help="train flags (space-separated) for one training run, and NAME=value environment "
+                             "variables; repeat to compare variants against the same raw rate, e.g. "
+                             "--variant=--transport=grpc --variant='--transport=shm OMP_WAIT_POLICY=PASSIVE'")
     args, extra = parser.parse_known_args()
     frame_skip = frames_per_step(args.env)
 

@@ -3,7 +3,7 @@
   .venv/bin/python tools/bench_train_step.py                                  # IMPALA on Pong's shapes
   .venv/bin/python tools/bench_train_step.py --agent=r2d2 --batch_size=8
   .venv/bin/python tools/bench_train_step.py --torso=impala_deep --batch_size=32
-  .venv/bin/python tools/bench_train_step.py --variants=fp32,bf16,bf16+channels_last,bf16+compile
+  .venv/bin/python tools/bench_train_step.py --threads=1 --variants=fp32,bf16+nchw,bf16,bf16+compile
 
 Builds the agent as ``seed_rl.train`` would for ``--env`` on this device
 (defaults and the family's preset; ``--torso``/``--batch_size``/... override),
@@ -14,9 +14,11 @@ busy machine slows all of them alike; the table gives the median round in
 microseconds per frame (per step of one environment) and the speed-up over the
 first variant.
 
-A variant is ``+``-joined options: ``fp32`` or ``bf16`` (``--precision``),
-``channels_last`` (the model's convolutions in NHWC), ``compile``
-(``torch.compile`` of the network's forward; its compile time is printed).
+A variant is ``+``-joined options: ``fp32`` or ``bf16`` (``--precision``;
+bf16 models are channels_last, as the learner prepares them), ``channels_last``
+or ``nchw`` (the model's convolution weights in NHWC, or back in NCHW),
+``compile`` (``torch.compile`` of the network's forward; its compile time is
+printed).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from seed_rl.core.agent import ActInputs
 from seed_rl.core.precision import resolve_precision
 from seed_rl.envs import EnvConfig, env_spec, make_env
 
-OPTIONS = ("fp32", "bf16", "channels_last", "compile")
+OPTIONS = ("fp32", "bf16", "channels_last", "nchw", "compile")
 
 
 def parse_variant(text: str) -> set[str]:
@@ -56,6 +58,8 @@ class Variant:
         self.agent = build_agent(args.agent, config, spec, device, precision, seed=args.seed)
         if "channels_last" in options:
             self.agent.model.to(memory_format=torch.channels_last)
+        if "nchw" in options:
+            self.agent.model.to(memory_format=torch.contiguous_format)
         self.compile_seconds = 0.0
         if "compile" in options:
             self.agent.model.forward = torch.compile(self.agent.model.forward, dynamic=False)

@@ -71,6 +71,21 @@ def learner_address(role: str, address: str | None) -> str:
     return address
 
 
+def learner_threads(requested: int, device: torch.device, local_actors: int, cores: int) -> int:
+    """Torch intra-op threads for the learner; 0 keeps torch's default (one per core).
+
+    ``--torch_threads=0`` on a CPU learner with local actors: the cores the actor
+    processes leave, at least one. On 2 cores with 2 actors, torch's default of
+    2 threads made Pong training 1.34x slower than 1 (docs/results.md): the
+    training and inference threads' thread pools competed with the actors.
+    """
+    if requested > 0:
+        return requested
+    if device.type != "cpu" or local_actors == 0:
+        return 0
+    return max(1, cores - local_actors)
+
+
 def _probe(env_name: str, seed: int, env_config: EnvConfig) -> EnvSpec:
     """The spec of ``env_name``, from one environment built and closed."""
     probe = make_env(env_name, seed, env_config)
@@ -116,9 +131,13 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     """
     fv = flag_values
     torch.manual_seed(fv.seed)
-    if fv.torch_threads > 0:
-        torch.set_num_threads(fv.torch_threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if fv.device == "auto" else torch.device(fv.device)
+    local_actors = fv.num_actors if fv.role == "local" else 0
+    threads = learner_threads(fv.torch_threads, device, local_actors, os.cpu_count() or 1)
+    if threads:
+        torch.set_num_threads(threads)
+        log.info("learner: %d torch intra-op thread(s)%s", threads, "" if fv.torch_threads else
+                 f" (the cores {local_actors} local actor processes leave; --torch_threads overrides)")
     try:
         env_config = dataclass_from_flags(EnvConfig, fv)
         spec = _probe(fv.env, fv.seed, env_config)

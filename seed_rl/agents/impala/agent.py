@@ -36,6 +36,7 @@ class ImpalaAgent:
             weight_init=config.weight_init,
             popart_step_size=config.popart_step_size if config.popart else None,
         ).to(device)
+        precision.prepare(self.model)
         if config.optimizer == "rmsprop_tf":
             self.optimizer = TFRMSprop(
                 self.model.parameters(), lr=config.learning_rate, decay=config.rmsprop_decay,

@@ -41,6 +41,7 @@ class R2D2Agent:
             lstm_size=config.lstm_size,
             head_size=config.head_size,
         ).to(device)
+        precision.prepare(self.model)
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
         self.epsilons = actor_epsilons(total_envs, config.epsilon_base, config.epsilon_alpha).to(device)
