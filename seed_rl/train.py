@@ -45,8 +45,8 @@ flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, c
 flags.DEFINE_enum(
     "precision", "auto", list(PRECISIONS),
     "arithmetic of the learner's forward passes (weights, optimizer and losses stay float32): bf16 autocast, "
-    "fp32, or auto: bf16 where the device runs it natively (CPUs with AMX or AVX-512 BF16, CUDA compute "
-    "capability 8.0+), else fp32",
+    "fp32, or auto: bf16 for image observations where the device runs it natively (CPUs with AMX or AVX-512 "
+    "BF16, CUDA compute capability 8.0+), else fp32",
 )
 flags.DEFINE_integer(
     "torch_threads", 0,

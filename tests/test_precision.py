@@ -29,6 +29,12 @@ def test_auto_picks_bf16_on_a_cpu_with_native_bf16():
         assert "auto: this CPU has" in precision.describe()
 
 
+def test_auto_keeps_vector_networks_in_fp32():
+    precision = resolve_precision("auto", CPU, images=False, read_cpu_flags=lambda: {"amx_bf16"})
+    assert precision.dtype == torch.float32 and "vector observations" in precision.reason
+    assert resolve_precision("bf16", CPU, images=False).dtype == torch.bfloat16
+
+
 def test_auto_falls_back_to_fp32_with_a_reason_on_a_cpu_without_bf16():
     precision = resolve_precision("auto", CPU, read_cpu_flags=lambda: {"sse4_2", "avx2", "avx512f"})
     assert precision.dtype == torch.float32

@@ -6,10 +6,11 @@ cast the network's outputs to float32 before any loss, V-trace or n-step
 target is computed (mixed precision as in Micikevicius et al. 2018, with
 bfloat16, which needs no loss scaling).
 
-``auto`` picks bfloat16 where the device runs it natively: CPUs with AMX or
-AVX-512 BF16 (measured in docs/results.md: the Nature CNN's training step 2x
-faster on AMX), CUDA devices that support bfloat16 (Ampere and later); float32
-elsewhere, where emulated bfloat16 is slower than float32. On CUDA, ``auto``
+``auto`` picks bfloat16 for convolutional networks where the device runs it
+natively: CPUs with AMX or AVX-512 BF16 (docs/results.md: the Nature CNN's
+training step 1.8x faster on AMX), CUDA devices that support bfloat16 (Ampere
+and later); float32 elsewhere, where emulated bfloat16 is slower, and for the
+small fully connected networks of vector observations. On CUDA, ``auto``
 and ``bf16`` also let what stays float32 use TF32 tensor-core matmuls.
 """
 
@@ -98,9 +99,18 @@ def _cuda_bf16(device: torch.device) -> tuple[bool, str]:
 
 
 def resolve_precision(
-    requested: str, device: torch.device, read_cpu_flags: Callable[[], Iterable[str] | None] = cpu_flags
+    requested: str,
+    device: torch.device,
+    images: bool = True,
+    read_cpu_flags: Callable[[], Iterable[str] | None] = cpu_flags,
 ) -> Precision:
-    """``--precision`` for ``device``: ``fp32``, ``bf16``, or ``auto`` (bf16 where it is native).
+    """``--precision`` for ``device``: ``fp32``, ``bf16``, or ``auto``.
+
+    ``auto`` is bf16 where the device runs it natively and the network reads
+    ``images`` (a convolutional torso); the small fully connected networks of
+    vector observations stay fp32, where autocast's casts cost more than the
+    arithmetic they save (tools/bench_train_step.py on CartPole, 1 thread: R2D2's
+    training step 0.85x, IMPALA's inference 0.49x the speed of fp32).
 
     Raises ValueError for an unknown name or a device type that cannot autocast.
     """
@@ -115,6 +125,9 @@ def resolve_precision(
         return Precision(torch.float32, device_type, "--precision=fp32")
     if requested == "bf16":
         return Precision(torch.bfloat16, device_type, "--precision=bf16")
+    if not images:
+        return Precision(torch.float32, device_type, "auto: a fully connected network on vector observations, "
+                                                     "where bfloat16 autocast is slower than float32")
     native, why = _cpu_bf16(read_cpu_flags()) if device_type == "cpu" else _cuda_bf16(device)
     return Precision(torch.bfloat16 if native else torch.float32, device_type, f"auto: {why}")
 

@@ -147,7 +147,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     total_envs = fv.num_actors * fv.envs_per_actor
     try:
         config = _agent_config(fv, spec, device)
-        precision = resolve_precision(fv.precision, device)
+        precision = resolve_precision(fv.precision, device, images=len(spec.observation_shape) == 3)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
         run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision)
         built = registry.builder(fv.agent).build(config, spec, device, run_shape)
