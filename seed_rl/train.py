@@ -41,6 +41,11 @@ flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference 
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
+flags.DEFINE_integer(
+    "max_skipped_updates", 100,
+    "an update whose loss or gradient norm is NaN or inf is skipped and counted (updates_skipped); this many in a "
+    "row stop training with an error, leaving the last finite checkpoint",
+)
 flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
 flags.DEFINE_enum(
     "precision", "auto", list(PRECISIONS),

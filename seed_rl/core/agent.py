@@ -32,6 +32,12 @@ class TrainResult(NamedTuple):
 
     logs: dict[str, float]  # scalars for the summaries
     priorities: np.ndarray | None = None  # [B] new replay priorities of the batch's sequences (R2D2)
+    skipped: bool = False  # the loss or gradient was not finite, so nothing was applied
+
+
+def all_finite(*values: torch.Tensor) -> bool:
+    """Whether every element of ``values`` is finite: an update from a NaN or inf loss or gradient norm is skipped."""
+    return all(bool(torch.isfinite(v).all()) for v in values)
 
 
 class Agent(Protocol):

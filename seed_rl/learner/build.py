@@ -29,7 +29,7 @@ from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 from seed_rl.launch.local_actors import LocalActors
 from seed_rl.learner.logdir_lock import LogdirInUse, LogdirLock
-from seed_rl.learner.loop import Learner, LearnerSettings
+from seed_rl.learner.loop import Learner, LearnerSettings, TrainingDiverged
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.serving import Endpoints, ServingSettings
 from seed_rl.transport.security import ServerSecurity, local_client_security, server_security
@@ -168,6 +168,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         inference_timeout_ms=fv.inference_timeout_ms,
         checkpoint_interval_s=fv.checkpoint_interval_s,
         log_interval_s=fv.log_interval_s,
+        max_skipped_updates=fv.max_skipped_updates,
     )
     serving = ServingSettings(
         address=address,
@@ -251,6 +252,8 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
     started = time.monotonic()
     try:
         learner.run()
+    except TrainingDiverged as e:
+        fatal.append(f"{e}")
     finally:
         actors.close()
         learner.stop()

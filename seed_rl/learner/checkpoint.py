@@ -55,6 +55,20 @@ def save_checkpoint(logdir: str | os.PathLike, state: dict, frames: int, keep: i
     return path
 
 
+def nonfinite_tensors(state: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the floating-point tensors in a nested ``state`` that hold NaN or inf."""
+    if isinstance(state, torch.Tensor):
+        finite = not state.is_floating_point() or bool(torch.isfinite(state).all())
+        return [] if finite else [prefix or "tensor"]
+    if isinstance(state, dict):
+        items = state.items()
+    elif isinstance(state, (list, tuple)):
+        items = enumerate(state)
+    else:
+        return []
+    return [name for key, value in items for name in nonfinite_tensors(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
 def list_checkpoints(logdir: str | os.PathLike) -> list[Path]:
     """Checkpoints in ``logdir``, oldest first."""
     directory = checkpoint_dir(logdir)

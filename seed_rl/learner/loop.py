@@ -32,6 +32,10 @@ from seed_rl.core.unroll import UnrollBatch
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(Exception):
+    """Too many consecutive updates had a non-finite loss or gradient; the message is the one error line."""
+
+
 @dataclass
 class LearnerSettings:
     logdir: str
@@ -46,6 +50,7 @@ class LearnerSettings:
     unroll_queue_size: int = 0  # 0: 2 training batches
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
+    max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
 
     @property
     def frames_per_unroll(self) -> int:
@@ -96,7 +101,9 @@ class Learner:
         self.settings = settings
         self.run_config = run_config
         self.frames = 0
-        self.train_steps = 0
+        self.train_steps = 0  # updates applied
+        self.updates_skipped = 0  # non-finite updates left out, in all
+        self._consecutive_skips = 0
         self.params_lock = threading.Lock()
         self.episodes = EpisodeStats()
         self._stop = threading.Event()
@@ -133,9 +140,18 @@ class Learner:
         log.info("resumed from %s at %d frames", path, self.frames)
 
     def save_checkpoint(self, wait: bool = False) -> None:
-        """Writes a checkpoint in the background from a snapshot; ``wait``: finish it before returning."""
+        """Writes a checkpoint in the background from a snapshot; ``wait``: finish it before returning.
+
+        Never from non-finite weights: the newest checkpoint stays the last good one.
+        """
+        agent_state = checkpoint.detached_copy(self.agent.state_dict())
+        bad = checkpoint.nonfinite_tensors(agent_state)
+        if bad:
+            log.error("not writing a checkpoint at %d frames: non-finite values in %s", self.frames, ", ".join(bad[:3]))
+            self.checkpoints.wait()
+            return
         state = {
-            "agent": checkpoint.detached_copy(self.agent.state_dict()),
+            "agent": agent_state,
             "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
@@ -173,9 +189,10 @@ class Learner:
                 batch = unrolls.to(self.agent.device).training_batch()
                 batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
                 result = self.agent.train_step(batch, self.params_lock)
-                self.data.after_train(handle, result.priorities)
                 logs = result.logs
-                self.train_steps += 1
+                self._count_update(result.skipped)
+                if not result.skipped:
+                    self.data.after_train(handle, result.priorities)
             now = time.monotonic()
             if now - last_log >= s.log_interval_s or self.done():
                 self._summarize(logs, (self.frames - frames_at_log) / (now - last_log))
@@ -184,11 +201,29 @@ class Learner:
                 self.save_checkpoint()
                 last_ckpt = now
 
+    def _count_update(self, skipped: bool) -> None:
+        if not skipped:
+            self.train_steps += 1
+            self._consecutive_skips = 0
+            return
+        self.updates_skipped += 1
+        self._consecutive_skips += 1
+        if self._consecutive_skips == 1:
+            log.warning("skipped an update with a non-finite loss or gradient norm (%d skipped in all)",
+                        self.updates_skipped)
+        if self._consecutive_skips >= self.settings.max_skipped_updates:
+            raise TrainingDiverged(
+                f"training stopped: {self._consecutive_skips} consecutive updates had a non-finite loss or gradient "
+                f"norm at {self.frames} frames; the newest checkpoint holds the last finite weights. Look for "
+                f"non-finite or huge rewards or observations from the environment, or lower --learning_rate"
+            )
+
     def _summarize(self, logs: dict[str, float], fps: float) -> None:
         batch_sizes, self._batch_sizes[:] = list(self._batch_sizes), []
         record = {
             "fps": fps,
             "train_steps": self.train_steps,
+            "updates_skipped": self.updates_skipped,
             **self.episodes.summary(),
             **logs,
             "inference_batch_size": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,

@@ -10,7 +10,7 @@ from seed_rl.agents.impala import losses, popart, vtrace
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
-from seed_rl.core.agent import ActInputs, ActResult, TrainResult
+from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.precision import FP32, Precision
 from seed_rl.envs import EnvSpec
 
@@ -134,6 +134,9 @@ class ImpalaAgent:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         logs["grad_norm"] = float(grad_norm)
         logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        if not all_finite(loss, grad_norm):  # weights, optimizer, PopArt and schedule stay as they were
+            self.optimizer.zero_grad(set_to_none=True)
+            return TrainResult(logs, skipped=True)
         with params_lock:
             self.optimizer.step()
             if self.model.value_statistics is not None:

@@ -12,7 +12,7 @@ from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
-from seed_rl.core.agent import ActInputs, ActResult, TrainResult
+from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.precision import FP32, Precision
 from seed_rl.core.unroll import Unroll
 from seed_rl.envs import EnvSpec
@@ -145,7 +145,11 @@ class R2D2Agent:
         loss, priorities, logs = self.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        logs["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        logs["grad_norm"] = float(grad_norm)
+        if not all_finite(loss, grad_norm):  # weights, optimizer, target network and priorities stay as they were
+            self.optimizer.zero_grad(set_to_none=True)
+            return TrainResult(logs, skipped=True)
         with params_lock:
             self.optimizer.step()
         self.train_steps += 1
