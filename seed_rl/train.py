@@ -23,6 +23,7 @@ from seed_rl import exits
 from seed_rl.config import roles
 from seed_rl.config.flags import define_dataclass_flags
 from seed_rl.core.precision import PRECISIONS
+from seed_rl.transport import protocol
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
 from seed_rl.learner.serving import choose_transports
 
@@ -41,6 +42,11 @@ flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference 
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
+flags.DEFINE_float(
+    "max_abs_reward", protocol.DEFAULT_LIMITS.max_abs_reward,
+    "the learner refuses an actor's step whose reward's magnitude exceeds this (and episode returns beyond it "
+    "times their length); far above real environments' rewards, far below where float32 returns overflow",
+)
 flags.DEFINE_integer(
     "max_skipped_updates", 100,
     "an update whose loss or gradient norm is NaN or inf is skipped and counted (updates_skipped); this many in a "

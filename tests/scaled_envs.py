@@ -30,8 +30,8 @@ for _id, _scale in SCALES.items():
     if _id not in gymnasium.registry:
         gymnasium.register(_id, entry_point=_make, kwargs={"scale": _scale})
 
-# A finite reward at float32's edge: returns and V-trace targets overflow to inf,
-# so every update's loss is non-finite (the training guard's end-to-end test).
-HUGE_REWARD_ID = "CartPoleRewardX3e38-v1"
+# Rewards of 1e30: returns (at most 5e32) stay finite in float32, but a squared value
+# error does not, so every update's loss is non-finite (the training guard's end-to-end test).
+HUGE_REWARD_ID = "CartPoleRewardX1e30-v1"
 if HUGE_REWARD_ID not in gymnasium.registry:
-    gymnasium.register(HUGE_REWARD_ID, entry_point=_make, kwargs={"scale": 3e38})
+    gymnasium.register(HUGE_REWARD_ID, entry_point=_make, kwargs={"scale": 1e30})

@@ -132,6 +132,31 @@ def test_a_malformed_step_ends_only_its_own_connection(shm_learner, corrupt, rea
     good.close()
 
 
+def test_what_the_actor_writes_after_sending_never_reaches_the_learner(shm_learner, monkeypatch):
+    """Copy, then validate: a write into the shared memory just after the step's check changes nothing."""
+    from seed_rl.transport import protocol
+
+    h = shm_learner(unroll_length=2)
+    conn = _connect(h)
+    checked = protocol.validate_request
+
+    def validate_then_overwrite(fields, *args):
+        result = checked(fields, *args)
+        conn.arrays["reward"][...] = np.nan  # the actor rewrites its step after the learner's check
+        conn.arrays["observation"][...] = np.inf
+        return result
+
+    monkeypatch.setattr(protocol, "validate_request", validate_then_overwrite)
+    for t in range(4):
+        _write(conn, np.full((K, 3), t, np.float32), t, t == 0)
+        conn.step(*NO_STATS)
+    conn.close()
+    wait_for(lambda: h.unrolls, what="an unroll")
+    for unroll in h.unrolls:
+        assert np.all(np.isfinite(unroll.steps["reward"])) and np.all(np.isfinite(unroll.steps["observation"]))
+        assert unroll.steps["reward"].tolist() == [0.0, 1.0, 2.0]
+
+
 def _raw_connection(h) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     sock.connect(h.shm_server.path)

@@ -64,8 +64,9 @@ def test_nonfinite_tensors_names_them():
 def test_a_run_of_nonfinite_updates_stops_training_with_one_line_and_no_bad_checkpoint(tmp_path, monkeypatch):
     tests = Path(__file__).parent  # scaled_envs registers the huge-reward CartPole
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")]))
-    result = run_train(tmp_path, "--env=scaled_envs:CartPoleRewardX3e38-v1", "--num_actors=1", "--envs_per_actor=4",
-                       "--total_environment_frames=200000", "--max_skipped_updates=3", timeout=240)
+    result = run_train(tmp_path, "--env=scaled_envs:CartPoleRewardX1e30-v1", "--num_actors=1", "--envs_per_actor=4",
+                       "--total_environment_frames=200000", "--max_skipped_updates=3",
+                       "--max_abs_reward=1e31", timeout=240)  # let the rewards through, so the guard must act
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "3 consecutive updates had a non-finite loss" in errors[0], result.stderr[-2000:]

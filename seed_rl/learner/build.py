@@ -32,6 +32,7 @@ from seed_rl.learner.logdir_lock import LogdirInUse, LogdirLock
 from seed_rl.learner.loop import Learner, LearnerSettings, TrainingDiverged
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.serving import Endpoints, ServingSettings
+from seed_rl.transport.protocol import RequestLimits
 from seed_rl.transport.security import ServerSecurity, local_client_security, server_security
 
 log = logging.getLogger("seed_rl.train")
@@ -176,6 +177,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         max_streams=fv.num_actors * (2 if fv.double_buffer else 1) + 16,
         security=security,
         serve_shm=serve_shm,
+        limits=RequestLimits(max_abs_reward=fv.max_abs_reward),
     )
     try:
         lock = LogdirLock.acquire(logdir)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from seed_rl.envs import EnvSpec
 from seed_rl.transport import shm
+from seed_rl.transport.protocol import RequestLimits
 from seed_rl.transport.grpc_server import LearnerServer
 from seed_rl.transport.security import ServerSecurity
 from seed_rl.transport.shm_server import ShmLearnerServer
@@ -26,6 +27,7 @@ class ServingSettings:
     max_streams: int = 256
     security: ServerSecurity = field(default_factory=ServerSecurity)  # TLS and token; none on loopback by default
     serve_shm: bool = False  # also serve actors on this machine over shared memory (seed_rl.transport.shm)
+    limits: RequestLimits = field(default_factory=RequestLimits)  # bounds on the values actors send
 
 
 class Endpoints:
@@ -37,13 +39,14 @@ class Endpoints:
 
     def __init__(self, settings: ServingSettings, spec: EnvSpec, streams: ActorStreams):
         self.grpc = LearnerServer(
-            settings.address, spec, streams, max_streams=settings.max_streams, security=settings.security
+            settings.address, spec, streams, max_streams=settings.max_streams, security=settings.security,
+            limits=settings.limits,
         )
         self.shm: ShmLearnerServer | None = None
         if settings.serve_shm:
             try:
                 self.shm = ShmLearnerServer(
-                    self.grpc.port, spec, streams, settings.security.auth_token, settings.max_streams
+                    self.grpc.port, spec, streams, settings.security.auth_token, settings.max_streams, settings.limits
                 )
             except BaseException:
                 self.grpc.stop(grace_s=0)

@@ -38,8 +38,10 @@ class LearnerServer:
         max_streams: int = 256,
         security: ServerSecurity | None = None,
         keepalive_s: float = protocol.KEEPALIVE_S,
+        limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
     ):
         self.spec = spec
+        self.limits = limits
         self.streams = streams
         options = [
             ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
@@ -100,7 +102,7 @@ class LearnerServer:
         try:
             for data in request_iterator:
                 try:
-                    fields = protocol.decode_request(data, self.spec, stream.num_envs)
+                    fields = protocol.decode_request(data, self.spec, stream.num_envs, self.limits)
                 except protocol.ProtocolError as e:
                     log.warning("refusing actor %s: %s", actor, e)
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")

@@ -15,6 +15,7 @@ started for another game is refused before it sends anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -60,6 +61,18 @@ class ProtocolError(ValueError):
     """A request broke the protocol; the text names the field and what was expected."""
 
 
+@dataclass(frozen=True)
+class RequestLimits:
+    """Bounds on the values of an actor's step, beyond its shapes and dtypes."""
+
+    # Far above any real environment's per-step reward (Atari's largest single scores are
+    # in the thousands), far below float32's 3.4e38, where returns and V-trace targets overflow.
+    max_abs_reward: float = 1e7
+
+
+DEFAULT_LIMITS = RequestLimits()
+
+
 EPISODE_FIELDS = ("episode_return", "episode_length")  # per finished episode, beside the step's fields
 
 
@@ -80,19 +93,21 @@ def encode_request(
     return wire.encode(fields)
 
 
-def decode_request(data: bytes, spec: EnvSpec, expected_envs: int | None) -> dict[str, np.ndarray]:
+def decode_request(
+    data: bytes, spec: EnvSpec, expected_envs: int | None, limits: RequestLimits = DEFAULT_LIMITS
+) -> dict[str, np.ndarray]:
     """Decodes and validates one actor request against the learner's environment spec."""
     try:
         fields = wire.decode(data)
     except wire.WireError as e:
         raise ProtocolError(str(e)) from None
-    return validate_request(fields, spec, expected_envs)
+    return validate_request(fields, spec, expected_envs, limits)
 
 
 def validate_request(
-    fields: dict[str, np.ndarray], spec: EnvSpec, expected_envs: int | None
+    fields: dict[str, np.ndarray], spec: EnvSpec, expected_envs: int | None, limits: RequestLimits = DEFAULT_LIMITS
 ) -> dict[str, np.ndarray]:
-    """Checks one step's arrays against STEP_FIELDS and the environment spec, whichever transport brought them.
+    """Checks one step's arrays against STEP_FIELDS, the environment spec and ``limits``, whichever transport brought them.
 
     Fills in absent optional fields with zeros; raises :class:`ProtocolError`.
     """
@@ -124,15 +139,41 @@ def validate_request(
             raise ProtocolError(
                 f"{field.name} must be {dtype} [{', '.join(map(str, shape))}], got {value.dtype.name} {value.shape}"
             )
-    if not np.all(np.isfinite(fields["reward"])):
-        raise ProtocolError("reward contains NaN or infinity")
+    if observation.dtype.kind == "f" and not np.all(np.isfinite(observation)):
+        raise ProtocolError("observation contains NaN or infinity; fix the environment (or a wrapper) that produced it")
+    _check_rewards(fields["reward"], limits.max_abs_reward)
     if np.any(fields["truncated"] & ~fields["done"]):
         raise ProtocolError("truncated is set for an environment whose done flag is not")
     if "episode_return" in fields:
-        returns, lengths = fields["episode_return"], fields.get("episode_length")
-        if lengths is None or returns.ndim != 1 or lengths.shape != returns.shape:
-            raise ProtocolError("episode_return and episode_length must be 1-D arrays of equal length")
+        _check_episodes(fields, limits.max_abs_reward)
     return fields
+
+
+def _check_rewards(reward: np.ndarray, max_abs_reward: float) -> None:
+    if not np.all(np.isfinite(reward)):
+        raise ProtocolError("reward contains NaN or infinity")
+    largest = float(np.max(np.abs(reward)))
+    if largest > max_abs_reward:
+        raise ProtocolError(
+            f"reward {largest:.3g} exceeds --max_abs_reward={max_abs_reward:.3g}; scale the environment's rewards, "
+            f"or raise --max_abs_reward on the learner if they are real"
+        )
+
+
+def _check_episodes(fields: dict[str, np.ndarray], max_abs_reward: float) -> None:
+    """Episode statistics must be finite and consistent with the step that reports them."""
+    returns, lengths = fields["episode_return"], fields.get("episode_length")
+    if lengths is None or returns.ndim != 1 or lengths.shape != returns.shape:
+        raise ProtocolError("episode_return and episode_length must be 1-D arrays of equal length")
+    ended = int(np.count_nonzero(fields["done"]))
+    if len(returns) > ended:
+        raise ProtocolError(f"{len(returns)} episodes reported, but only {ended} environments' done flags are set")
+    if not np.all(np.isfinite(returns)):
+        raise ProtocolError("episode_return contains NaN or infinity")
+    if np.any(lengths < 1):
+        raise ProtocolError("episode_length must be at least 1")
+    if np.any(np.abs(returns.astype(np.float64)) > max_abs_reward * lengths.astype(np.float64)):
+        raise ProtocolError(f"an episode_return exceeds its length times --max_abs_reward={max_abs_reward:.3g}")
 
 
 def encode_reply(action: np.ndarray) -> bytes:

@@ -36,9 +36,11 @@ class ShmLearnerServer:
         streams: ActorStreams,
         auth_token: str | None = None,
         max_streams: int = 256,
+        limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
     ):
         shm.check_available()
         self.spec = spec
+        self.limits = limits
         self.streams = streams
         self._auth_token = auth_token
         self._max_streams = max_streams
@@ -157,9 +159,8 @@ class ShmLearnerServer:
         return actor, num_envs, first_env, memory, layout.views(memory)
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
-        # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
-        flag_bytes = [arrays[f.name].view(np.uint8) for f in STEP_FIELDS if f.dtype == "bool"]
-        flag_names = " and ".join(f.name for f in STEP_FIELDS if f.dtype == "bool")
+        flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
+        flag_names = " and ".join(flag_fields)
         while True:
             try:
                 message = shm.receive(conn)
@@ -172,7 +173,11 @@ class ShmLearnerServer:
             try:
                 if message[:1] != shm.STEP:
                     raise protocol.ProtocolError(f"expected a step message, got tag {message[:1]!r}")
-                if any(flags.max() > 1 for flags in flag_bytes):
+                # Copy, then validate: the actor can write its memory at any time, so what is
+                # checked and what reaches inference and training must be the learner's own copy.
+                step = {name: array.copy() for name, array in arrays.items()}
+                # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
+                if any(step[name].view(np.uint8).max() > 1 for name in flag_fields):
                     raise protocol.ProtocolError(f"{flag_names} must hold 0 or 1")
                 try:
                     fields = wire.decode(message[1:])
@@ -180,8 +185,8 @@ class ShmLearnerServer:
                     raise protocol.ProtocolError(str(e)) from None
                 if set(fields) - set(protocol.EPISODE_FIELDS):
                     raise protocol.ProtocolError(f"unexpected fields {sorted(fields)} in a step message")
-                fields.update(arrays)
-                fields = protocol.validate_request(fields, self.spec, num_envs)
+                fields.update(step)
+                fields = protocol.validate_request(fields, self.spec, num_envs, self.limits)
             except protocol.ProtocolError as e:
                 self._refuse(conn, actor, str(e))
                 return
