@@ -8,6 +8,7 @@ kept each environment's recurrent state apart.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import threading
 
@@ -483,3 +484,17 @@ def test_server_address_has_the_bound_port(learner):
     h = learner()
     assert h.server.port > 0
     assert h.address == f"127.0.0.1:{h.server.port}"
+
+
+def test_an_actor_id_of_any_length_is_served_beside_others(learner):
+    """A 40-digit seed-actor-id once pushed environment indices past int64 and failed its whole batch."""
+    h = learner(batch_size=2, timeout_s=0.5)
+    observation = np.zeros((2, 3), np.float32)
+    clients = [Client(h.address, actor_id="1" * 40), Client(h.address, actor_id="3")]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        for step in range(3):
+            replies = list(pool.map(lambda c: c.step(observation, np.zeros(2, np.float32), np.full(2, step == 0)),
+                                    clients))
+            assert all(r.shape == (2,) for r in replies)
+    for client in clients:
+        client.close()

@@ -42,6 +42,16 @@ def parse_first_env(value) -> int | None:
     return int(text)
 
 
+def _actor_index(actor: str) -> int | None:
+    """A launcher-numbered actor id (at most 12 digits, like ``seed-first-env``), else None.
+
+    Other ids (a peer address, 40 digits) number their environments by stream id,
+    so no id can push an environment index past int64.
+    """
+    text = str(actor)
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
 class StreamEngine(Protocol):
     def remove_stream(self, stream_id: int, num_envs: int) -> None: ...
 
@@ -124,8 +134,8 @@ class ActorStream:
             if self._given_first_env is not None:
                 self._first_env_index = self._given_first_env
             else:
-                index = int(self.actor) if str(self.actor).isdigit() else self.stream_id
-                self._first_env_index = index * self.num_envs
+                index = _actor_index(self.actor)
+                self._first_env_index = (self.stream_id if index is None else index) * self.num_envs
         if self._streams.on_episodes is not None and "episode_return" in fields:
             self._streams.on_episodes(fields["episode_return"], fields["episode_length"])
         request = StepRequest(self.stream_id, self._first_env_index, {name: fields[name] for name in STEP_FIELD_NAMES})
