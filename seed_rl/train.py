@@ -48,6 +48,11 @@ flags.DEFINE_float(
     "times their length); far above real environments' rewards, far below where float32 returns overflow",
 )
 flags.DEFINE_integer(
+    "max_envs_per_stream", 0,
+    "the most environments one actor stream may step; 0: --envs_per_actor. Bounds what one actor can make the "
+    "learner allocate",
+)
+flags.DEFINE_integer(
     "max_skipped_updates", 100,
     "an update whose loss or gradient norm is NaN or inf is skipped and counted (updates_skipped); this many in a "
     "row stop training with an error, leaving the last finite checkpoint",

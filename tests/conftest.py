@@ -110,6 +110,7 @@ def start_learner(
     unroll_length: int = 4,
     agent: CountingAgent | None = None,
     serve_shm: bool = False,
+    shm_kwargs: dict | None = None,
     **server_kwargs,
 ) -> LearnerHarness:
     agent = agent or CountingAgent()
@@ -128,7 +129,7 @@ def start_learner(
     shm_server = None
     if serve_shm:
         token = server.security.auth_token
-        shm_server = ShmLearnerServer(server.port, spec, streams, auth_token=token)
+        shm_server = ShmLearnerServer(server.port, spec, streams, auth_token=token, **(shm_kwargs or {}))
         shm_server.start()
     return LearnerHarness(server, batcher, engine, agent, unrolls, episodes, batch_sizes, shm_server)
 

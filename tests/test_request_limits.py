@@ -73,3 +73,13 @@ def test_four_million_fake_episodes_in_one_step_are_refused():
     many = 4_000_000
     with pytest.raises(protocol.ProtocolError, match="4000000 episodes reported"):
         _decode(_step(), np.zeros(many, np.float32), np.ones(many, np.int32))
+
+
+def test_more_environments_than_the_run_allows_are_refused_naming_the_flag():
+    limits = protocol.RequestLimits(max_envs_per_stream=2)
+    assert _decode(_step(), limits=limits)["observation"].shape[0] == 2
+    many = _step(observation=np.zeros((100_000, 3), np.float32), reward=np.zeros(100_000, np.float32),
+                 done=np.zeros(100_000, bool))
+    with pytest.raises(protocol.ProtocolError, match=r"100000 environments; this learner accepts 1 to 2 per stream "
+                                                     r"\(--max_envs_per_stream"):
+        _decode(many, limits=limits)

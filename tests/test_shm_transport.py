@@ -188,6 +188,49 @@ def test_malformed_messages_are_refused_with_the_reason(shm_learner):
     wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, what="refused streams freed")
 
 
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize(
+    "hello, reason",
+    [
+        (b'{"actor_id": 1, "env": "%s", "num_envs": 1e400}', b"num_envs must be an integer"),
+        (b'{"actor_id": 1, "env": "%s", "num_envs": 2.5}', b"num_envs must be an integer"),
+        (b"[" * 100_000 + b"]" * 100_000, b"malformed handshake: RecursionError"),
+        (b'["actor_id", 1]', b"must be a JSON object"),
+        (b'{"actor_id": 1, "env": "%s", "num_envs": 100000}', b"accepts 1 to 8 per stream (--max_envs_per_stream"),
+        (b'{"actor_id": 1, "env": "%s", "num_envs": 0}', b"at least 1 environment (num_envs), got 0"),
+    ],
+)
+def test_a_hostile_handshake_is_refused_and_leaks_no_descriptor(shm_learner, hello, reason):
+    from seed_rl.transport.protocol import RequestLimits
+
+    h = shm_learner(shm_kwargs={"limits": RequestLimits(max_envs_per_stream=8)})
+    baseline = _open_descriptors()
+    for _ in range(3):
+        sock = _raw_connection(h)
+        sock.sendall(shm.HELLO + (hello % FAKE_ENV.encode() if b"%s" in hello else hello))
+        answer = shm.receive(sock)
+        assert answer.startswith(shm.REFUSED) and reason in answer, answer[:300]
+        sock.close()
+    wait_for(lambda: _open_descriptors() <= baseline, what="the refused connections' descriptors closed")
+    conn = _connect(h)  # an honest actor still gets in
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    conn.close()
+
+
+def test_a_connection_that_never_handshakes_is_dropped(shm_learner):
+    h = shm_learner(shm_kwargs={"handshake_timeout_s": 0.3})
+    baseline = _open_descriptors()
+    silent = [_raw_connection(h) for _ in range(5)]
+    for sock in silent:
+        assert shm.receive(sock) == b""  # the learner hung up
+        sock.close()
+    wait_for(lambda: _open_descriptors() <= baseline, what="the silent connections' descriptors closed")
+
+
 def test_handshake_checks_env_token_and_capacity(shm_learner):
     from seed_rl.transport.security import ServerSecurity
 

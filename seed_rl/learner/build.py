@@ -177,7 +177,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         max_streams=fv.num_actors * (2 if fv.double_buffer else 1) + 16,
         security=security,
         serve_shm=serve_shm,
-        limits=RequestLimits(max_abs_reward=fv.max_abs_reward),
+        limits=RequestLimits(fv.max_abs_reward, fv.max_envs_per_stream or fv.envs_per_actor),
     )
     try:
         lock = LogdirLock.acquire(logdir)

@@ -68,6 +68,19 @@ class RequestLimits:
     # Far above any real environment's per-step reward (Atari's largest single scores are
     # in the thousands), far below float32's 3.4e38, where returns and V-trace targets overflow.
     max_abs_reward: float = 1e7
+    # Environments in one stream's step. seed_rl.train sets the run's --envs_per_actor
+    # (or --max_envs_per_stream); 65536 is shared memory's own cap.
+    max_envs_per_stream: int = 1 << 16
+
+    def check_num_envs(self, num_envs: int) -> None:
+        if num_envs < 1:
+            raise ProtocolError(f"a stream needs at least 1 environment (num_envs), got {num_envs}")
+        if num_envs > self.max_envs_per_stream:
+            raise ProtocolError(
+                f"a stream of {num_envs} environments; this learner accepts 1 to {self.max_envs_per_stream} per stream "
+                f"(--max_envs_per_stream, by default --envs_per_actor): start the actor with fewer environments "
+                f"or the learner with a larger --max_envs_per_stream"
+            )
 
 
 DEFAULT_LIMITS = RequestLimits()
@@ -118,6 +131,7 @@ def validate_request(
     if observation.ndim < 1 or observation.shape[0] == 0:
         raise ProtocolError(f"observation must be [K, ...] with K >= 1 environments, got shape {observation.shape}")
     num_envs = observation.shape[0]
+    limits.check_num_envs(num_envs)
     if expected_envs is not None and num_envs != expected_envs:
         raise ProtocolError(f"stream started with {expected_envs} environments but this step has {num_envs}")
     if observation.shape[1:] != spec.observation_shape:

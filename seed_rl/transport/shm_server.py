@@ -26,6 +26,11 @@ from seed_rl.envs import EnvSpec
 log = logging.getLogger(__name__)
 
 
+# A connection that has not completed its handshake this long after connecting is dropped,
+# so connections that never speak hold no thread or descriptor for long.
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
 class ShmLearnerServer:
     """Serves actors over shared memory on the socket for ``port`` (the learner's gRPC port)."""
 
@@ -37,10 +42,12 @@ class ShmLearnerServer:
         auth_token: str | None = None,
         max_streams: int = 256,
         limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ):
         shm.check_available()
         self.spec = spec
         self.limits = limits
+        self._handshake_timeout_s = handshake_timeout_s
         self.streams = streams
         self._auth_token = auth_token
         self._max_streams = max_streams
@@ -93,7 +100,7 @@ class ShmLearnerServer:
                 continue
             except OSError:
                 return
-            conn.settimeout(None)
+            conn.settimeout(self._handshake_timeout_s)
             thread = threading.Thread(target=self._serve, args=(conn,), name="shm-actor", daemon=True)
             with self._lock:
                 self._connections.add(conn)
@@ -109,9 +116,14 @@ class ShmLearnerServer:
             self._send(conn, (shm.UNAVAILABLE if isinstance(e, Unavailable) else shm.REFUSED) + str(e).encode())
             self._forget(conn)
             return
-        except (OSError, shm.ShmError):
+        except (OSError, shm.ShmError):  # left, timed out or broke the framing: nothing to answer
             self._forget(conn)
             return
+        except Exception as e:  # anything else a hostile handshake provokes costs its connection only
+            log.warning("dropping an actor on shared memory: handshake failed with %s", type(e).__name__)
+            self._forget(conn)
+            return
+        conn.settimeout(None)  # steps may be minutes apart (a slow environment, a paused learner)
         stream = self.streams.open(actor, "shared memory", first_env)
         try:
             self._steps(conn, actor, num_envs, arrays, stream)
@@ -132,10 +144,15 @@ class ShmLearnerServer:
             raise Refused("the first message must be a handshake; is the actor the same seed_rl version?")
         try:
             hello = json.loads(message[1:])
-            actor, env, num_envs = str(hello["actor_id"]), hello.get("env"), int(hello["num_envs"])
+            if not isinstance(hello, dict):
+                raise TypeError("it must be a JSON object")
+            actor, env, num_envs = str(hello["actor_id"])[:64], hello.get("env"), hello["num_envs"]
+            if not isinstance(num_envs, int) or isinstance(num_envs, bool):
+                raise TypeError(f"num_envs must be an integer, got {str(num_envs)[:40]}")
             first_env = parse_first_env(hello.get("first_env"))
-        except (ValueError, KeyError, TypeError) as e:  # ProtocolError included
-            raise Refused(f"malformed handshake: {e}") from None
+        # ProtocolError is a ValueError; RecursionError: JSON nested too deep for the parser.
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            raise Refused(f"malformed handshake: {type(e).__name__}: {str(e)[:200]}") from None
         if self._auth_token is not None and not hmac.compare_digest(
             str(hello.get("token") or "").encode(), self._auth_token.encode()
         ):
@@ -143,8 +160,10 @@ class ShmLearnerServer:
         refusal = self.streams.env_mismatch(actor, env)
         if refusal:
             raise Refused(refusal)
-        if not 1 <= num_envs <= 1 << 16:
-            raise Refused(f"num_envs must be between 1 and 65536, got {num_envs}")
+        try:
+            self.limits.check_num_envs(num_envs)
+        except protocol.ProtocolError as e:
+            raise Refused(str(e)) from None
         if self.streams.active >= self._max_streams:
             raise Unavailable(f"the learner serves its maximum of {self._max_streams} actors")
         layout = shm.ArrayLayout.for_step(num_envs, self.spec.observation_shape, self.spec.observation_dtype)
