@@ -498,3 +498,19 @@ def test_an_actor_id_of_any_length_is_served_beside_others(learner):
             assert all(r.shape == (2,) for r in replies)
     for client in clients:
         client.close()
+
+
+def test_silent_streams_are_dropped_and_free_their_worker_threads(learner):
+    """20 streams that open and never send once filled a 17-thread pool and locked reconnecting actors out."""
+    h = learner(max_streams=4, first_request_timeout_s=0.5)
+    silent = [Client(h.address, actor_id=f"silent{i}", timeout_s=30) for i in range(6)]
+    wait_for(lambda: h.server.streams.active == 0, 20, what="the silent streams to be dropped")
+    honest = Client(h.address, actor_id="1", timeout_s=10)
+    assert honest.step(np.zeros((2, 3), np.float32), np.zeros(2, np.float32), np.ones(2, bool)).shape == (2,)
+    honest.close()
+    for client in silent:
+        with pytest.raises(grpc.RpcError) as refused:
+            client.send(protocol.encode_request({"observation": np.zeros((2, 3), np.float32),
+                                                 "reward": np.zeros(2, np.float32), "done": np.ones(2, bool)}))
+        assert refused.value.code() == grpc.StatusCode.CANCELLED
+        client.channel.close()

@@ -370,3 +370,15 @@ def test_where_shared_memory_cannot_work_actor_learner_and_launcher_say_so_alike
     with pytest.raises(ValueError, match="--transport=shm: " + message):
         choose_transports("shm")
     assert choose_transports("auto") == (False, "grpc")
+
+
+def test_idle_grpc_streams_do_not_lock_shared_memory_actors_out(shm_learner):
+    h = shm_learner(max_streams=2, shm_kwargs={"max_streams": 2})
+    idle = [Client(h.address, actor_id=f"idle{i}", timeout_s=30) for i in range(2)]
+    wait_for(lambda: h.server.streams.active == 2, what="the gRPC streams to open")
+    conn = _connect(h)  # once refused: "serves its maximum", counting the gRPC streams
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    conn.close()
+    for client in idle:
+        client.close()

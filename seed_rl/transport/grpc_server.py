@@ -12,6 +12,7 @@ module sees them.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent import futures
 
 import grpc
@@ -23,6 +24,11 @@ from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
+
+# A stream whose first request has not arrived this long after it opened is cancelled: each
+# open stream holds one of the server's worker threads, so silent streams must not keep them.
+# Actors build and reset their environments before they connect, so an honest first step is prompt.
+FIRST_REQUEST_TIMEOUT_S = 30.0
 
 
 def _identity(data: bytes) -> bytes:
@@ -39,9 +45,11 @@ class LearnerServer:
         security: ServerSecurity | None = None,
         keepalive_s: float = protocol.KEEPALIVE_S,
         limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
+        first_request_timeout_s: float = FIRST_REQUEST_TIMEOUT_S,
     ):
         self.spec = spec
         self.limits = limits
+        self._first_request_timeout_s = first_request_timeout_s
         self.streams = streams
         options = [
             ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
@@ -99,8 +107,12 @@ class LearnerServer:
         except protocol.ProtocolError as e:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
         stream = self.streams.open(actor, "gRPC", first_env)
+        silent = threading.Timer(self._first_request_timeout_s, self._cancel_silent, (context, actor))
+        silent.daemon = True
+        silent.start()
         try:
             for data in request_iterator:
+                silent.cancel()
                 try:
                     fields = protocol.decode_request(data, self.spec, stream.num_envs, self.limits)
                 except protocol.ProtocolError as e:
@@ -112,4 +124,10 @@ class LearnerServer:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the learner is shutting down")
                 yield protocol.encode_reply(actions)
         finally:
+            silent.cancel()
             stream.close()
+
+    def _cancel_silent(self, context: grpc.ServicerContext, actor: str) -> None:
+        log.warning("dropping actor %s: no request within %.0f s of opening its stream", actor,
+                    self._first_request_timeout_s)
+        context.cancel()

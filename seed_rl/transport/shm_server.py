@@ -65,6 +65,7 @@ class ShmLearnerServer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: set[socket.socket] = set()
+        self._serving = 0  # connections past their handshake
         self._threads: list[threading.Thread] = []
         self._acceptor = threading.Thread(target=self._accept_loop, name="shm-accept", daemon=True)
 
@@ -134,6 +135,7 @@ class ShmLearnerServer:
                 memory.close()
             except BufferError:  # a view is still referenced somewhere; the mapping goes with it
                 pass
+            self._release_slot()
             self._forget(conn)
 
     def _handshake(self, conn: socket.socket):
@@ -164,18 +166,28 @@ class ShmLearnerServer:
             self.limits.check_num_envs(num_envs)
         except protocol.ProtocolError as e:
             raise Refused(str(e)) from None
-        if self.streams.active >= self._max_streams:
-            raise Unavailable(f"the learner serves its maximum of {self._max_streams} actors")
-        layout = shm.ArrayLayout.for_step(num_envs, self.spec.observation_shape, self.spec.observation_dtype)
-        fd, memory = shm.create_memory(layout, f"seed_rl-actor-{actor}")
+        with self._lock:  # shared memory's own count, so gRPC's streams never lock its actors out
+            if self._serving >= self._max_streams:
+                raise Unavailable(f"the learner serves its maximum of {self._max_streams} actors over shared memory")
+            self._serving += 1
         try:
-            socket.send_fds(conn, [shm.READY + json.dumps(layout.to_json()).encode()], [fd])
+            layout = shm.ArrayLayout.for_step(num_envs, self.spec.observation_shape, self.spec.observation_dtype)
+            fd, memory = shm.create_memory(layout, f"seed_rl-actor-{actor}")
+            try:
+                socket.send_fds(conn, [shm.READY + json.dumps(layout.to_json()).encode()], [fd])
+            except BaseException:
+                memory.close()
+                raise
+            finally:
+                os.close(fd)  # the actor holds its own descriptor now; the memory lives while either maps it
         except BaseException:
-            memory.close()
+            self._release_slot()
             raise
-        finally:
-            os.close(fd)  # the actor holds its own descriptor now; the memory lives while either maps it
         return actor, num_envs, first_env, memory, layout.views(memory)
+
+    def _release_slot(self) -> None:
+        with self._lock:
+            self._serving -= 1
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
         flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
