@@ -143,3 +143,20 @@ def test_model_without_recurrent_state():
     table.scatter(index, ())
     table.remove(["a", "b", "c"])
     assert len(table) == 0
+
+
+def test_compaction_keeps_live_states_and_returns_to_the_initial_capacity():
+    table = EnvStateTable(lstm_like_state, CPU, capacity=4)
+    slots = table.slots([("s", i) for i in range(20)])
+    index = torch.from_numpy(slots)
+    table.scatter(index, (torch.arange(20.0).unsqueeze(1).repeat(1, 3), torch.zeros(20, 2, 2, dtype=torch.int64)))
+    assert table.capacity == 32 and table.compaction() is None  # most still live
+    table.remove([("s", i) for i in range(20) if i not in (3, 17)])
+    moved = table.compaction()
+    assert table.capacity == 4 and len(table) == 2
+    assert sorted(moved[moved >= 0].tolist()) == [0, 1]
+    kept = table.slots([("s", 3), ("s", 17)])
+    assert kept.tolist() == [moved[slots[3]], moved[slots[17]]]
+    assert table.states(torch.from_numpy(kept))[0][:, 0].tolist() == [3.0, 17.0]
+    fresh = table.slots([("new", 0), ("new", 1), ("new", 2)])  # grows again from the small table
+    assert len(set(fresh.tolist()) | set(kept.tolist())) == 5

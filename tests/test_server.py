@@ -514,3 +514,38 @@ def test_silent_streams_are_dropped_and_free_their_worker_threads(learner):
                                                  "reward": np.zeros(2, np.float32), "done": np.ones(2, bool)}))
         assert refused.value.code() == grpc.StatusCode.CANCELLED
         client.channel.close()
+
+
+def test_tables_shrink_after_a_huge_stream_leaves_and_live_environments_keep_their_state(learner):
+    """An actor with 300 environments grows the slot tables; when it leaves they shrink, mid-unroll for others."""
+    length = 5
+    h = learner(unroll_length=length)
+    capacity = h.engine.slot_capacity
+    envs, record = ScriptedEnvs(stream=5, num_envs=2), []
+    honest = Client(h.address, actor_id="1")
+
+    def honest_steps(steps: range) -> None:
+        for t in steps:
+            observation, reward, done = envs.request(t)
+            actions = honest.step(observation, reward, done)
+            np.testing.assert_array_equal(actions, envs.expected_actions(t, done), err_msg=f"step {t}")
+            record.append((observation, reward, done, actions))
+
+    honest_steps(range(0, 3))  # a partial unroll in flight
+    huge = Client(h.address, actor_id="2")
+    for _ in range(2):
+        huge.step(np.zeros((300, 3), np.float32), np.zeros(300, np.float32), np.ones(300, bool))
+    assert h.engine.slot_capacity >= 302
+    huge.close()
+    wait_for(lambda: h.engine.slot_capacity == capacity, what="the tables to shrink")
+    assert h.engine.num_envs == 2
+    honest_steps(range(3, 2 * length + 2))  # the recurrent states moved with their environments
+    honest.close()
+    wait_for(lambda: len(h.unrolls) == 4, what="the honest stream's 4 unrolls")
+    observations = np.stack([r[0] for r in record])
+    actions = np.stack([r[3] for r in record])
+    for unroll in h.unrolls:  # the partial unrolls moved with them, row for row
+        first = int(unroll.steps["observation"][0, 0])
+        k, start = first % 2, (first - 500) // 2
+        np.testing.assert_array_equal(unroll.steps["observation"], observations[start : start + length + 1, k])
+        np.testing.assert_array_equal(unroll.steps["action"], actions[start : start + length + 1, k])

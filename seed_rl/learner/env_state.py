@@ -28,6 +28,7 @@ class EnvStateTable:
     def __init__(self, initial_state, device: torch.device, capacity: int = 64):
         self._initial_state = initial_state
         self._device = device
+        self._initial_capacity = capacity
         self._slots: dict[Hashable, int] = {}
         self._free: list[int] = list(range(capacity))[::-1]
         self._tensors: list[torch.Tensor] = [t.to(device) for t in initial_state(capacity)]
@@ -71,6 +72,36 @@ class EnvStateTable:
     def scatter(self, index: torch.Tensor, state: CoreState) -> None:
         for table, value in zip(self._tensors, state):
             table[index] = value.detach()
+
+    def compaction(self) -> np.ndarray | None:
+        """Moves the live environments to the lowest slots once at most a quarter of the table is used.
+
+        Returns ``moved``: ``moved[old_slot]`` is the new slot of a live environment
+        (-1 for a free slot), or None where the table stays as it is. The table then
+        holds the smallest power-of-two multiple of its initial capacity that has room
+        for twice the live environments, so memory follows the environments connected
+        now, not the most ever connected (an actor that asked for 100k environments
+        and left).
+        """
+        live = len(self._slots)
+        if self._capacity <= self._initial_capacity or 4 * live > self._capacity:
+            return None
+        capacity = self._initial_capacity
+        while capacity < 2 * live:
+            capacity *= 2
+        moved = np.full(self._capacity, -1, np.int64)
+        keys = list(self._slots)
+        old = np.fromiter((self._slots[k] for k in keys), np.int64, len(keys))
+        moved[old] = np.arange(live)
+        index = torch.from_numpy(old).to(self._device)
+        fresh = [t.to(self._device) for t in self._initial_state(capacity)]
+        for table, new in zip(self._tensors, fresh):
+            new[:live] = table[index]
+        self._tensors = fresh
+        self._slots = {k: i for i, k in enumerate(keys)}
+        self._free = list(range(capacity - 1, live - 1, -1))
+        self._capacity = capacity
+        return moved
 
     def remove(self, keys: list[Hashable]) -> list[int]:
         """Frees the slots of environments that are gone; returns the freed slots."""

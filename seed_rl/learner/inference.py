@@ -113,3 +113,7 @@ class InferenceEngine:
             self._stream_slots.pop(stream_id, None)
             freed = self._states.remove([(stream_id, i) for i in range(num_envs)])
             self._store.reset(freed)
+            moved = self._states.compaction()
+            if moved is not None:  # most environments left: shrink, keeping the live ones' states and unrolls
+                self._store.compact(moved, self._states.capacity)
+                self._stream_slots = {stream: moved[slots] for stream, slots in self._stream_slots.items()}

@@ -82,6 +82,27 @@ class TrajectoryStore:
         slots = slots[slots < self._capacity]
         self._position[slots] = 0
 
+    def compact(self, moved: np.ndarray, capacity: int) -> None:
+        """Keeps the slots ``moved`` maps (``moved[old] = new``, -1: dropped) in buffers of ``capacity`` slots."""
+        if not self._steps:
+            return
+        old = np.flatnonzero(moved[: self._capacity] >= 0)
+        new = moved[old]
+
+        def moved_buffer(buffer: torch.Tensor) -> torch.Tensor:
+            fresh = torch.zeros((buffer.shape[0], capacity) + tuple(buffer.shape[2:]), dtype=buffer.dtype,
+                                device=self.device)
+            fresh[:, torch.from_numpy(new).to(self.device)] = buffer[:, torch.from_numpy(old).to(self.device)]
+            return fresh
+
+        self._steps = {k: moved_buffer(v) for k, v in self._steps.items()}
+        self._outputs = {k: moved_buffer(v) for k, v in self._outputs.items()}
+        self._start_states = [moved_buffer(s) for s in self._start_states]
+        position = np.zeros(capacity, np.int64)
+        position[new] = self._position[old]
+        self._position = position
+        self._capacity = capacity
+
     def _buffers(self):
         yield from self._steps.values()
         yield from self._outputs.values()
