@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import grpc
 import numpy as np
 import pytest
 
@@ -83,3 +84,26 @@ def test_more_environments_than_the_run_allows_are_refused_naming_the_flag():
     with pytest.raises(protocol.ProtocolError, match=r"100000 environments; this learner accepts 1 to 2 per stream "
                                                      r"\(--max_envs_per_stream"):
         _decode(many, limits=limits)
+
+
+class _CallError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+def test_an_actor_whose_requests_are_too_large_is_told_which_flag_to_change():
+    from seed_rl.acting.grpc_link import learner_error
+    from seed_rl.transport.errors import Refused, Unavailable
+
+    too_large = learner_error(3, _CallError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                            "SERVER: Received message larger than max (2100097 vs. 66176)"))
+    assert isinstance(too_large, Refused)
+    assert "learner refused actor 3" in str(too_large) and "--max_envs_per_stream" in str(too_large)
+    other = learner_error(3, _CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, "Concurrent RPC limit exceeded"))
+    assert isinstance(other, Unavailable)  # a full learner: retry

@@ -35,6 +35,12 @@ def learner_error(actor_id: int, error: grpc.RpcError) -> Refused | Unavailable:
     """What a failed call means to the actor: a refusal (:data:`FATAL_CODES`), else retry later."""
     if error.code() in FATAL_CODES:
         return Refused.by_learner(actor_id, error.details())
+    if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (error.details() or ""):
+        return Refused.by_learner(actor_id, (
+            f"{error.details()}: the learner bounds a request by its --max_envs_per_stream (by default its "
+            f"--envs_per_actor); start this actor with fewer environments or the learner with a larger "
+            f"--max_envs_per_stream"
+        ))
     return Unavailable(error.details() or error.code().name)
 
 

@@ -35,6 +35,21 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+def _requests(request_iterator, actor: str, max_bytes: int):
+    """The stream's requests; one warning line where gRPC ends the stream itself.
+
+    gRPC refuses a request above ``max_bytes`` unread (the actor gets
+    RESOURCE_EXHAUSTED) and cancels a stream whose actor went away; either way
+    the iterator raises a bare RpcError that does not say which.
+    """
+    try:
+        yield from request_iterator
+    except grpc.RpcError:
+        log.warning("actor %s's stream ended abnormally: the actor cancelled it, or sent a request above the "
+                    "run's bound of %d bytes", actor, max_bytes)
+        raise
+
+
 class LearnerServer:
     def __init__(
         self,
@@ -49,10 +64,13 @@ class LearnerServer:
     ):
         self.spec = spec
         self.limits = limits
+        self._max_request_bytes = limits.max_request_bytes(spec)
+
         self._first_request_timeout_s = first_request_timeout_s
         self.streams = streams
         options = [
-            ("grpc.max_receive_message_length", protocol.MAX_MESSAGE_BYTES),
+            # Bounded by the run's shape, so a stream cannot make the learner buffer a message of 256 MB.
+            ("grpc.max_receive_message_length", self._max_request_bytes),
             ("grpc.max_send_message_length", protocol.MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),  # else a second learner can bind the same port and take actors
             *protocol.keepalive_options(keepalive_s),
@@ -111,7 +129,7 @@ class LearnerServer:
         silent.daemon = True
         silent.start()
         try:
-            for data in request_iterator:
+            for data in _requests(request_iterator, actor, self._max_request_bytes):
                 silent.cancel()
                 try:
                     fields = protocol.decode_request(data, self.spec, stream.num_envs, self.limits)

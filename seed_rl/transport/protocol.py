@@ -72,6 +72,15 @@ class RequestLimits:
     # (or --max_envs_per_stream); 65536 is shared memory's own cap.
     max_envs_per_stream: int = 1 << 16
 
+    def max_request_bytes(self, spec: EnvSpec) -> int:
+        """The largest request a stream within these limits can send: larger ones are refused unread.
+
+        Per environment: its observation, the other step fields and one finished
+        episode's statistics, with room to spare; plus the framing's headers.
+        """
+        observation = int(np.prod(spec.observation_shape)) * np.dtype(spec.observation_dtype).itemsize
+        return min(MAX_MESSAGE_BYTES, 2 * (observation + 64) * self.max_envs_per_stream + (1 << 16))
+
     def check_num_envs(self, num_envs: int) -> None:
         if num_envs < 1:
             raise ProtocolError(f"a stream needs at least 1 environment (num_envs), got {num_envs}")
