@@ -382,3 +382,15 @@ def test_idle_grpc_streams_do_not_lock_shared_memory_actors_out(shm_learner):
     conn.close()
     for client in idle:
         client.close()
+
+
+def test_an_actor_that_shakes_hands_but_never_steps_is_dropped(shm_learner):
+    h = shm_learner(shm_kwargs={"first_step_timeout_s": 0.3, "max_streams": 2})
+    silent = [_connect(h, actor_id=i) for i in (1, 2)]  # the whole shared-memory limit
+    wait_for(lambda: h.server.streams.active == 0, 10, what="the silent actors to be dropped")
+    conn = _connect(h, actor_id=3)
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    conn.close()
+    for s in silent:
+        s.close()

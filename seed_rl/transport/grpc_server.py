@@ -19,23 +19,20 @@ import grpc
 
 from seed_rl.transport import protocol
 from seed_rl.core.batcher import BatcherClosed
+from seed_rl.transport.refusal_log import RefusalLog
 from seed_rl.transport.security import ServerSecurity
 from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
 
-# A stream whose first request has not arrived this long after it opened is cancelled: each
-# open stream holds one of the server's worker threads, so silent streams must not keep them.
-# Actors build and reset their environments before they connect, so an honest first step is prompt.
-FIRST_REQUEST_TIMEOUT_S = 30.0
 
 
 def _identity(data: bytes) -> bytes:
     return data
 
 
-def _requests(request_iterator, actor: str, max_bytes: int):
+def _requests(request_iterator, actor: str, max_bytes: int, refusals: RefusalLog):
     """The stream's requests; one warning line where gRPC ends the stream itself.
 
     gRPC refuses a request above ``max_bytes`` unread (the actor gets
@@ -45,8 +42,8 @@ def _requests(request_iterator, actor: str, max_bytes: int):
     try:
         yield from request_iterator
     except grpc.RpcError:
-        log.warning("actor %s's stream ended abnormally: the actor cancelled it, or sent a request above the "
-                    "run's bound of %d bytes", actor, max_bytes)
+        refusals.warn(actor, f"stream ended abnormally: the actor cancelled it, or sent a request above the run's "
+                             f"bound of {max_bytes} bytes")
         raise
 
 
@@ -60,13 +57,14 @@ class LearnerServer:
         security: ServerSecurity | None = None,
         keepalive_s: float = protocol.KEEPALIVE_S,
         limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
-        first_request_timeout_s: float = FIRST_REQUEST_TIMEOUT_S,
+        first_request_timeout_s: float = protocol.FIRST_REQUEST_TIMEOUT_S,
     ):
         self.spec = spec
         self.limits = limits
         self._max_request_bytes = limits.max_request_bytes(spec)
 
         self._first_request_timeout_s = first_request_timeout_s
+        self.refusals = RefusalLog(log)
         self.streams = streams
         options = [
             # Bounded by the run's shape, so a stream cannot make the learner buffer a message of 256 MB.
@@ -119,22 +117,24 @@ class LearnerServer:
         actor = metadata.get(protocol.ACTOR_ID_KEY, context.peer())
         refusal = self.streams.env_mismatch(actor, metadata.get(protocol.ENV_KEY))
         if refusal:
+            self.refusals.warn(actor, f"refused: {refusal}")
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, refusal)
         try:
             first_env = parse_first_env(metadata.get(protocol.FIRST_ENV_KEY))
         except protocol.ProtocolError as e:
+            self.refusals.warn(actor, f"refused: {e}")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
         stream = self.streams.open(actor, "gRPC", first_env)
         silent = threading.Timer(self._first_request_timeout_s, self._cancel_silent, (context, actor))
         silent.daemon = True
         silent.start()
         try:
-            for data in _requests(request_iterator, actor, self._max_request_bytes):
+            for data in _requests(request_iterator, actor, self._max_request_bytes, self.refusals):
                 silent.cancel()
                 try:
                     fields = protocol.decode_request(data, self.spec, stream.num_envs, self.limits)
                 except protocol.ProtocolError as e:
-                    log.warning("refusing actor %s: %s", actor, e)
+                    self.refusals.warn(actor, f"refused: {e}")
                     context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
                 try:
                     actions = stream.step(fields)
@@ -146,6 +146,5 @@ class LearnerServer:
             stream.close()
 
     def _cancel_silent(self, context: grpc.ServicerContext, actor: str) -> None:
-        log.warning("dropping actor %s: no request within %.0f s of opening its stream", actor,
-                    self._first_request_timeout_s)
+        self.refusals.warn(actor, f"dropped: no request within {self._first_request_timeout_s:.0f} s of opening its stream")
         context.cancel()

@@ -39,6 +39,11 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 # environments, the actor starts reconnecting.
 KEEPALIVE_S = 30.0
 
+# A stream whose first step has not arrived this long after it opened is dropped: each open
+# stream holds a learner thread, so silent ones must not keep them. Actors build and reset
+# their environments before they connect, so an honest first step is prompt.
+FIRST_REQUEST_TIMEOUT_S = 30.0
+
 
 def keepalive_options(keepalive_s: float) -> list[tuple[str, int]]:
     """gRPC channel/server options for keepalive pings every ``keepalive_s`` seconds."""

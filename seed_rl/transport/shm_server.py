@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from seed_rl.transport import protocol, shm, wire
+from seed_rl.transport.refusal_log import RefusalLog
 from seed_rl.transport.errors import Refused, Unavailable
 from seed_rl.core.batcher import BatcherClosed
 from seed_rl.core.step import STEP_FIELDS
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 
 # A connection that has not completed its handshake this long after connecting is dropped,
-# so connections that never speak hold no thread or descriptor for long.
+# so connections that never speak hold no thread or descriptor for long; one that shook
+# hands but sends no first step is dropped after gRPC's first-request timeout.
 HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_ACTOR = "(a shared-memory handshake)"  # refusals before the actor is known, logged under this name
 
 
 class ShmLearnerServer:
@@ -43,11 +46,14 @@ class ShmLearnerServer:
         max_streams: int = 256,
         limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        first_step_timeout_s: float = protocol.FIRST_REQUEST_TIMEOUT_S,
     ):
         shm.check_available()
         self.spec = spec
         self.limits = limits
         self._handshake_timeout_s = handshake_timeout_s
+        self._first_step_timeout_s = first_step_timeout_s
+        self.refusals = RefusalLog(log)
         self.streams = streams
         self._auth_token = auth_token
         self._max_streams = max_streams
@@ -113,7 +119,7 @@ class ShmLearnerServer:
         try:
             actor, num_envs, first_env, memory, arrays = self._handshake(conn)
         except (Refused, Unavailable) as e:
-            log.warning("refusing an actor on shared memory: %s", e)
+            self.refusals.warn(HANDSHAKE_ACTOR, f"refused: {e}")
             self._send(conn, (shm.UNAVAILABLE if isinstance(e, Unavailable) else shm.REFUSED) + str(e).encode())
             self._forget(conn)
             return
@@ -121,10 +127,10 @@ class ShmLearnerServer:
             self._forget(conn)
             return
         except Exception as e:  # anything else a hostile handshake provokes costs its connection only
-            log.warning("dropping an actor on shared memory: handshake failed with %s", type(e).__name__)
+            self.refusals.warn(HANDSHAKE_ACTOR, f"dropped: its handshake failed with {type(e).__name__}")
             self._forget(conn)
             return
-        conn.settimeout(None)  # steps may be minutes apart (a slow environment, a paused learner)
+        conn.settimeout(self._first_step_timeout_s)  # then none: steps may be minutes apart (a slow environment)
         stream = self.streams.open(actor, "shared memory", first_env)
         try:
             self._steps(conn, actor, num_envs, arrays, stream)
@@ -198,7 +204,10 @@ class ShmLearnerServer:
             except (OSError, shm.ShmError) as e:
                 if isinstance(e, shm.ShmError):
                     self._refuse(conn, actor, str(e))
+                elif isinstance(e, TimeoutError):
+                    self.refusals.warn(actor, f"dropped: no step within {self._first_step_timeout_s:.0f} s of its handshake")
                 return
+            conn.settimeout(None)
             if not message:
                 return  # the actor closed its end or its process died
             try:
@@ -230,7 +239,7 @@ class ShmLearnerServer:
                 return
 
     def _refuse(self, conn: socket.socket, actor: str, reason: str) -> None:
-        log.warning("refusing actor %s: %s", actor, reason)
+        self.refusals.warn(actor, f"refused: {reason}")
         self._send(conn, shm.REFUSED + f"bad request from actor {actor}: {reason}".encode())
 
     @staticmethod
