@@ -219,7 +219,7 @@ def differences(settings: SimpleNamespace, sf: dict) -> list[str]:
         f"{sf['worker_num_splits']} group(s)), "
         f"{sf['policy_workers_per_policy']} separate inference worker process and a learner process, torch on "
         f"one thread in each; seed_rl runs {settings.num_actors} actor processes and one learner process that "
-        f"also serves inference (batched over all envs), torch on its default threads unless --torch_threads",
+        f"also serves inference (batched over all envs), torch on the threads its actors leave (1 on 2 cores) unless --torch_threads",
         f"network: both the Nature CNN ({sf['encoder_conv_architecture']}, fc {sf['encoder_conv_mlp_layers']}), "
         f"feed-forward, observations / {sf['obs_scale']:g}; SF init {sf['policy_initialization']}, "
         f"seed_rl init {agent.weight_init}",
