@@ -505,7 +505,8 @@ def main() -> None:
             print(f"{transport}: model learner / no-op learner (steps/s) = {model / noop:.3f}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"args": vars(args), **result}, f, indent=1)
+            given = {k: v for k, v in vars(args).items() if k != "resolved_precision"}
+            json.dump({"args": given, "precision": args.resolved_precision.name, **result}, f, indent=1)
 
 
 if __name__ == "__main__":

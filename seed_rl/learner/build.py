@@ -137,8 +137,6 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     threads = learner_threads(fv.torch_threads, device, local_actors, os.cpu_count() or 1)
     if threads:
         torch.set_num_threads(threads)
-        log.info("learner: %d torch intra-op thread(s)%s", threads, "" if fv.torch_threads else
-                 f" (the cores {local_actors} local actor processes leave; --torch_threads overrides)")
     try:
         env_config = dataclass_from_flags(EnvConfig, fv)
         spec = _probe(fv.env, fv.seed, env_config)
@@ -150,6 +148,9 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         config = _agent_config(fv, spec, device)
         precision = resolve_precision(fv.precision, device, images=len(spec.observation_shape) == 3)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
+        if threads and not fv.torch_threads:
+            log.info("%d torch thread(s): the cores %d local actor processes leave (--torch_threads overrides)",
+                     threads, local_actors)
         run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision)
         built = registry.builder(fv.agent).build(config, spec, device, run_shape)
         address = learner_address(fv.role, fv.learner_address)
