@@ -27,7 +27,6 @@ from seed_rl.envs import EnvSpec
 log = logging.getLogger(__name__)
 
 
-
 def _identity(data: bytes) -> bytes:
     return data
 
@@ -62,7 +61,6 @@ class LearnerServer:
         self.spec = spec
         self.limits = limits
         self._max_request_bytes = limits.max_request_bytes(spec)
-
         self._first_request_timeout_s = first_request_timeout_s
         self.refusals = RefusalLog(log)
         self.streams = streams

@@ -198,6 +198,7 @@ class ShmLearnerServer:
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
         flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
         flag_names = " and ".join(flag_fields)
+        first = True  # the handshake's first-step timeout holds until the first step arrives
         while True:
             try:
                 message = shm.receive(conn)
@@ -207,7 +208,9 @@ class ShmLearnerServer:
                 elif isinstance(e, TimeoutError):
                     self.refusals.warn(actor, f"dropped: no step within {self._first_step_timeout_s:.0f} s of its handshake")
                 return
-            conn.settimeout(None)
+            if first:
+                conn.settimeout(None)  # steps may be minutes apart (a slow environment, a paused learner)
+                first = False
             if not message:
                 return  # the actor closed its end or its process died
             try:
