@@ -98,7 +98,8 @@ def evaluate(args: argparse.Namespace) -> dict:
         print(f"evaluating {run.checkpoint} ({run.agent_name} on {run.env_name}, {run.frames} frames trained)",
               flush=True)
         episodes = play(
-            run.agent, env, args.episodes, args.seed, on_episode, on_observation if video_path is not None else None
+            run.agent, env, args.episodes, args.seed, on_episode, on_observation if video_path is not None else None,
+            life_loss_ends_episode=getattr(run.agent_config, "life_loss_ends_episode", False),  # IMPALA's; R2D2 has none
         )
     finally:
         if recorder is not None:

@@ -10,7 +10,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
+from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env, probe_spec
 
 
 # ----------------------------------------------------------------------------
@@ -144,35 +144,31 @@ def pong():
 
 
 def test_pong_spec(pong):
-    assert env_spec(pong) == EnvSpec((4, 84, 84), "uint8", 6)
-    assert pong.observation_space.shape == (4, 84, 84)
+    # Actors send single frames; the learner stacks --frame_stack of them (tests/test_frame_stacking.py).
+    assert env_spec(pong) == EnvSpec((1, 84, 84), "uint8", 6)
+    assert pong.observation_space.shape == (1, 84, 84)
     assert pong.observation_space.dtype == np.uint8
+    spec = probe_spec("atari:Pong")
+    assert spec == EnvSpec((1, 84, 84), "uint8", 6, frame_stack=4)
+    assert spec.model_observation_shape == (4, 84, 84)
+    assert probe_spec("atari:Pong", config=EnvConfig(frame_stack=1)).model_observation_shape == (1, 84, 84)
 
 
-def test_pong_steps_resets_and_frame_stack(pong):
-    obs, _ = pong.reset(seed=0)
-    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
-    # Right after a reset all stacked frames are the reset frame.
-    for i in range(1, 4):
-        np.testing.assert_array_equal(obs[i], obs[0])
+def test_pong_steps_and_resets(pong):
+    obs, info = pong.reset(seed=0)
+    assert obs.shape == (1, 84, 84) and obs.dtype == np.uint8
+    assert info["lives"] >= 0
     first = obs
     changed = False
-    previous = obs
     for _ in range(60):
         obs, reward, terminated, truncated, _ = pong.step(pong.action_space.sample())
-        assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+        assert obs.shape == (1, 84, 84) and obs.dtype == np.uint8
         assert reward in (-1.0, 0.0, 1.0)
         assert not truncated
-        # The stack rolls: the oldest frame drops out, a new one comes in.
-        np.testing.assert_array_equal(obs[:3], previous[1:])
-        changed |= not np.array_equal(obs[-1], first[-1])
-        previous = obs
+        changed |= not np.array_equal(obs, first)
         if terminated:
             break
     assert changed, "Pong's screen never changed over 60 random steps"
-    obs, _ = pong.reset()
-    for i in range(1, 4):
-        np.testing.assert_array_equal(obs[i], obs[0])
 
 
 def test_pong_noop_start_is_deterministic_per_seed():
@@ -210,8 +206,8 @@ def test_snake_case_game_name():
 
     assert canonical_game_name("space_invaders") == "SpaceInvaders"
     assert canonical_game_name("MontezumaRevenge") == "MontezumaRevenge"
-    env = make_env("atari:space_invaders", seed=0, config=EnvConfig(frame_stack=2))
-    assert env_spec(env) == EnvSpec((2, 84, 84), "uint8", 6)
+    env = make_env("atari:space_invaders", seed=0)
+    assert env_spec(env) == EnvSpec((1, 84, 84), "uint8", 6)
     env.close()
 
 
@@ -248,18 +244,14 @@ def test_rgb_frames_are_channel_first():
     pytest.importorskip("ale_py")
     config = EnvConfig(grayscale=False, frame_stack=2, noop_max=0)
     env = make_env("atari:Pong", seed=0, config=config)
-    assert env_spec(env) == EnvSpec((6, 84, 84), "uint8", 6)
+    assert env_spec(env, frame_stack=2) == EnvSpec((3, 84, 84), "uint8", 6, frame_stack=2)
+    assert env_spec(env, frame_stack=2).model_observation_shape == (6, 84, 84)
     obs, _ = env.reset(seed=0)
-    assert obs.shape == (6, 84, 84) and obs.dtype == np.uint8
-    np.testing.assert_array_equal(obs[:3], obs[3:])  # reset pads with itself
-    previous = obs
     for _ in range(3):
         obs, *_ = env.step(0)
-        assert obs.shape == (6, 84, 84)
-        np.testing.assert_array_equal(obs[:3], previous[3:])  # frame-major order
-        previous = obs
+    assert obs.shape == (3, 84, 84) and obs.dtype == np.uint8
     # Pong's playfield is orange-brown (144, 72, 17): channels come as R, G, B.
-    np.testing.assert_array_equal(obs[3:, 42, 42], [144, 72, 17])
+    np.testing.assert_array_equal(obs[:, 42, 42], [144, 72, 17])
     env.close()
 
 

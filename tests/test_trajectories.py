@@ -25,6 +25,7 @@ def _write(store: TrajectoryStore, slots, times, capacity: int = 8) -> UnrollBat
         "reward": values.float() / 2,
         "done": torch.tensor([t % 4 == 0 for t in times]),
         "truncated": torch.tensor([t % 8 == 0 for t in times]),
+        "life_lost": torch.tensor([t % 4 == 2 for t in times]),
         "action": values % 3,
     }
     outputs = {"policy_logits": torch.stack([values.float(), -values.float()], -1), "baseline": values.float()}

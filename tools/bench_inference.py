@@ -58,7 +58,8 @@ import torch
 
 from seed_rl.config import roles
 from seed_rl.core.precision import FP32, PRECISIONS, Precision, resolve_precision
-from seed_rl.agents.impala.agent import ImpalaAgent
+from seed_rl.agents import registry
+from seed_rl.agents.builder import RunShape
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.acting.shm_link import ShmConnection
 from seed_rl.transport import protocol, shm
@@ -69,7 +70,7 @@ from seed_rl.learner.inference import InferenceEngine
 from seed_rl.transport.security import ClientSecurity
 from seed_rl.transport.grpc_server import LearnerServer
 from seed_rl.transport.streams import ActorStreams
-from seed_rl.envs import EnvConfig, env_spec, make_env
+from seed_rl.envs import EnvConfig, make_env, probe_spec
 
 ENV = "atari:Pong"
 RECORDED_STEPS = 64
@@ -237,13 +238,12 @@ class BenchLearner:
 
 def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, unroll_length: int,
                   max_streams: int, serve_shm: bool = False, precision: Precision = FP32) -> BenchLearner:
-    probe = make_env(ENV, 0, EnvConfig())
-    spec = env_spec(probe)
-    probe.close()
+    spec = probe_spec(ENV, 0, EnvConfig())
     if kind == "noop":
         engine = NoOpEngine()
     else:
-        agent = ImpalaAgent(spec, ImpalaConfig(torso=torso, unroll_length=unroll_length), device, 1, precision)
+        run = RunShape(total_frames=1, frames_per_step=4, total_envs=1, precision=precision)
+        agent = registry.build("impala", ImpalaConfig(torso=torso, unroll_length=unroll_length), spec, device, run).agent
         engine = InferenceEngine(agent, unroll_length, lambda unrolls: None, threading.Lock())
     batcher = DynamicBatcher(engine, max_batch_size=batch_size, timeout_s=0.01)
     streams = ActorStreams(ENV, batcher, engine, on_episodes=lambda r, l: None)

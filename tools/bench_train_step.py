@@ -34,7 +34,7 @@ import torch
 from seed_rl.bench.train_batches import build_agent, preset_config, random_observations, training_batch
 from seed_rl.core.agent import ActInputs
 from seed_rl.core.precision import resolve_precision
-from seed_rl.envs import EnvConfig, env_spec, make_env
+from seed_rl.envs import EnvConfig, probe_spec
 
 OPTIONS = ("fp32", "bf16", "channels_last", "nchw", "compile")
 
@@ -129,9 +129,7 @@ def main() -> None:
     device = torch.device(args.device)
     overrides = {k: getattr(args, k) for k in ("torso", "batch_size", "unroll_length", "burn_in")
                  if getattr(args, k) is not None}
-    env = make_env(args.env, args.seed, EnvConfig())
-    spec = env_spec(env)
-    env.close()
+    spec = probe_spec(args.env, args.seed, EnvConfig())
     variants = [Variant(name, args, spec, device, overrides) for name in args.variants.split(",")]
     cfg = variants[0].agent.config
     print(f"{args.agent} on {args.env} {spec.observation_shape} {spec.observation_dtype}, torso {cfg.torso}, "

@@ -22,6 +22,7 @@ class BuiltAgent:
     unroll_length: int  # unrolls hold unroll_length + 1 steps
     unroll_overlap: int  # steps shared by consecutive unrolls of an environment
     batch_size: int
+    life_loss_ends_episode: bool = False  # training treats a lost life (``life_lost``) as an episode's end
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def build_agent(agent: str, config, spec: EnvSpec, device: torch.device, precisi
     """The agent alone (no replay), with weights from ``seed``."""
     torch.manual_seed(seed)
     run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=32, seed=seed, precision=precision)
-    return registry.builder(agent).build(config, spec, device, run).agent
+    return registry.build(agent, config, spec, device, run).agent
 
 
 def random_observations(spec: EnvSpec, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

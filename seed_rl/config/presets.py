@@ -69,6 +69,24 @@ _POPART = Setting(
     "Hessel et al. 2019 (PopArt); measured here (docs/results.md, reward scale): CartPole x0.01, x1 and x100 "
     "and Acrobot learn on these defaults, Acrobot and CartPole x100 did not without it",
 )
+_R2D2_CPU = "chosen here for R2D2 on Pong on 2 CPU cores (docs/results.md)"
+# One bf16 update of 32 sequences of 61 steps takes ~2 s on one core (tools/bench_train_step.py), so a CPU
+# run makes a few thousand updates an hour: the paper's 64 x 121-step batches and a target network every
+# 2,500 updates would update the target once or twice in a run.
+_R2D2_ATARI_ON_CPU = {
+    "batch_size": Setting(32, _R2D2_CPU + ": twice the updates per trained step of the paper's 64"),
+    "burn_in": Setting(20, _R2D2_CPU + ": R2D2's shorter burn-in (Sec. 3: l=20 also removes most of the "
+                       "stale-state error), half the sequence of the paper's 40 + 80"),
+    "unroll_length": Setting(40, _R2D2_CPU + ": half the paper's 80, with the burn-in"),
+    "sequence_period": Setting(20, _R2D2_CPU + ": sequences overlap by half, as the paper's"),
+    "target_update_period": Setting(
+        200, _R2D2_CPU + ": the target network every ~7 minutes instead of once or twice a run"
+    ),
+    "replay_capacity": Setting(50_000, _R2D2_CPU + ": 1M steps as DQN's replay; a CPU run's data of ~1 hour"),
+    "min_replay_size": Setting(1_000, _R2D2_CPU + ": 20k steps before learning, about a minute of acting"),
+    "replay_ratio": Setting(1.0, _R2D2_CPU + ": each step trained on once; the learner, not the actors, "
+                            "limits a CPU run"),
+}
 _CHOSEN_MINATAR = "chosen here, one configuration; its Breakout run is in docs/results.md"
 
 # (family, agent) -> (settings on every device, settings on a CPU learner)
@@ -99,7 +117,18 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
             ),
         },
     ),
-    ("atari", "r2d2"): ({}, {"torso": _NATURE_ON_CPU}),
+    # R2D2 on Atari is the paper's agent: its DQN torso, its replay and SEED's
+    # published replay ratio. A CPU learner cannot train at that ratio on the
+    # paper's batch, so it takes a cheaper shape measured into being here.
+    ("atari", "r2d2"): (
+        {
+            "torso": Setting("nature", "R2D2 Sec. 2 and SEED RL atari/networks.py: the DQN 3-layer CNN, 512 units"),
+            "replay_capacity": Setting(100_000, "R2D2 Table 2: replay of 1e5 sequences (4M observations)"),
+            "min_replay_size": Setting(5_000, "SEED RL gcp/train_atari.sh (r2d2): 5,000 sequences before learning"),
+            "replay_ratio": Setting(0.75, "SEED RL's published R2D2 Atari run: replay ratio 0.75 (R2D2: ~0.8)"),
+        },
+        _R2D2_ATARI_ON_CPU,
+    ),
     ("dmlab", "impala"): (
         {
             "optimizer": Setting("adam", "SEED RL gcp/train_dmlab_*.sh: Adam"),
@@ -185,6 +214,23 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
         {},
     ),
 }
+
+
+# (family, agent) -> EnvConfig values an agent's paper sets for that family. The
+# learner resolves them before it probes the environment and starts its local
+# actors with them; remote actors must be given the same flags.
+_ENV_TABLE: dict[tuple[str, str], dict[str, Setting]] = {
+    ("atari", "r2d2"): {
+        "full_action_space": Setting(
+            True, "R2D2 (Kapturowski et al. 2019) and SEED RL atari/env.py (full_action_space=True): all 18 actions"
+        ),
+    },
+}
+
+
+def env_preset(family: str, agent: str) -> dict[str, Setting]:
+    """The environment settings agent ``agent`` takes on ``family`` (see ``_ENV_TABLE``)."""
+    return dict(_ENV_TABLE.get((family, agent), {}))
 
 
 def preset(family: str, agent: str) -> Preset:

@@ -46,6 +46,10 @@ STEP_FIELDS: tuple[StepField, ...] = (
         "truncated", "bool", False, False,
         "the episode that ``done`` ended was cut by a time limit, not terminated; implies ``done``",
     ),
+    StepField(
+        "life_lost", "bool", False, False,
+        "a life was lost with this reward and the game goes on (Atari); an agent may end its episode there",
+    ),
 )
 STEP_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in STEP_FIELDS)
 

@@ -2,6 +2,6 @@
 
 from seed_rl.envs.config import EnvConfig
 from seed_rl.envs.errors import EnvError
-from seed_rl.envs.factory import EnvSpec, env_spec, make_env
+from seed_rl.envs.factory import EnvSpec, env_spec, frame_stack, make_env, probe_spec
 
-__all__ = ["EnvConfig", "EnvError", "EnvSpec", "env_spec", "make_env"]
+__all__ = ["EnvConfig", "EnvError", "EnvSpec", "env_spec", "frame_stack", "make_env", "probe_spec"]

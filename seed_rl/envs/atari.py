@@ -3,9 +3,10 @@
 The pipeline matches SEED RL's ``atari/env.py``: the raw game without frame
 skipping (``frameskip=1``), then gymnasium's ``AtariPreprocessing`` (random
 no-op starts, action repeat with a max over the last two frames, resize to
-84x84, grayscale) and a stack of the last ``frame_stack`` frames.
-Observations are uint8, channel-first: ``(frame_stack, 84, 84)`` for
-grayscale, ``(3 * frame_stack, 84, 84)`` for RGB.
+84x84, grayscale). Observations are single uint8 frames, channel-first:
+``(1, 84, 84)`` for grayscale, ``(3, 84, 84)`` for RGB. The learner stacks the
+last ``frame_stack`` of them, as SEED RL's network does
+(``seed_rl/agents/frame_stacking.py``), so each frame crosses the wire once.
 """
 
 from __future__ import annotations
@@ -96,21 +97,15 @@ def main() -> None:
 
 
 class _ChannelFirstFrames(gymnasium.ObservationWrapper):
-    """(stack, H, W, C) RGB frame stacks -> channel-first (stack * C, H, W)."""
+    """(H, W, C) frames -> channel-first (C, H, W)."""
 
     def __init__(self, env: gymnasium.Env):
         super().__init__(env)
-        stack, height, width, channels = env.observation_space.shape
-        self.observation_space = spaces.Box(
-            0, 255, (stack * channels, height, width), np.uint8
-        )
+        height, width, channels = env.observation_space.shape
+        self.observation_space = spaces.Box(0, 255, (channels, height, width), np.uint8)
 
     def observation(self, observation):
-        obs = np.asarray(observation)
-        stack, height, width, channels = obs.shape
-        return np.ascontiguousarray(
-            obs.transpose(0, 3, 1, 2).reshape(stack * channels, height, width)
-        )
+        return np.ascontiguousarray(np.asarray(observation).transpose(2, 0, 1))
 
 
 def make_atari(game: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasium.Env:
@@ -124,9 +119,9 @@ def make_atari(game: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasi
       config: preprocessing settings.
 
     Returns:
-      A gymnasium env with uint8 observations of shape (frame_stack, S, S)
-      for grayscale or (3 * frame_stack, S, S) for RGB (S = screen_size),
-      and a Discrete action space.
+      A gymnasium env with single uint8 frames of shape (1, S, S) for
+      grayscale or (3, S, S) for RGB (S = screen_size), and a Discrete action
+      space. ``info["lives"]`` counts the lives left.
 
     Raises:
       EnvError: unknown game, or ale-py / OpenCV not installed.
@@ -149,12 +144,10 @@ def make_atari(game: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasi
         screen_size=config.screen_size,
         terminal_on_life_loss=config.terminal_on_life_loss,
         grayscale_obs=config.grayscale,
-        grayscale_newaxis=False,
+        grayscale_newaxis=True,  # (S, S, 1): every frame has a channel axis to stack along
         scale_obs=False,
     )
-    env = gymnasium.wrappers.FrameStackObservation(env, stack_size=config.frame_stack)
-    if not config.grayscale:
-        env = _ChannelFirstFrames(env)
+    env = _ChannelFirstFrames(env)
     env.action_space.seed(seed)
     return env
 

@@ -26,14 +26,29 @@ class EnvSpec:
     """What an agent needs to know about an environment.
 
     Attributes:
-      observation_shape: shape of one observation, e.g. (4, 84, 84) or (4,).
+      observation_shape: shape of one observation as the environment gives it
+        (and an actor sends it), e.g. (1, 84, 84) for an Atari frame or (4,).
       observation_dtype: numpy dtype name of observations: 'uint8' or 'float32'.
       num_actions: size of the Discrete action space (actions are 0..n-1).
+      frame_stack: how many consecutive observations the learner stacks along
+        their first axis before the network sees them (1: none); see
+        ``seed_rl/agents/frame_stacking.py``.
     """
 
     observation_shape: tuple[int, ...]
     observation_dtype: str
     num_actions: int
+    frame_stack: int = 1
+
+    @property
+    def model_observation_shape(self) -> tuple[int, ...]:
+        """The shape of what the network sees: ``frame_stack`` observations stacked along their first axis."""
+        first, *rest = self.observation_shape
+        return (first * self.frame_stack, *rest)
+
+    def for_model(self) -> "EnvSpec":
+        """The spec of the stacked observations the network is built for."""
+        return EnvSpec(self.model_observation_shape, self.observation_dtype, self.num_actions)
 
 
 class OneHotObservation(gymnasium.ObservationWrapper):
@@ -92,8 +107,26 @@ def frames_per_step(env_name: str, config: EnvConfig = EnvConfig()) -> int:
     return family.frames_per_step(config)
 
 
-def env_spec(env: gymnasium.Env) -> EnvSpec:
+def frame_stack(env_name: str, config: EnvConfig = EnvConfig()) -> int:
+    """Observations the learner stacks per step: ``--frame_stack`` for Atari and Football, else 1."""
+    family, _ = parse_env_name(env_name)
+    return family.frame_stack(config)
+
+
+def probe_spec(env_name: str, seed: int = 0, config: EnvConfig = EnvConfig()) -> EnvSpec:
+    """The spec of ``env_name`` (frame stacking included), from one environment built and closed."""
+    env = make_env(env_name, seed, config)
+    try:
+        return env_spec(env, frame_stack(env_name, config))
+    finally:
+        env.close()
+
+
+def env_spec(env: gymnasium.Env, frame_stack: int = 1) -> EnvSpec:
     """Checks that seed_rl's agents can use ``env`` and describes it.
+
+    ``frame_stack``: observations the learner stacks (:func:`frame_stack`); they
+    need at least one axis to stack along.
 
     Supported: a Box observation space (any shape) of dtype uint8 or floating
     (floating observations are float32, see ``make_env``), and a Discrete
@@ -139,8 +172,11 @@ def env_spec(env: gymnasium.Env) -> EnvSpec:
             "need a Discrete action space starting at 0; shift the actions with an "
             "ActionWrapper"
         )
+    if frame_stack > 1 and not obs_space.shape:
+        raise EnvError(f"observations of {name!r} are scalars, which cannot be stacked; use --frame_stack=1")
     return EnvSpec(
         observation_shape=tuple(int(d) for d in obs_space.shape),
         observation_dtype=dtype,
         num_actions=int(act_space.n),
+        frame_stack=frame_stack,
     )

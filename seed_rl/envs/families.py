@@ -36,6 +36,10 @@ class EnvFamily:
         """Environment frames per agent step (frame skip, action repeats)."""
         return 1
 
+    def frame_stack(self, config: EnvConfig) -> int:
+        """Consecutive observations the learner stacks for the network (1: none)."""
+        return 1
+
     def preset_family(self, observation_shape: tuple[int, ...]) -> str:
         """The family name the presets are chosen by."""
         return self.name
@@ -53,6 +57,9 @@ class AtariFamily(EnvFamily):
 
     def frames_per_step(self, config: EnvConfig) -> int:
         return config.frame_skip
+
+    def frame_stack(self, config: EnvConfig) -> int:
+        return config.frame_stack
 
     def observation_layout(self, config: EnvConfig) -> str | None:
         return "gray" if config.grayscale else "rgb"
@@ -73,6 +80,9 @@ class FootballFamily(EnvFamily):
 
     def make(self, name: str, seed: int, config: EnvConfig) -> gymnasium.Env:
         return make_football(name, seed, config)
+
+    def frame_stack(self, config: EnvConfig) -> int:
+        return config.frame_stack
 
     def observation_layout(self, config: EnvConfig) -> str | None:
         if not config.football_representation.startswith("pixels"):

@@ -15,9 +15,9 @@ Representations (``EnvConfig.football_representation``):
   - ``simple115v2``: a 115-float vector (positions, directions, ball, game mode).
   - ``pixels`` / ``pixels_gray``: the rendered frame resized to 72x96, RGB or
     gray. These need the engine's OpenGL renderer.
-The last ``EnvConfig.frame_stack`` observations are stacked (SEED RL stacks 4:
-``stacked=True`` in its football/env.py): images along the channel axis,
-vectors end to end.
+The learner stacks the last ``EnvConfig.frame_stack`` observations (SEED RL
+stacks 4: ``stacked=True`` in its football/env.py): images along the channel
+axis, vectors end to end (``seed_rl/agents/frame_stacking.py``); actors send one.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ class GFootballEnv(gymnasium.Env):
             env_name=scenario,
             representation=representation,
             rewards=rewards,
-            stacked=False,  # stacking is done by the gymnasium wrapper, for every representation
+            stacked=False,  # the learner stacks, for every representation
             render=representation.startswith("pixels"),
             channel_dimensions=(SMM_WIDTH, SMM_HEIGHT),
             other_config_options={"game_engine_random_seed": int(seed)},
@@ -166,28 +166,14 @@ class GFootballEnv(gymnasium.Env):
         self._env.close()
 
 
-class MergeStackAxis(gymnasium.ObservationWrapper):
-    """Stacked observations ``(stack, C, H, W)`` -> ``(stack * C, H, W)``; ``(stack, n)`` -> ``(stack * n,)``."""
-
-    def __init__(self, env: gymnasium.Env):
-        super().__init__(env)
-        space = env.observation_space
-        shape = (space.shape[0] * space.shape[1], *space.shape[2:])
-        low = space.low.reshape(shape) if space.low.ndim else space.low
-        high = space.high.reshape(shape) if space.high.ndim else space.high
-        self.observation_space = spaces.Box(low, high, shape, space.dtype)
-
-    def observation(self, observation):
-        return np.asarray(observation).reshape(self.observation_space.shape)
-
-
 def make_football(scenario: str, seed: int, config: EnvConfig = EnvConfig()) -> gymnasium.Env:
     """Builds a Football scenario ('' for the default, academy_empty_goal_close).
 
     Returns:
-      A gymnasium env whose observations are ``(frame_stack * C, 72, 96)`` uint8
-      images for ``extracted`` (C=4), ``pixels`` (C=3) and ``pixels_gray``
-      (C=1), or ``(frame_stack * 115,)`` float32 vectors for ``simple115v2``;
+      A gymnasium env whose observations are ``(C, 72, 96)`` uint8 images for
+      ``extracted`` (C=4), ``pixels`` (C=3) and ``pixels_gray`` (C=1), or
+      ``(115,)`` float32 vectors for ``simple115v2``, one frame each (the
+      learner stacks them);
       19 discrete actions (gfootball's default action set).
 
     Raises:
@@ -196,7 +182,5 @@ def make_football(scenario: str, seed: int, config: EnvConfig = EnvConfig()) -> 
     _check_config(config)
     scenario = _check_scenario(scenario.strip() or DEFAULT_SCENARIO)
     env: gymnasium.Env = GFootballEnv(scenario, config.football_representation, config.football_rewards, seed)
-    if config.frame_stack > 1:
-        env = MergeStackAxis(gymnasium.wrappers.FrameStackObservation(env, stack_size=config.frame_stack))
     env.action_space.seed(seed)
     return env

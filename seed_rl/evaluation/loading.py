@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import torch
 
 from seed_rl.agents import registry
 from seed_rl.core.agent import Agent
-from seed_rl.envs import EnvConfig, env_spec, make_env
+from seed_rl.envs import EnvConfig, env_spec, frame_stack, make_env
 from seed_rl.evaluation.errors import EvaluationError
 from seed_rl.exits import first_line
 from seed_rl.learner import checkpoint
@@ -24,6 +25,7 @@ class LoadedRun:
 
     agent: Agent
     agent_name: str
+    agent_config: Any  # the agent's config dataclass, as trained
     env_name: str
     env_config: EnvConfig
     checkpoint: Path
@@ -64,11 +66,9 @@ def load_run(
         raise EvaluationError(str(e)) from None
     env = make_env(run_config.env, seed, run_config.env_config)
     try:
-        spec = env_spec(env)
+        spec = env_spec(env, frame_stack(run_config.env, run_config.env_config))
         try:
-            agent = registry.builder(run_config.agent).build_for_evaluation(
-                run_config.agent_config, spec, torch_device, epsilon
-            )
+            agent = registry.build_for_evaluation(run_config.agent, run_config.agent_config, spec, torch_device, epsilon)
             agent.load_for_evaluation(state["agent"])
         except KeyError:  # an agent state without the weights
             raise EvaluationError(
@@ -79,5 +79,6 @@ def load_run(
     except BaseException:
         env.close()
         raise
-    run = LoadedRun(agent, run_config.agent, run_config.env, run_config.env_config, path, state["frames"])
+    run = LoadedRun(agent, run_config.agent, run_config.agent_config, run_config.env, run_config.env_config, path,
+                    state["frames"])
     return run, env

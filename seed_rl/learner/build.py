@@ -24,7 +24,7 @@ from seed_rl.agents import registry
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
 from seed_rl.core.precision import enable_tf32, resolve_precision
-from seed_rl.envs import EnvConfig, EnvError, EnvSpec, env_spec, make_env
+from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 from seed_rl.launch.local_actors import LocalActors
@@ -87,14 +87,6 @@ def learner_threads(requested: int, device: torch.device, local_actors: int, cor
     return max(1, cores - local_actors)
 
 
-def _probe(env_name: str, seed: int, env_config: EnvConfig) -> EnvSpec:
-    """The spec of ``env_name``, from one environment built and closed."""
-    probe = make_env(env_name, seed, env_config)
-    spec = env_spec(probe)
-    probe.close()
-    return spec
-
-
 def _refuse_foreign_flags(agent: str, flag_values: flags.FlagValues) -> None:
     """Raises ValueError for a given flag that only another agent's config has."""
     others = [registry.config_class(name) for name in registry.AGENTS if name != agent]
@@ -106,6 +98,20 @@ def _refuse_foreign_flags(agent: str, flag_values: flags.FlagValues) -> None:
             f"--{name} is a flag of --agent={owner_agent}, not of --agent={agent}; "
             f"drop it, or train with --agent={owner_agent}"
         )
+
+
+def _env_config(flag_values: flags.FlagValues) -> EnvConfig:
+    """The environment settings: the given flags, over the agent's preset for the family, over EnvConfig's defaults.
+
+    Preset values are written into ``flag_values``, so local actors are started with them.
+    """
+    family = parse_env_name(flag_values.env)[0].name
+    given = given_fields(EnvConfig, flag_values)
+    for name, setting in presets.env_preset(family, flag_values.agent).items():
+        if name not in given:
+            flag_values[name].value = setting.value
+            log.info("preset %s/%s: --%s=%s  (%s)", family, flag_values.agent, name, setting.value, setting.source)
+    return dataclass_from_flags(EnvConfig, flag_values)
 
 
 def _agent_config(flag_values: flags.FlagValues, spec: EnvSpec, device: torch.device):
@@ -138,8 +144,8 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     if threads:
         torch.set_num_threads(threads)
     try:
-        env_config = dataclass_from_flags(EnvConfig, fv)
-        spec = _probe(fv.env, fv.seed, env_config)
+        env_config = _env_config(fv)
+        spec = probe_spec(fv.env, fv.seed, env_config)
     except EnvError as e:
         raise LearnerBuildError(f"{e}") from None
     frames_per_step = env_frames_per_step(fv.env, env_config)
@@ -152,7 +158,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
             log.info("%d torch thread(s): the cores %d local actor processes leave (--torch_threads overrides)",
                      threads, local_actors)
         run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision)
-        built = registry.builder(fv.agent).build(config, spec, device, run_shape)
+        built = registry.build(fv.agent, config, spec, device, run_shape)
         address = learner_address(fv.role, fv.learner_address)
         security = server_security(address, fv.tls_cert_file, fv.tls_key_file, fv.auth_token_file, fv.insecure)
     except ValueError as e:  # SecurityConfigError included
@@ -171,6 +177,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         checkpoint_interval_s=fv.checkpoint_interval_s,
         log_interval_s=fv.log_interval_s,
         max_skipped_updates=fv.max_skipped_updates,
+        life_loss_ends_episode=built.life_loss_ends_episode,
     )
     serving = ServingSettings(
         address=address,

@@ -42,10 +42,14 @@ class InferenceEngine:
         unroll_sink: Callable[[UnrollBatch], None],
         params_lock: threading.Lock,
         unroll_overlap: int = 1,
+        life_loss_ends_episode: bool = False,
     ):
         self.agent = agent
         self.unroll_length = unroll_length
         self.unroll_overlap = unroll_overlap
+        # IMPALA Table G.1: during training an episode ends where a life is lost; the actors'
+        # episode statistics still count whole games.
+        self.life_loss_ends_episode = life_loss_ends_episode
         self._sink = unroll_sink
         self._params_lock = params_lock
         self._lock = threading.Lock()  # guards the state table, the stream slots and the store
@@ -80,6 +84,8 @@ class InferenceEngine:
             name: torch.from_numpy(np.concatenate([r.step[name] for r in requests])).to(device)
             for name in STEP_FIELD_NAMES
         }
+        if self.life_loss_ends_episode:
+            columns["done"] = columns["done"] | columns["life_lost"]
         env_index = torch.from_numpy(np.concatenate(
             [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]
         )).to(device)

@@ -51,6 +51,7 @@ class LearnerSettings:
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
     max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
+    life_loss_ends_episode: bool = False  # the agent trains on lost lives as episode ends (IMPALA on Atari)
 
     @property
     def frames_per_unroll(self) -> int:
@@ -110,7 +111,8 @@ class Learner:
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
         self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
-            agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap
+            agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap,
+            life_loss_ends_episode=settings.life_loss_ends_episode,
         )
         self._batch_sizes: list[int] = []
         self.batcher = DynamicBatcher(

@@ -197,7 +197,6 @@ class ShmLearnerServer:
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
         flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
-        flag_names = " and ".join(flag_fields)
         first = True  # the handshake's first-step timeout holds until the first step arrives
         while True:
             try:
@@ -220,8 +219,9 @@ class ShmLearnerServer:
                 # checked and what reaches inference and training must be the learner's own copy.
                 step = {name: array.copy() for name, array in arrays.items()}
                 # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
-                if any(step[name].view(np.uint8).max() > 1 for name in flag_fields):
-                    raise protocol.ProtocolError(f"{flag_names} must hold 0 or 1")
+                not_bool = next((name for name in flag_fields if step[name].view(np.uint8).max() > 1), None)
+                if not_bool is not None:
+                    raise protocol.ProtocolError(f"{not_bool} must hold 0 or 1 (a bool field)")
                 try:
                     fields = wire.decode(message[1:])
                 except wire.WireError as e:

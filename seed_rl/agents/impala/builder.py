@@ -22,7 +22,8 @@ class ImpalaBuilder:
             spec, config, device, run.total_frames // max(1, frames_per_train_step), precision=run.precision
         )
         # Consecutive unrolls share one step: the last one bootstraps the next.
-        return BuiltAgent(agent, OnPolicyData(config.batch_size), config.unroll_length, 1, config.batch_size)
+        return BuiltAgent(agent, OnPolicyData(config.batch_size), config.unroll_length, 1, config.batch_size,
+                          life_loss_ends_episode=config.life_loss_ends_episode)
 
     def build_for_evaluation(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
         return ImpalaAgent(spec, config, device, total_train_steps=1)  # samples from its policy; no epsilon

@@ -64,6 +64,9 @@ class ImpalaConfig:
     # Step size of PopArt's moving moments of the targets (Hessel et al. 2019: 3e-4).
     popart_step_size: float = 3e-4
     use_lstm: bool = False  # IMPALA Atari experiments ran feed-forward; LSTM optional
+    # IMPALA Table G.1 (Atari): "End of episode when life lost: Yes", during training only; episode
+    # returns in the logs and in seed_rl.evaluate count whole games. No effect where no lives are reported.
+    life_loss_ends_episode: bool = True
     lstm_size: int = 256  # IMPALA deep network LSTM size 256
 
     def validate(self) -> None:

@@ -28,8 +28,8 @@ class R2D2Config:
     max_grad_norm: float = 40.0  # SEED RL R2D2 learner: gradient clipping norm 40
     target_update_period: int = 2500  # R2D2 Table 2: target network every 2500 learner updates
     replay_ratio: float = 1.5  # SEED RL R2D2 learner: each inserted step trained on 1.5 times
-    # R2D2 Table 2 holds 1e5 sequences (4M observations). One Atari sequence of
-    # 121 stacked 4x84x84 frames is ~3.4 MB here, so the default fits ~7 GB; raise it on big machines.
+    # R2D2 Table 2 holds 1e5 sequences (4M observations), the atari preset's
+    # value (seed_rl/config/presets.py); families without a preset keep this smaller replay.
     replay_capacity: int = 2000
     min_replay_size: int = 100  # sequences before learning starts (chosen here; SEED uses 5000 at 610 actors)
     priority_exponent: float = 0.9  # R2D2 Table 2: alpha 0.9
@@ -44,7 +44,9 @@ class R2D2Config:
     epsilon_alpha: float = 7.0  # R2D2 / Ape-X exponent 7
     lstm_size: int = 512  # R2D2 Table 2: LSTM 512 units
     head_size: int = 512  # R2D2 Table 2: dueling heads with 512 hidden units
-    torso: TorsoName = "auto"  # IMPALA deep ResNet for images (SEED's R2D2 Atari), MLP for vectors
+    # "auto": the family's network (IMPALA ResNet for other images, MLP for vectors);
+    # the atari preset picks R2D2's own DQN CNN ("nature").
+    torso: TorsoName = "auto"
     checkpoint_replay: bool = True  # store replay contents in checkpoints (see docs/agents.md)
 
     def validate(self) -> None:
