@@ -259,3 +259,4 @@ def test_a_refused_insertion_holds_no_chunks():
     with pytest.raises(ValueError, match="priority"):
         _fill(data, envs, LENGTH + 1)
     assert data.store.live_chunks == 0 and len(data.replay) == 0
+

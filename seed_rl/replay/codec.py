@@ -55,7 +55,10 @@ def layout_of(arrays: dict[str, np.ndarray]) -> Layout:
 
 def pack(arrays: dict[str, np.ndarray]) -> bytes:
     """The arrays' bytes, in order, as one zstd frame."""
-    return _compressor().compress(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values()))
+    frame = _compressor().compress(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays.values()))
+    # zstandard returns a bytes object that still holds its worst-case allocation (the input's
+    # size): measured on Pong chunks, ~284 KB of RSS per 1.7 KB frame. An exact-size copy frees it.
+    return bytes(memoryview(frame))
 
 
 def unpack(blob: bytes, layout: Layout, rows: int) -> dict[str, np.ndarray]:
