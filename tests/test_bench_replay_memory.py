@@ -28,5 +28,5 @@ def test_reports_codecs_memory_checkpoints_and_rss(tmp_path):
     rss = re.search(r"RSS before [\d.]+ GiB, after [\d.]+ GiB, delta -?[\d.]+ GiB = (-?[\d,]+) B per sequence", out)
     # zstd frames kept as zstandard returns them hold their input-sized allocation: ~54 KB per sequence here.
     assert rss and int(rss.group(1).replace(",", "")) < 20_000, out
-    assert "sample 64 sequences on the calling thread" in out
+    assert "sample 64 sequences on the calling thread" in out and "with 4 decompression threads" in out
     assert list(tmp_path.iterdir()) == []  # the checkpoints went to a temporary directory, now gone

@@ -260,3 +260,19 @@ def test_a_refused_insertion_holds_no_chunks():
         _fill(data, envs, LENGTH + 1)
     assert data.store.live_chunks == 0 and len(data.replay) == 0
 
+
+
+def test_a_thread_pool_gathers_the_same_batch():
+    envs, unrolls = Envs(seed=6), []
+    while len(unrolls) < 30:
+        batch = envs.step([0, 1])
+        unrolls += [] if batch is None else batch.unrolls()
+    pooled, serial = ChunkStore(OVERLAP, threads=3), ChunkStore(OVERLAP, threads=0)
+    records = [(pooled.add(u), serial.add(u)) for u in unrolls]
+    order = np.random.default_rng(0).permutation(len(records)).tolist() * 2  # repeats, like a prioritized draw
+    assert len({c for p, _ in records for c in p.chunks}) >= 16  # enough chunks for the pool
+    batch = pooled.gather([records[i][0] for i in order])
+    reference = serial.gather([records[i][1] for i in order])
+    for got, want, i in zip(batch.unrolls(), reference.unrolls(), order):
+        _assert_same(got, unrolls[i])
+        _assert_same(want, unrolls[i])

@@ -66,14 +66,14 @@ def record_pong(steps: int, envs: int, seed: int) -> list[np.ndarray]:
         env = make_env("atari:Pong", seed + e)
         env.action_space.seed(seed + e)
         observation, _ = env.reset(seed=seed + e)
-        frames = []
-        for _ in range(steps // envs):
-            frames.append(observation[-1])
+        frames = np.empty((steps // envs, *observation.shape[1:]), np.uint8)  # no per-step arrays left as free heap
+        for t in range(len(frames)):
+            frames[t] = observation[-1]
             observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
             if terminated or truncated:
                 observation, _ = env.reset()
         env.close()
-        recordings.append(np.stack(frames))
+        recordings.append(frames)
     return recordings
 
 
@@ -223,7 +223,7 @@ def checkpoint_bytes(source: Sequences, sequences: int, directory: str) -> None:
     print(f"  new state_dict() on the training thread: {snapshot * 1e3:.1f} ms for {sequences} sequences")
 
 
-def full_replay(source: Sequences, capacity: int, sample_batches: int) -> None:
+def full_replay(source: Sequences, capacity: int, sample_batches: int, pool_threads: int) -> None:
     gc.collect()
     before = rss_bytes()
     replay = PrioritizedReplay(capacity, CONFIG.priority_exponent, CONFIG.importance_sampling_exponent)
@@ -250,7 +250,7 @@ def full_replay(source: Sequences, capacity: int, sample_batches: int) -> None:
           f"GiB = {(after - before) / len(replay):,.0f} B per sequence (target: 1e5 sequences in <= 4 GB)")
     if len(replay) < 64:
         return
-    for threads in (0, store._threads):
+    for threads in (0, pool_threads):
         store._threads = threads
         times = []
         for _ in range(sample_batches):
@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument("--checkpoint_sequences", type=int, default=500)
     parser.add_argument("--codec_chunks", type=int, default=100)
     parser.add_argument("--sample_batches", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=4, help="decompression threads to time sampling with")
     parser.add_argument("--dir", default=None, help="where to write the checkpoints (default: a temporary directory)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -295,7 +296,7 @@ def main() -> None:
           f"(random policy) in {time.perf_counter() - started:.0f} s; sequences of {LENGTH} steps, one every {PERIOD}")
     compare_codecs(recordings[0], min(args.codec_chunks, len(recordings[0]) // PERIOD))
     source = Sequences(recordings, args.seed)
-    full_replay(source, args.capacity, args.sample_batches)
+    full_replay(source, args.capacity, args.sample_batches, args.threads)
     old_sample_time(source, min(5, args.sample_batches))
     memory_per_step(source, min(2000, args.capacity))
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:

@@ -88,12 +88,14 @@ class ChunkStore:
     Args:
       overlap: steps that consecutive sequences of one lineage share (R2D2:
         ``sequence_length - sequence_period``); 0 stores every sequence whole.
-      threads: decompression threads for large batches (0: decompress on the caller's thread).
+      threads: decompression threads for large batches (0 or 1: decompress on the caller's
+        thread). The default leaves half the cores to inference and training: none on 2 cores,
+        where a pool only competes with them (tools/bench_replay_memory.py measures both ways).
 
     Not thread-safe: the learner adds, samples and checkpoints from its training thread.
     """
 
-    def __init__(self, overlap: int, threads: int = min(4, os.cpu_count() or 1)):
+    def __init__(self, overlap: int, threads: int = min(4, (os.cpu_count() or 1) // 2)):
         if overlap < 0:
             raise ValueError(f"overlap must be >= 0, got {overlap}")
         self.overlap = overlap

@@ -38,8 +38,10 @@ class ReplayData:
 
     ``sequence_overlap``: steps consecutive sequences of an environment share
     (the trajectory store's overlap); they are stored once.
-    Checkpoints hold the compressed chunks (``checkpoint_contents``); a
-    resumed run's new sequences start new lineages.
+    Checkpoints hold the compressed chunks unless ``checkpoint_contents`` is
+    False (``--nocheckpoint_replay``), which also leaves a checkpoint's replay
+    contents unread. After loading, sampling gives the stored sequences; new
+    sequences start new chunk chains (the resumed run's lineages are new).
     """
 
     def __init__(
