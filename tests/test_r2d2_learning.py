@@ -60,7 +60,7 @@ def test_r2d2_checkpoint_holds_the_replay_and_resume_restores_it(tmp_path):
     first = run_train(tmp_path, *flags, "--total_environment_frames=3000", timeout=180)
     assert first.returncode == 0, first.stderr[-3000:]
     state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
-    stored = len([x for x in state["data"]["replay"]["items"] if x is not None])
+    stored = len(state["data"]["replay"]["sequences"]["record_offsets"])
     assert stored >= 10
     second = run_train(tmp_path, *flags, "--total_environment_frames=4000", timeout=180)
     assert second.returncode == 0, second.stderr[-3000:]

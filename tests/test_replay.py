@@ -237,3 +237,19 @@ def test_tensor_priorities_feed_the_replay():
     assert set(ids_sampled.tolist()) <= set(ids.tolist())
     applied = replay.update_priorities(ids_sampled, torch.rand(4).numpy() + 0.1)
     assert applied.all()
+
+
+def test_eviction_hook_gets_each_overwritten_item_once_oldest_first():
+    evicted: list[list[int]] = []
+    replay = PrioritizedReplay(3, on_evict=lambda items: evicted.append([item["id"] for item in items]))
+    replay.insert(items_of(3), np.ones(3))
+    assert evicted == []  # filling the free slots evicts nothing
+    replay.insert(items_of(2, start=3), np.ones(2))
+    assert evicted == [[0, 1]]
+    # Five at once into three slots: the stored 2, 3, 4 go, then the new 5 and 6 that 8 and 9 overwrite.
+    replay.insert(items_of(5, start=5), np.ones(5))
+    assert evicted == [[0, 1], [2, 3, 4, 5, 6]]
+    assert set(count_draws(replay, 20, 3)) == {7, 8, 9}
+    with pytest.raises(ValueError):
+        replay.insert(items_of(1, start=10), np.array([-1.0]))
+    assert len(evicted) == 2  # a refused insertion evicts nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -152,3 +153,74 @@ def test_batches_stack_time_major_and_split_back():
     training = tail.training_batch()
     assert training["reward"].shape == (4, 2) and training["agent_outputs"]["baseline"].shape == (4, 2)
     assert training["initial_core_state"][0].shape == (2, 3)
+
+
+def _collect(store: TrajectoryStore, slots, times, capacity: int = 8) -> list[Unroll]:
+    batch = _write(store, slots, times, capacity)
+    return [] if batch is None else batch.unrolls()
+
+
+def _assert_continues(earlier: Unroll, later: Unroll, overlap: int) -> None:
+    """The contract: the last ``overlap`` steps of ``earlier`` are the first ``overlap`` steps of ``later``."""
+    assert (later.lineage, later.index) == (earlier.lineage, earlier.index + 1)
+    for name, values in earlier.steps.items():
+        np.testing.assert_array_equal(values[len(values) - overlap:], later.steps[name][:overlap], err_msg=name)
+
+
+@pytest.mark.parametrize("length, overlap", [(5, 3), (3, 1), (4, 0)])
+def test_consecutive_unrolls_of_a_slot_form_a_lineage_that_shares_overlap_steps(length, overlap):
+    store = TrajectoryStore(length, overlap)
+    emitted: dict[int, list[Unroll]] = {1: [], 4: []}
+    for t in range(30):
+        for unroll in _collect(store, [1, 4], [t, t + 50]):
+            emitted[int(unroll.steps["observation"][0, 0, 0]) // 100].append(unroll)
+    for unrolls in emitted.values():
+        assert [u.index for u in unrolls] == list(range(len(unrolls))) and len(unrolls) >= 3
+        for earlier, later in zip(unrolls, unrolls[1:]):
+            _assert_continues(earlier, later, overlap)
+    assert emitted[1][0].lineage != emitted[4][0].lineage  # one lineage per slot
+
+
+def test_a_reset_slot_starts_a_new_lineage_at_index_0():
+    store = TrajectoryStore(2, 1)
+    before = [u for t in range(6) for u in _collect(store, [3], [t])]
+    store.reset([3])
+    after = [u for t in range(20, 26) for u in _collect(store, [3], [t])]
+    other = [u for t in range(3) for u in _collect(store, [5], [t])]
+    assert [u.index for u in before] == [0, 1] and [u.index for u in after] == [0, 1]
+    assert len({before[0].lineage, after[0].lineage, other[0].lineage}) == 3  # never reused
+    assert after[0].steps["observation"][0, 0, 0] == _value(3, 20)  # nothing from before the reset
+    _assert_continues(after[0], after[1], 1)
+
+
+def test_compaction_keeps_lineages_and_their_counts():
+    store = TrajectoryStore(3, 2)
+    first = [u for t in range(6) for u in _collect(store, [2, 6], [t, t + 10])]
+    moved = np.full(8, -1, np.int64)
+    moved[[2, 6]] = [1, 0]  # slot 2 -> 1, slot 6 -> 0; the others dropped
+    store.compact(moved, 4)
+    # Steps written from now on encode the new slots: the lineage tells the environments apart.
+    later = [u for t in range(6, 10) for u in _collect(store, [1, 0], [t, t + 10], capacity=4)]
+    assert len(later) == 4
+    for lineage in {u.lineage for u in first}:
+        earlier = [u for u in first if u.lineage == lineage]
+        continued = [u for u in later if u.lineage == lineage]
+        assert len(earlier) == 2 and len(continued) == 2
+        _assert_continues(earlier[-1], continued[0], 2)
+
+
+def test_batches_carry_lineage_and_index_through_select_concat_and_move():
+    store = TrajectoryStore(1, 1)
+    _write(store, [0, 1, 2], [0, 0, 0])
+    batch = _write(store, [0, 1, 2], [1, 1, 1])
+    assert batch.lineage.tolist() == [0, 1, 2] and batch.index.tolist() == [0, 0, 0]
+    picked = batch.select(torch.tensor([2, 0])).to(CPU)
+    assert picked.lineage.tolist() == [2, 0] and picked.index.tolist() == [0, 0]
+    made = UnrollBatch.from_unrolls([_single(0)], CPU)  # an Unroll made without continuity
+    assert made.lineage.tolist() == [-1] and made.index.tolist() == [-1]
+    unknown = dataclasses.replace(batch.select(slice(1, 2)), lineage=None, index=None)
+    joined = UnrollBatch.concat([picked, unknown])
+    assert joined.lineage.tolist() == [2, 0, -1] and joined.index.tolist() == [0, 0, -1]
+    again = UnrollBatch.from_unrolls(joined.unrolls(), CPU)
+    assert again.lineage.tolist() == [2, 0, -1] and again.index.tolist() == [0, 0, -1]
+    assert UnrollBatch.concat([unknown, unknown]).lineage is None

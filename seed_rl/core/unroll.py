@@ -28,11 +28,17 @@ class Unroll:
     choice (e.g. behaviour logits). Consecutive unrolls share steps, so the last
     step bootstraps the next unroll's first. ``initial_core_state`` is the
     recurrent state before step 0.
+
+    ``lineage`` and ``index`` say where the unroll stands in its environment's
+    stream (see :class:`UnrollBatch`); -1 where unknown, and such an unroll is
+    never assumed to share steps with another.
     """
 
     steps: dict[str, np.ndarray]
     agent_outputs: dict[str, np.ndarray]
     initial_core_state: tuple[np.ndarray, ...]
+    lineage: int = -1
+    index: int = -1
 
 
 def _step_field(unroll: Unroll, name: str) -> np.ndarray:
@@ -50,22 +56,39 @@ class UnrollBatch:
 
     Step conventions are :class:`Unroll`'s.
     ``initial_core_state`` holds the recurrent state before step 0, ``[F, ...]``.
+
+    Continuity, optional int64 ``[F]``: ``lineage`` names one uninterrupted
+    stream of unrolls of one environment, and ``index`` counts the unrolls of
+    that stream (0 for its first). Unrolls ``index = k`` and ``k + 1`` of one
+    lineage share ``overlap`` steps (the trajectory store's): the last
+    ``overlap`` steps of ``k`` are the first ``overlap`` steps of ``k + 1``.
+    -1 (or ``None`` for the whole batch) means unknown.
     """
 
     steps: dict[str, torch.Tensor]
     agent_outputs: dict[str, torch.Tensor]
     initial_core_state: tuple[torch.Tensor, ...]
+    lineage: torch.Tensor | None = None
+    index: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.steps["reward"].shape[1]
 
     def _map(self, steps, states) -> "UnrollBatch":
-        """A new batch: ``steps`` applied to every time-major tensor, ``states`` to every initial state."""
+        """A new batch: ``steps`` applied to every time-major tensor, ``states`` to every per-unroll tensor."""
         return UnrollBatch(
             steps={k: steps(v) for k, v in self.steps.items()},
             agent_outputs={k: steps(v) for k, v in self.agent_outputs.items()},
             initial_core_state=tuple(states(s) for s in self.initial_core_state),
+            lineage=None if self.lineage is None else states(self.lineage),
+            index=None if self.index is None else states(self.index),
         )
+
+    def _continuity(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``lineage`` and ``index``, all -1 where the batch has none."""
+        unknown = lambda: torch.full((len(self),), -1, dtype=torch.int64)  # noqa: E731
+        return (unknown() if self.lineage is None else self.lineage,
+                unknown() if self.index is None else self.index)
 
     def select(self, index) -> "UnrollBatch":
         """The unrolls at ``index`` (a slice or an index tensor) of the batch dimension."""
@@ -88,11 +111,14 @@ class UnrollBatch:
         steps = {k: v.numpy() for k, v in host.steps.items()}
         outputs = {k: v.numpy() for k, v in host.agent_outputs.items()}
         states = [s.numpy() for s in host.initial_core_state]
+        lineage, index = (t.tolist() for t in host._continuity())
         return [
             Unroll(
                 steps={k: v[:, i] for k, v in steps.items()},
                 agent_outputs={k: v[:, i] for k, v in outputs.items()},
                 initial_core_state=tuple(s[i] for s in states),
+                lineage=lineage[i],
+                index=index[i],
             )
             for i in range(len(self))
         ]
@@ -102,12 +128,16 @@ class UnrollBatch:
         if len(batches) == 1:
             return batches[0]
         first = batches[0]
+        known = any(b.lineage is not None for b in batches)
+        continuity = [b._continuity() for b in batches] if known else None
         return UnrollBatch(
             steps={k: torch.cat([b.steps[k] for b in batches], 1) for k in first.steps},
             agent_outputs={k: torch.cat([b.agent_outputs[k] for b in batches], 1) for k in first.agent_outputs},
             initial_core_state=tuple(
                 torch.cat([b.initial_core_state[i] for b in batches]) for i in range(len(first.initial_core_state))
             ),
+            lineage=torch.cat([c[0].to(first.steps["reward"].device) for c in continuity]) if known else None,
+            index=torch.cat([c[1].to(first.steps["reward"].device) for c in continuity]) if known else None,
         )
 
     @staticmethod
@@ -127,4 +157,6 @@ class UnrollBatch:
                 torch.from_numpy(np.stack([u.initial_core_state[i] for u in unrolls])).to(device)
                 for i in range(len(unrolls[0].initial_core_state))
             ),
+            lineage=torch.tensor([u.lineage for u in unrolls], dtype=torch.int64, device=device),
+            index=torch.tensor([u.index for u in unrolls], dtype=torch.int64, device=device),
         )

@@ -8,6 +8,10 @@ in its unroll. An environment whose unroll is full hands it over inside an
 already time-major), and its last ``overlap`` steps move to the front of the
 next unroll. Recurrent states are kept only where an unroll starts, as SEED
 RL's ``UnrollStore`` does, never per step.
+
+Each slot's unrolls carry a *lineage* (a stream of unrolls with no gap, named
+by an id unique over the store's life) and their *index* in it, so a replay
+can store the steps that consecutive unrolls share once.
 """
 
 from __future__ import annotations
@@ -51,6 +55,11 @@ class TrajectoryStore:
     bootstrap step), more for R2D2's overlapping sequences. Slots come from
     :class:`~seed_rl.learner.env_state.EnvStateTable`; :meth:`reset` starts a
     reused slot afresh.
+
+    A slot gets a new lineage id whenever it starts afresh (its first write, or
+    the first after :meth:`reset`); :meth:`compact` keeps each slot's lineage.
+    Handed-over unrolls carry it with their index in it (0, 1, ...), see
+    :class:`~seed_rl.core.unroll.UnrollBatch`.
     """
 
     def __init__(self, length: int, overlap: int = 1, device: torch.device | str = "cpu"):
@@ -63,6 +72,9 @@ class TrajectoryStore:
         self.device = torch.device(device)
         self._capacity = 0
         self._position = np.zeros(0, np.int64)  # next row to write, per slot
+        self._lineage = np.zeros(0, np.int64)  # per slot; -1: none yet, the next write starts one
+        self._handed = np.zeros(0, np.int64)  # unrolls handed over in the slot's lineage
+        self._next_lineage = 0
         self._steps: dict[str, torch.Tensor] = {}  # field -> [T + 1, capacity, ...]
         self._outputs: dict[str, torch.Tensor] = {}
         # Unrolls start every ``period`` steps, so rows 0, period, 2 * period, ...
@@ -81,6 +93,8 @@ class TrajectoryStore:
         slots = np.asarray(slots, np.int64)
         slots = slots[slots < self._capacity]
         self._position[slots] = 0
+        self._lineage[slots] = -1
+        self._handed[slots] = 0
 
     def compact(self, moved: np.ndarray, capacity: int) -> None:
         """Keeps the slots ``moved`` maps (``moved[old] = new``, -1: dropped) in buffers of ``capacity`` slots."""
@@ -98,9 +112,14 @@ class TrajectoryStore:
         self._steps = {k: moved_buffer(v) for k, v in self._steps.items()}
         self._outputs = {k: moved_buffer(v) for k, v in self._outputs.items()}
         self._start_states = [moved_buffer(s) for s in self._start_states]
-        position = np.zeros(capacity, np.int64)
-        position[new] = self._position[old]
-        self._position = position
+        def moved_slots(values: np.ndarray, fill: int) -> np.ndarray:
+            fresh = np.full(capacity, fill, np.int64)
+            fresh[new] = values[old]
+            return fresh
+
+        self._position = moved_slots(self._position, 0)
+        self._lineage = moved_slots(self._lineage, -1)
+        self._handed = moved_slots(self._handed, 0)
         self._capacity = capacity
 
     def _buffers(self):
@@ -121,7 +140,10 @@ class TrajectoryStore:
         self._outputs = {k: grown(self._outputs.get(k), v, rows) for k, v in outputs.items()}
         old_states = self._start_states or [None] * len(state)
         self._start_states = [grown(old, s, self._starts) for old, s in zip(old_states, state)]
-        self._position = np.concatenate([self._position, np.zeros(capacity - self._capacity, np.int64)])
+        added = capacity - self._capacity
+        self._position = np.concatenate([self._position, np.zeros(added, np.int64)])
+        self._lineage = np.concatenate([self._lineage, np.full(added, -1, np.int64)])
+        self._handed = np.concatenate([self._handed, np.zeros(added, np.int64)])
         self._capacity = capacity
 
     @torch.no_grad()
@@ -144,6 +166,10 @@ class TrajectoryStore:
         """
         if capacity > self._capacity or not self._steps:
             self._allocate(max(capacity, self._capacity), step, outputs, state_before)
+        fresh = slots[self._lineage[slots] < 0]
+        if len(fresh):
+            self._lineage[fresh] = np.arange(self._next_lineage, self._next_lineage + len(fresh))
+            self._next_lineage += len(fresh)
         rows = self._position[slots]
         for name, value in step.items():
             _put(self._steps[name], (rows, slots), value.to(self.device))
@@ -168,7 +194,10 @@ class TrajectoryStore:
             steps={name: _take(self._steps[name], columns) for name in TRAJECTORY_FIELDS},
             agent_outputs={k: _take(v, columns) for k, v in self._outputs.items()},
             initial_core_state=tuple(_take(s, (0, finished)) for s in self._start_states),
+            lineage=torch.from_numpy(self._lineage[finished]).to(self.device),
+            index=torch.from_numpy(self._handed[finished]).to(self.device),
         )
+        self._handed[finished] += 1
         if self.overlap > 0:
             for buffer in self._buffers():
                 _carry(buffer, self.period, finished)

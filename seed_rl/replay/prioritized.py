@@ -13,7 +13,7 @@ insertion, sampling and priority updates cost O(log capacity) per item.
 from __future__ import annotations
 
 import threading
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -64,6 +64,12 @@ class PrioritizedReplay:
     P(i)``), with less variance in batch composition than i.i.d. draws; items
     may repeat within a batch. Items with priority 0 are never sampled.
 
+    Eviction: ``on_evict``, when given, is called with the items that
+    :meth:`insert` pushed out (oldest first): the stored items it overwrote,
+    then any new items of the same call that were overwritten at once (more
+    than ``capacity`` inserted together). It runs after the insertion, outside
+    the lock. :meth:`load_state_dict` replaces the contents without calling it.
+
     Thread-safe: one lock guards every method.
 
     Args:
@@ -73,6 +79,8 @@ class PrioritizedReplay:
       importance_sampling_exponent: beta of the weights ``(N * P(i))^-beta``
         (an attribute, so it can be annealed).
       seed: seed of the sampling random number generator.
+      on_evict: called with the list of items each insertion evicted (e.g. to
+        free what they reference).
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class PrioritizedReplay:
         priority_exponent: float = DEFAULT_PRIORITY_EXPONENT,
         importance_sampling_exponent: float = DEFAULT_IMPORTANCE_SAMPLING_EXPONENT,
         seed: int = 0,
+        on_evict: Callable[[list[Any]], None] | None = None,
     ):
         capacity = int(capacity)
         if capacity < 1:
@@ -102,6 +111,7 @@ class PrioritizedReplay:
         self._num_inserted = 0
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
+        self.on_evict = on_evict
 
     @property
     def capacity(self) -> int:
@@ -145,10 +155,16 @@ class PrioritizedReplay:
             # (n > capacity) keeps its last, i.e. newest, priority.
             self._tree.update(slots, self._tree_priorities(priorities))
             keep = slice(max(0, n - self._capacity), n)  # Older ones are overwritten at once.
-            for item, slot in zip(items[keep], slots[keep].tolist()):
+            written = slots[keep].tolist()
+            stored = sorted((int(self._slot_ids[slot]), slot) for slot in written if self._slot_ids[slot] >= 0)
+            evicted = [self._items[slot] for _, slot in stored]
+            evicted += items[: keep.start]
+            for item, slot in zip(items[keep], written):
                 self._items[slot] = item
             self._slot_ids[slots[keep]] = ids[keep]
             self._num_inserted += n
+        if self.on_evict is not None and evicted:
+            self.on_evict(evicted)
         return ids
 
     def sample(self, batch_size: int) -> tuple[np.ndarray, list[Any], np.ndarray]:

@@ -19,6 +19,9 @@ class R2D2Builder:
 
     def build(self, config: R2D2Config, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision)
+        # A sequence (burn-in + unroll + bootstrap) starts every sequence_period steps.
+        length = config.sequence_length - 1  # unrolls hold length + 1 steps
+        overlap = config.sequence_length - config.sequence_period
         replay = PrioritizedReplay(
             config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=run.seed
         )
@@ -31,10 +34,8 @@ class R2D2Builder:
             new_steps_per_sequence=config.sequence_period,
             checkpoint_contents=config.checkpoint_replay,
             initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
+            sequence_overlap=overlap,  # the steps consecutive sequences share are stored once
         )
-        # A sequence (burn-in + unroll + bootstrap) starts every sequence_period steps.
-        length = config.sequence_length - 1  # unrolls hold length + 1 steps
-        overlap = config.sequence_length - config.sequence_period
         return BuiltAgent(agent, data, length, overlap, config.batch_size)
 
     def build_for_evaluation(self, config: R2D2Config, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:

@@ -1,56 +1,29 @@
-"""R2D2's path from unrolls to batches: prioritized replay at a held replay ratio."""
+"""R2D2's path from unrolls to batches: prioritized replay at a held replay ratio.
+
+The replay's items are :class:`~seed_rl.replay.chunk_store.SequenceRecord`;
+the steps live once, compressed, in a :class:`~seed_rl.replay.chunk_store.ChunkStore`
+whose chunks are freed as the replay evicts the last sequence using them.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Callable
 
-import logging
-
 import numpy as np
-import torch
 
 from seed_rl.core.unroll import Unroll, UnrollBatch
+from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 log = logging.getLogger(__name__)
 
 
-def _to_tensors(value):
-    """numpy arrays (also inside dicts and tuples) as tensors sharing their memory."""
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, dict):
-        return {k: _to_tensors(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_to_tensors(v) for v in value)
-    return value
-
-
-def _to_arrays(value):
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, dict):
-        return {k: _to_arrays(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(_to_arrays(v) for v in value)
-    return value
-
-
-def _unroll_to_checkpoint(unroll: Unroll) -> dict:
-    # torch.save streams tensor storages straight into the file, while pickled
-    # numpy arrays are first copied into one in-memory pickle: with a replay of
-    # several GB that copy exhausted a 24 GB machine. Step fields are stored
-    # flat beside agent_outputs and initial_core_state, the format since replays
-    # were first checkpointed.
-    return {**_to_tensors(unroll.steps), "agent_outputs": _to_tensors(unroll.agent_outputs),
-            "initial_core_state": _to_tensors(unroll.initial_core_state)}
-
-
-def _unroll_from_checkpoint(fields: dict) -> Unroll:
-    fields = _to_arrays(fields)
-    outputs, state = fields.pop("agent_outputs"), fields.pop("initial_core_state")
-    return Unroll(steps={k: v for k, v in fields.items() if v is not None}, agent_outputs=outputs,
-                  initial_core_state=state)
+OLD_FORMAT_MESSAGE = (
+    "the checkpoint's R2D2 replay predates the compressed, deduplicated format (it holds full unrolls): "
+    "resume with --nocheckpoint_replay to load everything else and refill the replay from the actors, "
+    "or start a new --logdir"
+)
 
 
 class ReplayData:
@@ -62,6 +35,13 @@ class ReplayData:
     while it is below. New sequences get ``initial_priority(unroll)`` when it
     is given (R2D2's TD-error priority from acting-time Q-values, as SEED RL
     does), else the largest priority seen so far (Schaul et al. 2016).
+
+    ``sequence_overlap``: steps consecutive sequences of an environment share
+    (the trajectory store's overlap); they are stored once.
+    Checkpoints hold the compressed chunks unless ``checkpoint_contents`` is
+    False (``--nocheckpoint_replay``), which also leaves a checkpoint's replay
+    contents unread. After loading, sampling gives the stored sequences; new
+    sequences start new chunk chains (the resumed run's lineages are new).
     """
 
     def __init__(
@@ -74,8 +54,11 @@ class ReplayData:
         new_steps_per_sequence: int,
         checkpoint_contents: bool = True,
         initial_priority: Callable[[Unroll], float] | None = None,
+        sequence_overlap: int = 0,
     ):
         self.replay = replay
+        self.store = ChunkStore(sequence_overlap)
+        replay.on_evict = self._evicted
         self.batch_size = batch_size
         self.replay_ratio = replay_ratio
         self.min_size = min_size
@@ -93,8 +76,16 @@ class ReplayData:
             priorities = np.full(len(sequences), self.max_priority)
         else:
             priorities = np.array([self.initial_priority(u) for u in sequences])
-        self.replay.insert(sequences, priorities)
+        records = [self.store.add(u) for u in sequences]
+        try:
+            self.replay.insert(records, priorities)
+        except BaseException:
+            self.store.release(records)
+            raise
         self.inserted_steps += self.new_steps_per_sequence * len(sequences)
+
+    def _evicted(self, records: list) -> None:
+        self.store.release(records)
 
     def wants_data(self) -> bool:
         if len(self.replay) < self.min_size:
@@ -102,9 +93,9 @@ class ReplayData:
         return self.trained_steps >= self.replay_ratio * self.inserted_steps
 
     def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
-        ids, unrolls, weights = self.replay.sample(self.batch_size)
+        ids, records, weights = self.replay.sample(self.batch_size)
         self.trained_steps += self.batch_size * self.trained_steps_per_sequence
-        return UnrollBatch.from_unrolls(unrolls, torch.device("cpu")), {"importance_weights": weights}, ids
+        return self.store.gather(records), {"importance_weights": weights}, ids
 
     def after_train(self, handle: Any, priorities: np.ndarray | None) -> None:
         if priorities is None:
@@ -119,8 +110,11 @@ class ReplayData:
             "max_priority": self.max_priority,
         }
         if self.checkpoint_contents:
+            # The chunks as a few flat tensors: torch.save streams tensor storages straight
+            # into the file, where pickled bytes or arrays are first copied into one in-memory
+            # pickle (with full unrolls that copy once exhausted a 24 GB machine).
             replay = self.replay.state_dict()
-            replay["items"] = [_unroll_to_checkpoint(u) for u in replay["items"]]
+            replay["sequences"] = self.store.state_dict(replay.pop("items"))
             state["replay"] = replay
         return state
 
@@ -130,10 +124,20 @@ class ReplayData:
         self.inserted_steps = state["inserted_steps"]
         self.trained_steps = state["trained_steps"]
         self.max_priority = state["max_priority"]
-        if "replay" in state:
-            replay = dict(state["replay"])
-            replay["items"] = [_unroll_from_checkpoint(u) for u in replay["items"]]
-            self.replay.load_state_dict(replay)
-            log.info("replay holds %d sequences from the checkpoint", len(self.replay))
-        else:
+        if "replay" not in state:
             log.info("the checkpoint holds no replay contents (--nocheckpoint_replay): refilling from empty")
+        elif not self.checkpoint_contents:
+            log.info("--nocheckpoint_replay: not loading the checkpoint's replay contents; refilling from empty")
+        else:
+            replay = dict(state["replay"])
+            if "sequences" not in replay:
+                # Imported here: run_config imports the agent registry, which imports this module.
+                from seed_rl.learner.run_config import CheckpointMismatch
+
+                # The learner reports a CheckpointMismatch as its one error line.
+                raise CheckpointMismatch(OLD_FORMAT_MESSAGE)
+            store = ChunkStore(self.store.overlap)
+            replay["items"] = store.load_state_dict(replay.pop("sequences"))
+            self.replay.load_state_dict(replay)
+            self.store = store
+            log.info("replay holds %d sequences from the checkpoint", len(self.replay))

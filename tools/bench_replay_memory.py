@@ -1,0 +1,308 @@
+#!/usr/bin/env python3
+"""R2D2 replay memory on real Pong frames: full unroll copies (the old format) against compressed shared chunks.
+
+    .venv/bin/python tools/bench_replay_memory.py [--capacity=100000] [--record_steps=20000]
+
+Records ``--record_steps`` real Atari Pong steps (random policy, ``--envs``
+environments; single 84x84 frames, the last of each 4-stacked observation),
+then, side by side in one run:
+
+- codecs: zstd, lz4 and blosc2 (those installed) on chunks of 40 real frames:
+  ratio and compress / decompress speed on one thread;
+- (a) bytes per stored step and per sequence: the old format (each 121-step
+  sequence a full copy with 4-stacked frames, Q-values and state; a step is in
+  ~3 sequences) against the new (single frames, each step once in a zstd
+  chunk, plus the sequence's compressed initial state: 3 uint8 frames, LSTM h
+  and c as random float32, the previous action);
+- (b) checkpoint bytes per sequence: ``torch.save`` of ``--checkpoint_sequences``
+  sequences in each format;
+- (c) the RSS of a full new-format replay of ``--capacity`` sequences and the
+  time to sample a 64-sequence batch from it. Recording 4M real steps takes too
+  long here, so each lineage of sequences walks a real window of the recording
+  from its own random start; every chunk is compressed separately and is its
+  own object, so the memory is what a replay of that many distinct chunks holds
+  (frames repeat across lineages, which does not help compression). It runs
+  first, so that heap freed by the other sections does not blur its RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from seed_rl.agents.r2d2.config import R2D2Config
+from seed_rl.agents.r2d2.replay_data import ReplayData
+from seed_rl.core.unroll import Unroll, UnrollBatch
+from seed_rl.replay.chunk_store import ChunkStore
+from seed_rl.replay.prioritized import PrioritizedReplay
+
+CONFIG = R2D2Config()
+LENGTH = CONFIG.sequence_length  # 121 steps
+PERIOD = CONFIG.sequence_period  # a new sequence every 40 steps
+OVERLAP = LENGTH - PERIOD
+NUM_ACTIONS = 6
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def record_pong(steps: int, envs: int, seed: int) -> list[np.ndarray]:
+    """``steps`` real Pong frames, ``[n, 84, 84]`` uint8 per environment, from a random policy."""
+    from seed_rl.envs import make_env
+
+    recordings = []
+    for e in range(envs):
+        env = make_env("atari:Pong", seed + e)
+        env.action_space.seed(seed + e)
+        observation, _ = env.reset(seed=seed + e)
+        frames = np.empty((steps // envs, *observation.shape[1:]), np.uint8)  # no per-step arrays left as free heap
+        for t in range(len(frames)):
+            frames[t] = observation[-1]
+            observation, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                observation, _ = env.reset()
+        env.close()
+        recordings.append(frames)
+    return recordings
+
+
+def compare_codecs(frames: np.ndarray, chunks: int) -> None:
+    samples = [np.ascontiguousarray(frames[i * PERIOD : (i + 1) * PERIOD]) for i in range(chunks)]
+    raw = sum(s.nbytes for s in samples)
+    codecs = {}
+    try:
+        import zstandard
+
+        for level in (1, 3):
+            c, d = zstandard.ZstdCompressor(level=level), zstandard.ZstdDecompressor()
+            codecs[f"zstd level {level}"] = (lambda a, c=c: c.compress(a.tobytes()), d.decompress)
+    except ImportError:
+        pass
+    try:
+        import lz4.frame
+
+        codecs["lz4 frame"] = (lambda a: lz4.frame.compress(a.tobytes()), lz4.frame.decompress)
+    except ImportError:
+        pass
+    try:
+        import blosc2
+
+        blosc2.set_nthreads(1)
+        for codec in (blosc2.Codec.LZ4, blosc2.Codec.ZSTD):
+            codecs[f"blosc2 {codec.name.lower()} clevel 5"] = (
+                lambda a, codec=codec: blosc2.compress2(a, codec=codec, clevel=5, typesize=1), blosc2.decompress2)
+    except ImportError:
+        pass
+    print(f"\ncodecs on {chunks} chunks of {PERIOD} real Pong frames ({raw / 1e6:.1f} MB), one thread:")
+    print(f"  {'codec':24s} {'ratio':>7s} {'compress':>12s} {'decompress':>12s} {'per chunk':>22s}")
+    for name, (compress, decompress) in codecs.items():
+        started = time.perf_counter()
+        blobs = [compress(s) for s in samples]
+        compressing = time.perf_counter() - started
+        started = time.perf_counter()
+        for blob in blobs:
+            decompress(blob)
+        decompressing = time.perf_counter() - started
+        ratio = raw / sum(len(b) for b in blobs)
+        print(f"  {name:24s} {ratio:7.1f} {raw / compressing / 1e6:7.0f} MB/s {raw / decompressing / 1e6:7.0f} MB/s"
+              f"   {compressing / chunks * 1e3:5.3f} / {decompressing / chunks * 1e3:5.3f} ms")
+    missing = {"lz4", "blosc2"} - {n.split()[0] for n in codecs}
+    if missing:
+        print(f"  ({', '.join(sorted(missing))} not installed: pip install {' '.join(sorted(missing))} to compare)")
+
+
+class Sequences:
+    """R2D2 sequences cut from the recordings, in both formats, with deterministic small fields."""
+
+    def __init__(self, recordings: list[np.ndarray], seed: int):
+        self.recordings = recordings
+        self.rng = np.random.default_rng(seed)
+
+    def _small(self, start: int) -> dict[str, np.ndarray]:
+        t = np.arange(start, start + LENGTH)
+        return {"reward": np.where(t % 97 == 0, 1.0, 0.0).astype(np.float32), "done": t % 1000 == 0,
+                "truncated": np.zeros(LENGTH, bool), "action": t % NUM_ACTIONS}
+
+    def _state(self) -> tuple[np.ndarray, ...]:
+        return (self.rng.normal(size=512).astype(np.float32), self.rng.normal(size=512).astype(np.float32),
+                np.int64(self.rng.integers(NUM_ACTIONS)))
+
+    def new(self, env: int, start: int, lineage: int, index: int) -> Unroll:
+        """Single frames (views into the recording), the 3 frames before in the state."""
+        frames = self.recordings[env]
+        before = frames[max(0, start - 3) : start]
+        before = np.concatenate([np.repeat(frames[start : start + 1], 3 - len(before), 0), before])
+        return Unroll(steps={"observation": frames[start : start + LENGTH, None], **self._small(start)},
+                      agent_outputs={}, initial_core_state=(before[:, None], *self._state()),
+                      lineage=lineage, index=index)
+
+    def old(self, env: int, start: int) -> Unroll:
+        """Today's: a full copy with 4-stacked frames, the acting-time Q-values kept, (h, c, action) state."""
+        frames = self.recordings[env]
+        padded = np.concatenate([np.repeat(frames[:1], 3, 0), frames])  # stack t-3..t, the first repeated
+        stacked = np.lib.stride_tricks.sliding_window_view(padded[start : start + LENGTH + 3], 4, axis=0)
+        return Unroll(steps={"observation": np.ascontiguousarray(np.moveaxis(stacked, -1, 1)), **self._small(start)},
+                      agent_outputs={"q": self.rng.normal(size=(LENGTH, NUM_ACTIONS)).astype(np.float32)},
+                      initial_core_state=self._state())
+
+    def lineages(self, count: int):
+        """``count`` new-format sequences: lineages that walk the recordings from random starts."""
+        lineage = made = 0
+        while made < count:
+            env = lineage % len(self.recordings)
+            start = int(self.rng.integers(0, PERIOD))
+            index = 0
+            while made < count and start + LENGTH <= len(self.recordings[env]):
+                yield self.new(env, start, lineage, index)
+                start, index, made = start + PERIOD, index + 1, made + 1
+            lineage += 1
+
+
+def unroll_bytes(unroll: Unroll) -> int:
+    arrays = [*unroll.steps.values(), *unroll.agent_outputs.values(), *unroll.initial_core_state]
+    return sum(np.asarray(a).nbytes for a in arrays)
+
+
+def memory_per_step(source: Sequences, sequences: int) -> tuple[float, float]:
+    old = np.mean([unroll_bytes(source.old(i % len(source.recordings), 40 * i % 1000)) for i in range(20)])
+    store = ChunkStore(OVERLAP)
+    records = [store.add(u) for u in source.lineages(sequences)]
+    new = (store.chunk_bytes + sum(len(r.state) for r in records)) / len(records)
+    print(f"\n(a) replay bytes (array payloads) per sequence of {LENGTH} steps and per stored step "
+          f"(a sequence adds {PERIOD} new steps), over {len(records)} sequences:")
+    print(f"  {'format':54s} {'per sequence':>14s} {'per step':>10s}")
+    print(f"  {'old: full copies, 4-stacked frames, Q-values kept':54s} {old:14,.0f} {old / PERIOD:10,.0f}")
+    print(f"  {'new: single frames, shared zstd chunks, zstd state':54s} {new:14,.0f} {new / PERIOD:10,.0f}")
+    states = sum(len(r.state) for r in records) / len(records)
+    print(f"  of which the new format's initial states: {states:,.0f} B per sequence (h and c are float32 noise "
+          f"here and barely compress); steps alone {store.chunk_bytes / len(records) / PERIOD:,.1f} B per step")
+    print(f"  old / new = {old / new:.1f}x (target: >= 10x)")
+    return old, new
+
+
+def checkpoint_bytes(source: Sequences, sequences: int, directory: str) -> None:
+    old_path, new_path = os.path.join(directory, "old.pt"), os.path.join(directory, "new.pt")
+    old_items = []
+    for i in range(sequences):
+        u = source.old(i % len(source.recordings), 40 * i % 1000)
+        old_items.append({**{k: torch.from_numpy(v) for k, v in u.steps.items()},
+                          "agent_outputs": {k: torch.from_numpy(v) for k, v in u.agent_outputs.items()},
+                          "initial_core_state": tuple(torch.from_numpy(np.asarray(s)) for s in u.initial_core_state)})
+    old_state = {**PrioritizedReplay(sequences).state_dict(), "items": old_items}
+    torch.save({"replay": old_state}, old_path)
+    del old_items, old_state
+    data = ReplayData(PrioritizedReplay(sequences), batch_size=64, replay_ratio=1.0, min_size=1,
+                      trained_steps_per_sequence=CONFIG.unroll_length, new_steps_per_sequence=PERIOD,
+                      sequence_overlap=OVERLAP)
+    batch = []
+    for u in source.lineages(sequences):
+        batch.append(u)
+        if len(batch) == 50:
+            data.add(UnrollBatch.from_unrolls(batch, torch.device("cpu")))
+            batch = []
+    if batch:
+        data.add(UnrollBatch.from_unrolls(batch, torch.device("cpu")))
+    started = time.perf_counter()
+    state = data.state_dict()
+    snapshot = time.perf_counter() - started
+    torch.save(state, new_path)
+    old, new = os.path.getsize(old_path) / sequences, os.path.getsize(new_path) / sequences
+    print(f"\n(b) checkpoint bytes per sequence, torch.save of {sequences} sequences each way:")
+    print(f"  old: {old:12,.0f} B   new: {new:12,.0f} B   old / new = {old / new:.1f}x (target: >= 10x)")
+    print(f"  new state_dict() on the training thread: {snapshot * 1e3:.1f} ms for {sequences} sequences")
+
+
+def full_replay(source: Sequences, capacity: int, sample_batches: int, pool_threads: int) -> None:
+    gc.collect()
+    before = rss_bytes()
+    replay = PrioritizedReplay(capacity, CONFIG.priority_exponent, CONFIG.importance_sampling_exponent)
+    store = ChunkStore(OVERLAP)
+    replay.on_evict = store.release
+    started = time.perf_counter()
+    pending, priorities = [], source.rng.random(capacity) + 0.1
+    for u in source.lineages(capacity):
+        pending.append(store.add(u))
+        if len(pending) == 256:
+            replay.insert(pending, priorities[: len(pending)])
+            pending = []
+    if pending:
+        replay.insert(pending, priorities[: len(pending)])
+    filling = time.perf_counter() - started
+    gc.collect()
+    after = rss_bytes()
+    frames = sum(len(r) for r in source.recordings)
+    print(f"\n(c) a full replay of {len(replay):,} new-format Pong sequences ({store.live_chunks:,} chunks, "
+          f"{store.continued:,} continued, {store.whole:,} whole; filled in {filling:.0f} s)")
+    print(f"  fed by {frames:,} distinct real frames from {len(source.recordings)} environments: each lineage "
+          "walks a real window of the recording from its own start; every chunk is compressed separately")
+    print(f"  RSS before {before / 2**30:.2f} GiB, after {after / 2**30:.2f} GiB, delta {(after - before) / 2**30:.2f} "
+          f"GiB = {(after - before) / len(replay):,.0f} B per sequence (target: 1e5 sequences in <= 4 GB)")
+    if len(replay) < 64:
+        return
+    for threads in (0, pool_threads):
+        store._threads = threads
+        times = []
+        for _ in range(sample_batches):
+            _, records, _ = replay.sample(64)
+            started = time.perf_counter()
+            store.gather(records)
+            times.append(time.perf_counter() - started)
+        label = "on the calling thread" if threads == 0 else f"with {threads} decompression threads"
+        print(f"  sample 64 sequences {label}: median {np.median(times) * 1e3:.1f} ms "
+              f"(min {np.min(times) * 1e3:.1f}) over {sample_batches} batches")
+
+
+def old_sample_time(source: Sequences, batches: int) -> None:
+    """What today's sampling costs: stacking 64 full unrolls with 4-stacked frames."""
+    unrolls = [source.old(i % len(source.recordings), 40 * i % 1000) for i in range(64)]
+    times = []
+    for _ in range(batches):
+        started = time.perf_counter()
+        UnrollBatch.from_unrolls(unrolls, torch.device("cpu"))
+        times.append(time.perf_counter() - started)
+    print(f"  for comparison, the old format's sample of 64 (stacking full unrolls): median "
+          f"{np.median(times) * 1e3:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--capacity", type=int, default=100_000, help="sequences in the full replay of (c)")
+    parser.add_argument("--record_steps", type=int, default=20_000, help="real Pong steps to record, in all")
+    parser.add_argument("--envs", type=int, default=4, help="environments the recording comes from")
+    parser.add_argument("--checkpoint_sequences", type=int, default=500)
+    parser.add_argument("--codec_chunks", type=int, default=100)
+    parser.add_argument("--sample_batches", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=4, help="decompression threads to time sampling with")
+    parser.add_argument("--dir", default=None, help="where to write the checkpoints (default: a temporary directory)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.record_steps // args.envs < LENGTH + 1000:
+        parser.error(f"--record_steps must give each environment at least {LENGTH + 1000} steps")
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    recordings = record_pong(args.record_steps, args.envs, args.seed)
+    print(f"recorded {sum(len(r) for r in recordings):,} real Pong steps from {args.envs} environments "
+          f"(random policy) in {time.perf_counter() - started:.0f} s; sequences of {LENGTH} steps, one every {PERIOD}")
+    compare_codecs(recordings[0], min(args.codec_chunks, len(recordings[0]) // PERIOD))
+    source = Sequences(recordings, args.seed)
+    full_replay(source, args.capacity, args.sample_batches, args.threads)
+    old_sample_time(source, min(5, args.sample_batches))
+    memory_per_step(source, min(2000, args.capacity))
+    with tempfile.TemporaryDirectory(dir=args.dir) as directory:
+        checkpoint_bytes(source, args.checkpoint_sequences, directory)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
