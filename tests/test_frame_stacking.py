@@ -139,7 +139,7 @@ def test_both_agents_act_and_train_on_the_actor_side_stacks(agent_name):
     engine = InferenceEngine(agent, built.unroll_length, unrolls.append, threading.Lock(), built.unroll_overlap)
     for t in range(len(frames)):
         step = {"observation": frames[t : t + 1], "reward": np.zeros(1, np.float32), "done": done[t : t + 1],
-                "truncated": np.zeros(1, bool)}
+                "truncated": np.zeros(1, bool), "life_lost": np.zeros(1, bool)}
         engine([StepRequest(stream_id=0, first_env_index=0, step=step)])
     np.testing.assert_array_equal(torch.cat(seen).numpy(), reference)
     assert len(unrolls) >= 3

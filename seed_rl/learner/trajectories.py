@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seed_rl.core.unroll import TRAJECTORY_FIELDS, UnrollBatch
+from seed_rl.core.unroll import UnrollBatch
 
 # Indexed copies of whole rows. On the CPU, numpy's fancy indexing copies each
 # row as one block, 20-40x faster than torch's element-wise index_put and
@@ -82,6 +82,11 @@ class TrajectoryStore:
         # kept, [starts, capacity, ...] per state tensor, and nothing else.
         self.period = length + 1 - overlap
         self._starts = -(-(length + 1) // self.period)
+        # Where the last row is such a row (IMPALA's: row T starts the next unroll), its state is
+        # written after the hand-over, straight to the entry the carry would move it to, so no
+        # entry is kept for it: with frames stacked on the learner, that state holds 3 frames.
+        self._last_row_starts = overlap > 0 and length % self.period == 0
+        self._starts -= int(self._last_row_starts)
         self._start_states: list[torch.Tensor] = []
 
     @property
@@ -176,22 +181,31 @@ class TrajectoryStore:
         for name, value in outputs.items():
             _put(self._outputs[name], (rows, slots), value.to(self.device))
         starts = rows % self.period == 0
-        if state_before and starts.any():
-            where = np.flatnonzero(starts)
-            at = (rows[where] // self.period, slots[where])
-            for buffer, value in zip(self._start_states, state_before):
-                _put(buffer, at, value.to(self.device)[torch.from_numpy(where).to(self.device)])
+        last_row = (rows == self.length) & starts if self._last_row_starts else np.zeros(len(rows), bool)
+        self._put_start_states(state_before, starts & ~last_row, rows // self.period, slots)
         rows = rows + 1
         self._position[slots] = rows
         finished = slots[rows == self.length + 1]
         if len(finished) == 0:
             return None
-        return self._hand_over(finished)
+        unrolls = self._hand_over(finished)
+        self._put_start_states(state_before, last_row, np.full(len(rows), self._starts - 1), slots)
+        return unrolls
+
+    def _put_start_states(self, state_before: tuple[torch.Tensor, ...], which: np.ndarray, entries: np.ndarray,
+                          slots: np.ndarray) -> None:
+        """Keeps ``state_before[i]`` as start state ``entries[i]`` of ``slots[i]`` where ``which[i]``."""
+        if not state_before or not which.any():
+            return
+        where = np.flatnonzero(which)
+        at = (entries[where], slots[where])
+        for buffer, value in zip(self._start_states, state_before):
+            _put(buffer, at, value.to(self.device)[torch.from_numpy(where).to(self.device)])
 
     def _hand_over(self, finished: np.ndarray) -> UnrollBatch:
         columns = (slice(None), finished)
         unrolls = UnrollBatch(
-            steps={name: _take(self._steps[name], columns) for name in TRAJECTORY_FIELDS},
+            steps={name: _take(buffer, columns) for name, buffer in self._steps.items()},
             agent_outputs={k: _take(v, columns) for k, v in self._outputs.items()},
             initial_core_state=tuple(_take(s, (0, finished)) for s in self._start_states),
             lineage=torch.from_numpy(self._lineage[finished]).to(self.device),
