@@ -24,17 +24,23 @@ from seed_rl.core.agent import ActInputs
 from seed_rl.envs.errors import EnvError
 from seed_rl.evaluation.errors import EvaluationError
 from seed_rl.evaluation.loading import load_run
+from seed_rl.agents.frame_stacking import FrameStackingAgent
+from seed_rl.core.frame_stack import stack_frames
 
 
 def collect_observations(agent, env, steps: int, seed: int) -> torch.Tensor:
+    """The observations the network saw over ``steps`` steps: stacked where the learner stacks frames."""
     observations = []
     observation, _ = env.reset(seed=seed)
     state = agent.initial_core_state(1)
     reward, done = 0.0, True
     for _ in range(steps):
-        observations.append(np.asarray(observation))
-        inputs = ActInputs(torch.from_numpy(observations[-1][None]), torch.tensor([reward]),
+        inputs = ActInputs(torch.from_numpy(np.asarray(observation)[None]), torch.tensor([reward]),
                            torch.tensor([done]), torch.zeros(1, dtype=torch.int64))
+        seen = inputs.observation
+        if isinstance(agent, FrameStackingAgent):
+            seen = stack_frames(state[0], seen[None], inputs.done[None])[0][0]
+        observations.append(seen[0].numpy())
         result = agent.act(inputs, state)
         state = result.core_state
         observation, reward, terminated, truncated, _ = env.step(int(result.action[0]))
