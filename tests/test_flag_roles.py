@@ -81,3 +81,43 @@ def test_entry_points_take_the_shared_flags_from_roles(module):
     assert "roles.define_shared_flags()" in source
     defined_here = set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source))
     assert not defined_here & roles.SHARED_FLAGS, f"{module} defines shared flags itself: {defined_here & roles.SHARED_FLAGS}"
+
+
+def _train_flags(*argv: str) -> flags.FlagValues:
+    values = flags.FlagValues()
+    roles.define_shared_flags(values)
+    flags.DEFINE_string("agent", "impala", "the agent", flag_values=values)
+    values(["train", *argv])
+    return values
+
+
+def test_r2d2_on_atari_plays_all_18_actions_and_its_local_actors_are_told():
+    from seed_rl.learner.build import _env_config
+
+    values = _train_flags("--env=atari:Pong", "--agent=r2d2")
+    assert _env_config(values).full_action_space is True  # R2D2's preset (the paper, SEED RL)
+    argv = roles.shared_flags_argv(values)
+    assert "--full_action_space" in argv
+    assert roles.actor_settings(roles.parse_shared_flags(argv), learner_address="127.0.0.1:1", actor_id=0,
+                                transport="grpc").env_config.full_action_space is True
+    # A given flag wins over the preset; IMPALA keeps each game's minimal set.
+    assert _env_config(_train_flags("--env=atari:Pong", "--agent=r2d2", "--nofull_action_space")).full_action_space is False
+    assert _env_config(_train_flags("--env=atari:Pong", "--agent=impala")).full_action_space is False
+    assert _env_config(_train_flags("--env=CartPole-v1", "--agent=r2d2")).full_action_space is False
+
+
+def test_an_actor_given_actions_its_game_lacks_stops_with_the_flag_to_add():
+    pytest.importorskip("ale_py")
+    import numpy as np
+
+    from seed_rl.acting.env_group import EnvGroup
+    from seed_rl.acting.settings import ActorSettings
+    from seed_rl.envs import EnvConfig
+    from seed_rl.transport.errors import Refused
+
+    group = EnvGroup(ActorSettings("unused", "atari:Pong", EnvConfig(), envs_per_actor=2), range(2))
+    group.reset_all()
+    group.step(np.array([0, 5]))
+    with pytest.raises(Refused, match="learner sent action 17 but 6 actions exist here.*--full_action_space"):
+        group.step(np.array([0, 17]))
+    group.close()
