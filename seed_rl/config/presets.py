@@ -70,22 +70,16 @@ _POPART = Setting(
     "and Acrobot learn on these defaults, Acrobot and CartPole x100 did not without it",
 )
 _R2D2_CPU = "chosen here for R2D2 on Pong on 2 CPU cores (docs/results.md)"
-# One bf16 update of 32 sequences of 61 steps takes ~2 s on one core (tools/bench_train_step.py), so a CPU
-# run makes a few thousand updates an hour: the paper's 64 x 121-step batches and a target network every
-# 2,500 updates would update the target once or twice in a run.
+# On one CPU core an update of the paper's 64 sequences of 121 steps takes several seconds, so a run of a few
+# hours makes a few thousand updates; a Pong run with 32 x 61-step batches made 531 in its first 25 minutes
+# (docs/results.md). Short sequences in small batches make ~8x more updates of the same replay.
 _R2D2_ATARI_ON_CPU = {
-    "batch_size": Setting(32, _R2D2_CPU + ": twice the updates per trained step of the paper's 64"),
-    "burn_in": Setting(20, _R2D2_CPU + ": R2D2's shorter burn-in (Sec. 3: l=20 also removes most of the "
-                       "stale-state error), half the sequence of the paper's 40 + 80"),
-    "unroll_length": Setting(40, _R2D2_CPU + ": half the paper's 80, with the burn-in"),
-    "sequence_period": Setting(20, _R2D2_CPU + ": sequences overlap by half, as the paper's"),
-    "target_update_period": Setting(
-        200, _R2D2_CPU + ": the target network every ~7 minutes instead of once or twice a run"
-    ),
-    "replay_capacity": Setting(50_000, _R2D2_CPU + ": 1M steps as DQN's replay; a CPU run's data of ~1 hour"),
-    "min_replay_size": Setting(1_000, _R2D2_CPU + ": 20k steps before learning, about a minute of acting"),
-    "replay_ratio": Setting(1.0, _R2D2_CPU + ": each step trained on once; the learner, not the actors, "
-                            "limits a CPU run"),
+    "batch_size": Setting(8, _R2D2_CPU + ": 8 sequences, ~0.2 s an update on one core, against 64"),
+    "burn_in": Setting(10, _R2D2_CPU + ": with the shorter sequences, as the MinAtar preset"),
+    "unroll_length": Setting(20, _R2D2_CPU + ": 20 trained steps per sequence, the MinAtar preset's"),
+    "sequence_period": Setting(10, _R2D2_CPU + ": sequences overlap by two thirds; 1e5 of them hold 1M steps"),
+    "replay_ratio": Setting(1.0, _R2D2_CPU + ": the learner's updates, not the actors' frames, limit a CPU run; "
+                            "at 0.75 the learner would wait for the actors"),
 }
 _CHOSEN_MINATAR = "chosen here, one configuration; its Breakout run is in docs/results.md"
 
