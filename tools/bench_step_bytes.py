@@ -29,6 +29,7 @@ import torch
 
 from seed_rl.agents import registry
 from seed_rl.bench.train_batches import preset_config
+from seed_rl.core.frame_stack import stack_frames
 from seed_rl.core.step import StepRequest
 from seed_rl.core.unroll import UnrollBatch
 from seed_rl.envs import EnvConfig, EnvSpec, make_env, probe_spec
@@ -58,8 +59,6 @@ def record_pong(num_envs: int, steps: int, seed: int) -> tuple[np.ndarray, np.nd
 
 def stacked_on_actor(frames: np.ndarray, done: np.ndarray, stack: int) -> np.ndarray:
     """The observations an actor-side stack sent: ``[steps, K, stack, 84, 84]`` (a new episode pads with its first)."""
-    from seed_rl.core.frame_stack import stack_frames
-
     previous = torch.zeros((frames.shape[1], stack - 1, *frames.shape[2:]), dtype=torch.uint8)
     stacked, _ = stack_frames(previous, torch.from_numpy(frames), torch.from_numpy(done))
     return stacked.numpy()
@@ -105,10 +104,10 @@ class Layout:
             engine([StepRequest(0, 0, step_request(self.observations[t], done[t]))])
         store = engine._store
         resident = nbytes(store._steps) + nbytes(store._outputs) + nbytes(store._start_states)
-        handed = [u for batch in unrolls for u in [batch]]
-        new_steps = sum(len(b) for b in handed) * (built.unroll_length + 1 - built.unroll_overlap)
-        unroll_bytes = sum(nbytes(b.steps) + nbytes(b.agent_outputs) + nbytes(b.initial_core_state) for b in handed)
-        return resident / store.capacity, unroll_bytes / max(1, new_steps), sum(len(b) for b in handed)
+        handed = sum(len(batch) for batch in unrolls)
+        new_steps = handed * (built.unroll_length + 1 - built.unroll_overlap)
+        unroll_bytes = sum(nbytes(b.steps) + nbytes(b.agent_outputs) + nbytes(b.initial_core_state) for b in unrolls)
+        return resident / store.capacity, unroll_bytes / max(1, new_steps), handed
 
 
 def main() -> None:

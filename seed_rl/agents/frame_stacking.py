@@ -60,9 +60,6 @@ class FrameStackingAgent:
         stacked, _ = stack_frames(state[0], batch["observation"], batch["done"])
         return dict(batch, observation=stacked, initial_core_state=tuple(state[1:]))
 
-    def compute_loss(self, batch: dict):
-        return self.inner.compute_loss(self.stacked_batch(batch))
-
     def train_step(self, batch: dict, params_lock: threading.Lock) -> TrainResult:
         return self.inner.train_step(self.stacked_batch(batch), params_lock)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from seed_rl.networks.torsos import scaled_pixels
+
 
 @torch.no_grad()
 def torso_health(agent, observations: torch.Tensor) -> dict[str, float]:
@@ -18,7 +20,7 @@ def torso_health(agent, observations: torch.Tensor) -> dict[str, float]:
     torso = model.torso
     report = {}
     if hasattr(torso, "convs"):  # the Nature CNN
-        conv = torso.convs(observations.float() / 255.0).flatten(1)
+        conv = torso.convs(scaled_pixels(observations)).flatten(1)
         report["conv outputs ever positive"] = float((conv > 0).any(0).float().mean())
         report["conv outputs positive (mean)"] = float((conv > 0).float().mean())
     features = torso(observations)
