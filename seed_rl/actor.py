@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
             auth_token=read_token(FLAGS.auth_token_file),
         )
         run_actor(settings)
-    except (EnvError, Refused, SecurityConfigError) as e:
+    except (EnvError, Refused, SecurityConfigError, ValueError) as e:
         exits.fail(e)
     except KeyboardInterrupt:
         pass

@@ -10,6 +10,10 @@
 writes a final checkpoint. Serving on an interface other than loopback needs
 ``--tls_cert_file``/``--tls_key_file`` and a token (``--auth_token_file`` or
 ``$SEED_RL_AUTH_TOKEN``), or ``--insecure``.
+
+``torchrun --nproc_per_node=N -m seed_rl.train ...`` runs N data-parallel
+learner ranks (docs/distributed.md): each serves the actors whose id is its rank
+modulo N, on the given port plus its local rank, and trains on 1/N of every batch.
 """
 
 from __future__ import annotations
@@ -57,7 +61,16 @@ flags.DEFINE_integer(
     "an update whose loss or gradient norm is NaN or inf is skipped and counted (updates_skipped); this many in a "
     "row stop training with an error, leaving the last finite checkpoint",
 )
-flags.DEFINE_string("device", "auto", "torch device of the learner: auto, cpu, cuda, cuda:1, ...")
+flags.DEFINE_string(
+    "device", "auto",
+    "torch device of the learner: auto, cpu, cuda, cuda:1, ...; under torchrun (several learner ranks) auto gives "
+    "each rank cuda:LOCAL_RANK, or the CPU",
+)
+flags.DEFINE_float(
+    "collective_timeout_s", 300.0,
+    "several learner ranks (torchrun): a rank waiting this long for a peer in a collective (a rank that died) "
+    "stops with an error, so torchrun can restart the job (--max-restarts) from the last checkpoint",
+)
 flags.DEFINE_enum(
     "precision", "auto", list(PRECISIONS),
     "arithmetic of the learner's forward passes (weights, optimizer and losses stay float32): bf16 autocast, "

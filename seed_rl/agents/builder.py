@@ -9,6 +9,7 @@ import torch
 
 from seed_rl.core.agent import Agent
 from seed_rl.core.precision import FP32, Precision
+from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.core.training_data import TrainingData
 from seed_rl.envs import EnvSpec
 
@@ -34,6 +35,7 @@ class RunShape:
     total_envs: int  # environments across all actors (R2D2's per-environment epsilons)
     seed: int = 0
     precision: Precision = FP32  # of the learner's forward passes (--precision)
+    replicas: Replicas = SINGLE  # the learner ranks this one trains beside (torchrun); each gets batch / N
 
 
 class AgentBuilder(Protocol):

@@ -96,8 +96,12 @@ def define_shared_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """The actor's own flags: where the learner is and how to trust it."""
-    flags.DEFINE_string("learner_address", "127.0.0.1:8686", "host:port of the learner to connect to",
-                        flag_values=flag_values)
+    flags.DEFINE_string(
+        "learner_address", "127.0.0.1:8686",
+        "host:port of the learner to connect to; with several learner ranks their comma-separated list in rank "
+        "order, of which actor i connects to entry i % N",
+        flag_values=flag_values,
+    )
     flags.DEFINE_integer("actor_id", 0, "index of this actor (seeds and logging)", flag_values=flag_values)
     flags.DEFINE_string("tls_ca_file", None,
                         "PEM CA (or self-signed certificate) to trust; when set, connect over TLS",
@@ -105,6 +109,14 @@ def define_actor_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("tls_server_name", None,
                         "name to check in the learner's certificate; default the address's host",
                         flag_values=flag_values)
+
+
+def rank_address(addresses: str, actor_id: int) -> str:
+    """The learner rank that serves actor ``actor_id``: entry ``actor_id % N`` of a comma-separated list."""
+    entries = [entry.strip() for entry in addresses.split(",") if entry.strip()]
+    if not entries:
+        raise ValueError(f"--learner_address={addresses!r} names no learner; give host:port")
+    return entries[actor_id % len(entries)]
 
 
 def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
@@ -142,7 +154,7 @@ def actor_settings(
     """An actor's settings from the shared flags plus what its launcher decides: the one way both
     ``seed_rl.actor`` and the actors of a ``--role=local`` run are configured."""
     return ActorSettings(
-        learner_address=learner_address,
+        learner_address=rank_address(learner_address, actor_id),
         env_name=flag_values["env"].value,
         env_config=dataclass_from_flags(EnvConfig, flag_values),
         envs_per_actor=flag_values["envs_per_actor"].value,

@@ -23,7 +23,9 @@ from absl import flags
 from seed_rl.agents import registry
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
+from seed_rl.core import replicas as learner_ranks
 from seed_rl.core.precision import enable_tf32, resolve_precision
+from seed_rl.core.replicas import Replicas
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
@@ -53,22 +55,29 @@ class BuiltLearner:
     security: ServerSecurity
     device: torch.device
     logdir: str
-    lock: LogdirLock  # held until run_learner returns (or the process ends)
+    lock: LogdirLock | None  # rank 0's, held until run_learner returns (or the process ends)
+    replicas: Replicas
 
 
 def default_logdir(env: str, agent: str) -> str:
     return os.path.join("runs", re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{env}-{agent}"))
 
 
-def learner_address(role: str, address: str | None) -> str:
-    """The address the learner listens on for ``role``; remote actors need a fixed port."""
+def learner_address(role: str, address: str | None, local_rank: int = 0) -> str:
+    """The address the learner listens on for ``role``; remote actors need a fixed port.
+
+    Learner rank ``local_rank`` of a machine listens on the given port plus ``local_rank``.
+    """
     if address is None:
-        return LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
-    if role == "learner" and address.rsplit(":", 1)[-1] == "0":
+        address = LOCAL_ADDRESS if role == "local" else LEARNER_ADDRESS
+    host, _, port = address.rpartition(":")
+    if role == "learner" and port == "0":
         raise ValueError(
             f"--learner_address={address} picks a random port, which remote actors cannot find; "
             f"give a fixed port with --role=learner, e.g. --learner_address={LEARNER_ADDRESS}"
         )
+    if local_rank and port.isdigit() and int(port) > 0:
+        return f"{host}:{int(port) + local_rank}"
     return address
 
 
@@ -137,10 +146,20 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
       LearnerBuildError: a flag, environment, address or checkpoint the run cannot use.
     """
     fv = flag_values
-    torch.manual_seed(fv.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if fv.device == "auto" else torch.device(fv.device)
-    local_actors = fv.num_actors if fv.role == "local" else 0
-    threads = learner_threads(fv.torch_threads, device, local_actors, os.cpu_count() or 1)
+    try:
+        replicas, device = learner_ranks.join(fv.device, fv.collective_timeout_s)
+    except ValueError as e:
+        raise LearnerBuildError(f"{e}") from None
+    if replicas.distributed and fv.num_actors < replicas.world_size:
+        raise LearnerBuildError(
+            f"--num_actors={fv.num_actors} leaves some of the {replicas.world_size} learner ranks without actors; "
+            f"give at least {replicas.world_size} (actor i is served by rank i % {replicas.world_size})"
+        )
+    torch.manual_seed(fv.seed + replicas.rank)  # the ranks sample different actions; rank 0's weights are copied
+    own_actors = sum(replicas.owns_actor(i) for i in range(fv.num_actors))
+    local_actors = own_actors if fv.role == "local" else 0
+    cores = max(1, (os.cpu_count() or 1) // replicas.local_world_size)  # the ranks of a machine share its cores
+    threads = learner_threads(fv.torch_threads, device, local_actors, cores)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -157,9 +176,11 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         if threads and not fv.torch_threads:
             log.info("%d torch thread(s): the cores %d local actor processes leave (--torch_threads overrides)",
                      threads, local_actors)
-        run_shape = registry.RunShape(fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision)
+        run_shape = registry.RunShape(
+            fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, replicas
+        )
         built = registry.build(fv.agent, config, spec, device, run_shape)
-        address = learner_address(fv.role, fv.learner_address)
+        address = learner_address(fv.role, fv.learner_address, replicas.local_rank)
         security = server_security(address, fv.tls_cert_file, fv.tls_key_file, fv.auth_token_file, fv.insecure)
     except ValueError as e:  # SecurityConfigError included
         raise LearnerBuildError(f"{e}") from None
@@ -172,7 +193,9 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         unroll_overlap=built.unroll_overlap,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
-        inference_batch_size=fv.inference_batch_size or roles.default_inference_batch(total_envs, fv.double_buffer),
+        inference_batch_size=fv.inference_batch_size or roles.default_inference_batch(
+            own_actors * fv.envs_per_actor, fv.double_buffer
+        ),
         inference_timeout_ms=fv.inference_timeout_ms,
         checkpoint_interval_s=fv.checkpoint_interval_s,
         log_interval_s=fv.log_interval_s,
@@ -182,27 +205,36 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     serving = ServingSettings(
         address=address,
         # A double-buffered actor holds two streams; gRPC gives every stream a worker thread for its lifetime.
-        max_streams=fv.num_actors * (2 if fv.double_buffer else 1) + 16,
+        max_streams=own_actors * (2 if fv.double_buffer else 1) + 16,
         security=security,
         serve_shm=serve_shm,
         limits=RequestLimits(fv.max_abs_reward, fv.max_envs_per_stream or fv.envs_per_actor),
     )
+    lock = None
     try:
-        lock = LogdirLock.acquire(logdir)
+        if replicas.is_main:  # rank 0 alone writes the logdir
+            lock = LogdirLock.acquire(logdir)
     except LogdirInUse as e:
         raise LearnerBuildError(f"{e}") from None
     try:
-        learner = Learner(built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config))
+        learner = Learner(
+            built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config), replicas
+        )
     except CheckpointMismatch as e:
-        lock.release()
+        _release(lock)
         raise LearnerBuildError(f"{e}") from None
     try:
         endpoints = Endpoints(serving, spec, learner.streams)
     except OSError as e:  # the learner's port is taken
         learner.close(save=False)
-        lock.release()
+        _release(lock)
         raise LearnerBuildError(f"{e}; stop the other process or choose another --learner_address") from None
-    return BuiltLearner(learner, endpoints, security, device, logdir, lock)
+    return BuiltLearner(learner, endpoints, security, device, logdir, lock, replicas)
+
+
+def _release(lock: LogdirLock | None) -> None:
+    if lock is not None:
+        lock.release()
 
 
 def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transport: str) -> str | None:
@@ -217,19 +249,23 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         log.info("%s already holds %d frames (>= --total_environment_frames); nothing to do", built.logdir, learner.frames)
         endpoints.stop()
         learner.close(save=False)
-        built.lock.release()
+        _release(built.lock)
         return None
     endpoints.start()
+    replicas = built.replicas
+    own_actors = [i for i in range(fv.num_actors) if replicas.owns_actor(i)]
     log.info(
-        "training %s on %s (%s): %d %s actors x %d envs, learner at %s, logdir %s",
-        fv.agent, fv.env, built.device, fv.num_actors, "local" if fv.role == "local" else "remote",
-        fv.envs_per_actor, endpoints.address, built.logdir,
+        "training %s on %s (%s): %d %s actors x %d envs, learner%s at %s, logdir %s",
+        fv.agent, fv.env, built.device, len(own_actors), "local" if fv.role == "local" else "remote",
+        fv.envs_per_actor,
+        f" rank {replicas.rank} of {replicas.world_size} (actors {_id_list(own_actors)})" if replicas.distributed
+        else "", endpoints.address, built.logdir,
     )
     fatal: list[str] = []
 
     def on_fatal(message: str) -> None:
         fatal.append(message)
-        learner.stop()
+        learner.stop(save=False)
 
     interrupts = 0
 
@@ -257,8 +293,10 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
             auth_token=local_security.auth_token,
         )
 
-    local_actors = fv.num_actors if fv.role == "local" else 0
-    actors = LocalActors(roles.shared_flags_argv(fv), launcher_values, local_actors, on_fatal)
+    local_ids = own_actors if fv.role == "local" else []
+    actors = LocalActors(
+        roles.shared_flags_argv(fv), lambda index: launcher_values(local_ids[index]), len(local_ids), on_fatal
+    )
     started = time.monotonic()
     try:
         learner.run()
@@ -268,7 +306,18 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         actors.close()
         learner.stop()
         endpoints.stop()
-        learner.close(save=not fatal)
-        built.lock.release()
+        # Several ranks save together or not at all: a rank whose actor failed vetoes it for every rank.
+        learner.close(save=not fatal and learner.final_save)
+        _release(built.lock)
+        learner_ranks.leave()
     log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
-    return fatal[0] if fatal else None
+    if fatal:
+        return fatal[0]
+    if not learner.final_save:
+        return "another learner rank stopped the run with an error (see its log)"
+    return None
+
+
+def _id_list(ids: list[int]) -> str:
+    shown = ", ".join(map(str, ids[:6]))
+    return shown + (", ..." if len(ids) > 6 else "")

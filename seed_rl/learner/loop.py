@@ -7,6 +7,14 @@ caller's thread (:meth:`Learner.run`) trains, logs and checkpoints. Finished
 unrolls cross from inference to training, as batched tensors, through a queue
 bounded in unrolls, which is also the back-pressure that keeps actors from
 running far ahead of training.
+
+With several learner ranks (torchrun; ``core/replicas.py``) every rank runs
+this loop over its own actors and its share of the batch. Each iteration ends
+in one small all-reduce, :class:`Agreement`: the ranks train only when every
+one has its share ready, stop together when any is asked to (or the global
+frame count reaches the budget), and log and checkpoint when rank 0's clock
+says so. No rank waits in a collective for longer than the others take to pull
+their next unrolls, so a collective that times out means a dead peer.
 """
 
 from __future__ import annotations
@@ -17,15 +25,17 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from seed_rl.learner import checkpoint
 from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
 from seed_rl.core.training_data import TrainingData
 from seed_rl.learner.inference import InferenceEngine
-from seed_rl.learner.run_config import RunConfig
-from seed_rl.learner.metrics import EpisodeStats, MetricsWriter, console_line
+from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
+from seed_rl.learner.metrics import EpisodeInbox, EpisodeStats, MetricsWriter, console_line
 from seed_rl.transport.streams import ActorStreams
 from seed_rl.core.unroll import UnrollBatch
 
@@ -93,21 +103,70 @@ class UnrollQueue:
             return item
 
 
+def mean_logs(per_rank: list[dict[str, float]]) -> dict[str, float]:
+    """Each scalar's mean over the ranks that logged it (every rank trains on an equal share of the batch)."""
+    keys = {key for logs in per_rank for key in logs}
+    return {key: float(np.mean([logs[key] for logs in per_rank if key in logs])) for key in sorted(keys)}
+
+
+def data_shards(state: dict, ranks: int) -> list[dict]:
+    """The training data states of a checkpoint (taken out of ``state``), one per rank of a run of ``ranks``.
+
+    A run resumed on another number of ranks keeps the shards that have a rank
+    (the rest are dropped, with a warning) and starts the others empty.
+    """
+    shards = state.pop("data_shards", None) or [state.pop("data", {})]
+    state.pop("data", None)
+    if len(shards) > ranks:
+        log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: dropping %d",
+                    len(shards), ranks, len(shards) - ranks)
+    elif len(shards) < ranks:
+        log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: the others start empty",
+                    len(shards), ranks)
+    return (list(shards) + [{}] * ranks)[:ranks]
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """What every learner rank decided together at the end of one loop iteration."""
+
+    new_frames: int  # environment frames all ranks pulled in this iteration
+    train: bool  # every rank has its share of a batch: update now
+    stop: bool  # some rank was asked to stop
+    save: bool  # no rank vetoed the final checkpoint (an actor's user error)
+    log: bool  # rank 0's summary interval is up
+    checkpoint: bool  # rank 0's checkpoint interval is up
+
+    @staticmethod
+    def reached(replicas: Replicas, new_frames: int, ready: bool, stop: bool, veto: bool, log: bool,
+                checkpoint: bool) -> "Agreement":
+        """One exchange of each rank's view; ``log``/``checkpoint`` count from rank 0 only."""
+        main = replicas.is_main
+        sums = replicas.exchange([new_frames, ready, stop, veto, log and main, checkpoint and main])
+        frames, ready_ranks, stops, vetoes, logs, checkpoints = sums
+        return Agreement(int(frames), ready_ranks == replicas.world_size, stops > 0, vetoes == 0, logs > 0,
+                         checkpoints > 0)
+
+
 class Learner:
     def __init__(
-        self, agent: Agent, data: TrainingData, settings: LearnerSettings, run_config: RunConfig
+        self, agent: Agent, data: TrainingData, settings: LearnerSettings, run_config: RunConfig,
+        replicas: Replicas = SINGLE,
     ):
         self.agent = agent
+        self.replicas = replicas
         self.data = data
         self.settings = settings
         self.run_config = run_config
-        self.frames = 0
+        self.frames = 0  # global: every rank's actors' frames
         self.train_steps = 0  # updates applied
         self.updates_skipped = 0  # non-finite updates left out, in all
         self._consecutive_skips = 0
         self.params_lock = threading.Lock()
         self.episodes = EpisodeStats()
         self._stop = threading.Event()
+        self._veto_save = False  # stop without a final checkpoint (an actor's user error)
+        self.final_save = True  # whether the ranks agreed to write a final checkpoint
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
         self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
@@ -122,19 +181,36 @@ class Learner:
             on_batch=self._batch_sizes.append,
         )
         # What the transport endpoints (serving.py) hand each actor's stream to.
-        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=self.episodes.add)
+        # Several ranks: episodes wait in an inbox until rank 0 gathers them at the next summary.
+        self._inbox = EpisodeInbox()
+        on_episodes = self._inbox.add if replicas.distributed else self.episodes.add
+        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=on_episodes)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()  # refuses another run's logdir before anything is written there
-        self.metrics = MetricsWriter(settings.logdir)
+        self.metrics = MetricsWriter(settings.logdir) if replicas.is_main else None
 
     def _restore(self) -> None:
-        path = checkpoint.latest_checkpoint(self.settings.logdir)
+        """Rank 0 reads the newest checkpoint; every rank loads the agent from it and its own data shard."""
+        r = self.replicas
+        path = state = shards = error = None
+        if r.is_main:
+            path = checkpoint.latest_checkpoint(self.settings.logdir)
+            if path is not None:
+                state = checkpoint.load_checkpoint(path, "cpu" if r.distributed else self.agent.device)
+                try:
+                    self.run_config.check_resumes(state["run_config"], path)
+                except CheckpointMismatch as e:
+                    error = f"{e}"
+                else:
+                    shards = data_shards(state, r.world_size)
+        error = r.broadcast_from_main(error)
+        if error is not None:
+            raise CheckpointMismatch(error)
+        path, state = r.broadcast_from_main((path, state))
         if path is None:
             return
-        state = checkpoint.load_checkpoint(path, self.agent.device)
-        self.run_config.check_resumes(state["run_config"], path)
         self.agent.load_state_dict(state["agent"])
-        self.data.load_state_dict(state.get("data", {}))
+        self.data.load_state_dict(r.scatter_from_main(shards))
         self.frames = state["frames"]
         self.train_steps = state["train_steps"]
         if "episodes" in state:  # checkpoints from before the return window was kept start it empty
@@ -145,7 +221,12 @@ class Learner:
         """Writes a checkpoint in the background from a snapshot; ``wait``: finish it before returning.
 
         Never from non-finite weights: the newest checkpoint stays the last good one.
+        Several ranks: every rank calls this at the same iteration; rank 0 gathers
+        their data shards (R2D2's replay) and writes one file.
         """
+        shards = self.replicas.gather_to_main(self.data.state_dict())
+        if not self.replicas.is_main:
+            return
         agent_state = checkpoint.detached_copy(self.agent.state_dict())
         bad = checkpoint.nonfinite_tensors(agent_state)
         if bad:
@@ -154,12 +235,15 @@ class Learner:
             return
         state = {
             "agent": agent_state,
-            "data": self.data.state_dict(),
             "frames": self.frames,
             "train_steps": self.train_steps,
             "episodes": self.episodes.state_dict(),  # the return window, so a resumed curve has no gap
             "run_config": self.run_config.to_dict(),
         }
+        if self.replicas.distributed:
+            state["data_shards"] = shards
+        else:
+            state["data"] = shards[0]
         self.checkpoints.save(state, self.frames, wait=wait)
 
     def _enqueue_unroll(self, unrolls: UnrollBatch) -> None:
@@ -167,41 +251,61 @@ class Learner:
             if self.unrolls.put(unrolls, timeout=0.1):
                 return
 
-    def stop(self) -> None:
-        """Asks :meth:`run` to return; safe from any thread or a signal handler."""
+    def stop(self, save: bool = True) -> None:
+        """Asks :meth:`run` to return; ``save=False``: and no rank to write a final checkpoint.
+
+        Safe from any thread or a signal handler.
+        """
+        if not save:
+            self._veto_save = True
         self._stop.set()
 
     def done(self) -> bool:
         return self.frames >= self.settings.total_environment_frames
 
     def run(self) -> None:
-        """Trains until the frame budget is spent or :meth:`stop` is called."""
+        """Trains until the frame budget is spent or :meth:`stop` is called (on any rank)."""
         s = self.settings
         last_log = last_ckpt = time.monotonic()
         frames_at_log = self.frames
         logs: dict[str, float] = {}
-        while not self.done() and not self._stop.is_set():
-            if self.data.wants_data():
+        while not self.done():
+            new_frames = 0
+            if self.data.wants_data() and not self._stop.is_set():
                 unrolls = self.unrolls.get(timeout=0.1)
                 if unrolls is not None:
                     self.data.add(unrolls)
-                    self.frames += len(unrolls) * s.frames_per_unroll
-            else:
-                unrolls, extras, handle = self.data.sample()
-                batch = unrolls.to(self.agent.device).training_batch()
-                batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
-                result = self.agent.train_step(batch, self.params_lock)
-                logs = result.logs
-                self._count_update(result.skipped)
-                if not result.skipped:
-                    self.data.after_train(handle, result.priorities)
+                    new_frames = len(unrolls) * s.frames_per_unroll
             now = time.monotonic()
-            if now - last_log >= s.log_interval_s or self.done():
-                self._summarize(logs, (self.frames - frames_at_log) / (now - last_log))
+            agreed = Agreement.reached(
+                self.replicas, new_frames, ready=not self.data.wants_data(), stop=self._stop.is_set(),
+                veto=self._veto_save, log=now - last_log >= s.log_interval_s,
+                checkpoint=now - last_ckpt >= s.checkpoint_interval_s,
+            )
+            self.frames += agreed.new_frames
+            if agreed.stop:
+                self.final_save = agreed.save
+                self._stop.set()
+                return
+            if agreed.train and not self.done():
+                logs = self._train()
+            if agreed.log or self.done():
+                self._summarize(logs, (self.frames - frames_at_log) / max(now - last_log, 1e-9))
                 last_log, frames_at_log = now, self.frames
-            if now - last_ckpt >= s.checkpoint_interval_s:
+            if agreed.checkpoint:
                 self.save_checkpoint()
                 last_ckpt = now
+
+    def _train(self) -> dict[str, float]:
+        """One update on a sample of this rank's data; the logs of the agent's ``train_step``."""
+        unrolls, extras, handle = self.data.sample()
+        batch = unrolls.to(self.agent.device).training_batch()
+        batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
+        result = self.agent.train_step(batch, self.params_lock)
+        self._count_update(result.skipped)
+        if not result.skipped:
+            self.data.after_train(handle, result.priorities)
+        return result.logs
 
     def _count_update(self, skipped: bool) -> None:
         if not skipped:
@@ -221,19 +325,44 @@ class Learner:
             )
 
     def _summarize(self, logs: dict[str, float], fps: float) -> None:
+        """Writes one summary; several ranks: rank 0 writes what all of them saw (every rank calls this)."""
         batch_sizes, self._batch_sizes[:] = list(self._batch_sizes), []
-        record = {
-            "fps": fps,
-            "train_steps": self.train_steps,
-            "updates_skipped": self.updates_skipped,
-            **self.episodes.summary(),
-            **logs,
-            "inference_batch_size": sum(batch_sizes) / len(batch_sizes) if batch_sizes else 0.0,
+        local = {
+            "logs": logs,
+            "episodes": self._inbox.drain(),
+            "batch_sizes": batch_sizes,
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
             "actors_connected": self.streams.actors,
             "envs_connected": self.engine.num_envs,
         }
+        if self.replicas.distributed:  # checks that every rank holds the same weights
+            with self.params_lock:
+                local["weights"] = weights_digest(self.agent.model)
+        ranks = self.replicas.gather_to_main(local)
+        if not self.replicas.is_main:
+            return
+        for rank in ranks:
+            returns, lengths = rank["episodes"]
+            if returns:
+                self.episodes.add(np.asarray(returns), np.asarray(lengths))
+        sizes = [size for rank in ranks for size in rank["batch_sizes"]]
+        record = {
+            "fps": fps,
+            "train_steps": self.train_steps,
+            "updates_skipped": self.updates_skipped,
+            **self.episodes.summary(),
+            **mean_logs([rank["logs"] for rank in ranks]),
+            "inference_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
+            **{key: sum(rank[key] for rank in ranks)
+               for key in ("unroll_queue", "inference_queue", "actors_connected", "envs_connected")},
+        }
+        if self.replicas.distributed:
+            record["learner_ranks"] = self.replicas.world_size
+            # 1 while the ranks' weights are bit-identical; data parallelism has gone wrong where it is not.
+            record["replicas_identical"] = int(len({rank["weights"] for rank in ranks}) == 1)
+            if not record["replicas_identical"]:
+                log.error("the learner ranks' weights differ at %d frames (update %d)", self.frames, self.train_steps)
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))
 
@@ -245,4 +374,5 @@ class Learner:
         else:
             self.checkpoints.wait()
         self.batcher.close()
-        self.metrics.close()
+        if self.metrics is not None:
+            self.metrics.close()

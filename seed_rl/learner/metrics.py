@@ -51,6 +51,27 @@ class EpisodeStats:
             }
 
 
+class EpisodeInbox:
+    """Finished episodes waiting to be sent to rank 0's :class:`EpisodeStats` (several learner ranks)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._returns: list[float] = []
+        self._lengths: list[int] = []
+
+    def add(self, returns: np.ndarray, lengths: np.ndarray) -> None:
+        with self._lock:
+            self._returns.extend(float(r) for r in returns)
+            self._lengths.extend(int(n) for n in lengths)
+
+    def drain(self) -> tuple[list[float], list[int]]:
+        """The episodes added since the last drain."""
+        with self._lock:
+            taken = self._returns, self._lengths
+            self._returns, self._lengths = [], []
+            return taken
+
+
 class MetricsWriter:
     """Writes one summary step to TensorBoard and as one line of ``metrics.jsonl``."""
 

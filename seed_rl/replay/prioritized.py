@@ -167,14 +167,16 @@ class PrioritizedReplay:
             self.on_evict(evicted)
         return ids
 
-    def sample(self, batch_size: int) -> tuple[np.ndarray, list[Any], np.ndarray]:
+    def sample(self, batch_size: int, normalized: bool = True) -> tuple[np.ndarray, list[Any], np.ndarray]:
         """Draws ``batch_size`` items with probability ``P(i) = p_i^alpha / sum_k p_k^alpha``.
 
         Returns ``(indices, items, weights)``: the items' ids (int64[b], for
         :meth:`update_priorities`), the items, and importance-sampling weights
         ``w_i = (N * P(i))^-beta / max_j w_j`` (float32[b], max 1) with ``N =
-        len(self)`` and the max over this batch. Raises ValueError when the
-        buffer is empty or all priorities are 0.
+        len(self)`` and the max over this batch; with ``normalized=False`` the
+        weights before that division (float64), for a caller that normalises
+        over several replays' batches. Raises ValueError when the buffer is
+        empty or all priorities are 0.
         """
         batch_size = int(batch_size)
         if batch_size < 1:
@@ -196,6 +198,8 @@ class PrioritizedReplay:
             items = [self._items[slot] for slot in slots.tolist()]
             ids = self._slot_ids[slots]
         weights = (size * probabilities) ** -self.importance_sampling_exponent
+        if not normalized:
+            return ids, items, weights
         weights /= weights.max()
         return ids, items, weights.astype(np.float32)
 

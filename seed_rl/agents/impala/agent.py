@@ -12,6 +12,7 @@ from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.precision import FP32, Precision
+from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.envs import EnvSpec
 
 
@@ -20,7 +21,7 @@ class ImpalaAgent:
 
     def __init__(
         self, spec: EnvSpec, config: ImpalaConfig, device: torch.device, total_train_steps: int,
-        precision: Precision = FP32,
+        precision: Precision = FP32, replicas: Replicas = SINGLE,
     ):
         config.validate()
         self.config = config
@@ -37,6 +38,10 @@ class ImpalaAgent:
             popart_step_size=config.popart_step_size if config.popart else None,
         ).to(device)
         precision.prepare(self.model)
+        # With several learner ranks each trains on an equal share of the batch, through a wrapper that
+        # averages the ranks' gradients in backward (core/replicas.py); one rank: the model itself.
+        self.replicas = replicas
+        self._data_parallel = replicas.wrap(self.model) if replicas.distributed else None
         if config.optimizer == "rmsprop_tf":
             self.optimizer = TFRMSprop(
                 self.model.parameters(), lr=config.learning_rate, decay=config.rmsprop_decay,
@@ -55,6 +60,11 @@ class ImpalaAgent:
         total = max(1, total_train_steps)
         decay = (lambda step: max(0.0, 1.0 - step / total)) if config.lr_decay else (lambda step: 1.0)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, decay)
+
+    @property
+    def train_model(self) -> torch.nn.Module:
+        """The network as the training forward pass calls it: the data-parallel wrapper, or the network itself."""
+        return self.model if self._data_parallel is None else self._data_parallel
 
     def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return self.model.initial_state(batch_size)
@@ -78,7 +88,7 @@ class ImpalaAgent:
         """
         cfg = self.config
         with self.precision.autocast():  # the network's heads return float32 (networks/float32.py)
-            logits, values, _ = self.model(batch["observation"], batch["done"], batch["initial_core_state"])
+            logits, values, _ = self.train_model(batch["observation"], batch["done"], batch["initial_core_state"])
         statistics = self.model.value_statistics
         if statistics is None:
             unnormalized = values
@@ -113,8 +123,9 @@ class ImpalaAgent:
         entropy = losses.entropy_loss(logits[:-1])
         summed = pg_loss + cfg.baseline_cost * v_loss + cfg.entropy_cost * entropy
         entries = actions.numel()
-        # Adam: SEED's mean-reduced losses, for which --adam_epsilon is sized.
-        total = summed / entries if cfg.optimizer == "adam" else summed
+        # Adam: SEED's mean-reduced losses, for which --adam_epsilon is sized. The ranks' gradients are
+        # averaged, so a loss summed over the global batch is world_size times each rank's sum.
+        total = summed / entries if cfg.optimizer == "adam" else summed * self.replicas.world_size
         # Logged per step (means), so curves compare across unroll and batch sizes.
         logs = {
             "loss/total": summed.item() / entries,
@@ -140,7 +151,7 @@ class ImpalaAgent:
         with params_lock:
             self.optimizer.step()
             if self.model.value_statistics is not None:
-                self.model.value_statistics.update(targets, self.model.baseline)
+                self.model.value_statistics.update(targets, self.model.baseline, self.replicas.mean)
         self.scheduler.step()
         return TrainResult(logs)
 

@@ -18,11 +18,14 @@ class ImpalaBuilder:
 
     def build(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         frames_per_train_step = config.batch_size * config.unroll_length * run.frames_per_step
+        # One update sees the global batch; with several learner ranks each trains on its share.
+        shard = run.replicas.shard(config.batch_size, "--batch_size")
         agent = ImpalaAgent(
-            spec, config, device, run.total_frames // max(1, frames_per_train_step), precision=run.precision
+            spec, config, device, run.total_frames // max(1, frames_per_train_step), precision=run.precision,
+            replicas=run.replicas,
         )
         # Consecutive unrolls share one step: the last one bootstraps the next.
-        return BuiltAgent(agent, OnPolicyData(config.batch_size), config.unroll_length, 1, config.batch_size,
+        return BuiltAgent(agent, OnPolicyData(shard), config.unroll_length, 1, shard,
                           life_loss_ends_episode=config.life_loss_ends_episode)
 
     def build_for_evaluation(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:

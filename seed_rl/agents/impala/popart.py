@@ -21,6 +21,8 @@ first batches are not pulled towards the initial zero); ``sigma`` is clipped to
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -28,12 +30,18 @@ MIN_SCALE, MAX_SCALE = 1e-4, 1e6
 
 
 def updated_moments(
-    first: torch.Tensor, second: torch.Tensor, targets: torch.Tensor, step_size: float
+    first: torch.Tensor, second: torch.Tensor, targets: torch.Tensor, step_size: float,
+    mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda moments: moments,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The moving averages of ``E[G]`` and ``E[G^2]`` after one batch of targets ``G`` (biased towards 0)."""
+    """The moving averages of ``E[G]`` and ``E[G^2]`` after one batch of targets ``G`` (biased towards 0).
+
+    ``mean_over_ranks``: with several learner ranks, each holding an equal share of the batch's
+    targets, averages the ranks' ``[E[G], E[G^2]]`` into the whole batch's.
+    """
     targets = targets.detach().double()
-    first = (1 - step_size) * first + step_size * targets.mean()
-    second = (1 - step_size) * second + step_size * (targets**2).mean()
+    batch_first, batch_second = mean_over_ranks(torch.stack([targets.mean(), (targets**2).mean()]))
+    first = (1 - step_size) * first + step_size * batch_first
+    second = (1 - step_size) * second + step_size * batch_second
     return first, second
 
 
@@ -85,10 +93,15 @@ class PopArtStatistics(nn.Module):
         return unnormalize(normalized, *self.mean_and_scale())
 
     @torch.no_grad()
-    def update(self, targets: torch.Tensor, head: nn.Linear) -> None:
+    def update(
+        self, targets: torch.Tensor, head: nn.Linear,
+        mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] = lambda moments: moments,
+    ) -> None:
         """Moves the statistics towards ``targets`` and rescales ``head`` so its unnormalised outputs stay."""
         old = self.mean_and_scale()
-        first, second = updated_moments(self.first_moment, self.second_moment, targets, self.step_size)
+        first, second = updated_moments(
+            self.first_moment, self.second_moment, targets, self.step_size, mean_over_ranks
+        )
         self.first_moment.copy_(first)
         self.second_moment.copy_(second)
         self.updates += 1

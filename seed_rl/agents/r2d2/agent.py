@@ -14,6 +14,7 @@ from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.precision import FP32, Precision
+from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.core.unroll import Unroll
 from seed_rl.envs import EnvSpec
 from seed_rl.agents.r2d2.priorities import sequence_priority
@@ -27,7 +28,8 @@ class R2D2Agent:
     """
 
     def __init__(
-        self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int, precision: Precision = FP32
+        self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int, precision: Precision = FP32,
+        replicas: Replicas = SINGLE,
     ):
         config.validate()
         self.config = config
@@ -42,10 +44,18 @@ class R2D2Agent:
             head_size=config.head_size,
         ).to(device)
         precision.prepare(self.model)
+        # Several learner ranks: each trains on its share of the batch through a wrapper that averages
+        # their gradients (core/replicas.py), so the online and target networks stay identical.
+        self._data_parallel = replicas.wrap(self.model) if replicas.distributed else None
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
         self.epsilons = actor_epsilons(total_envs, config.epsilon_base, config.epsilon_alpha).to(device)
         self.train_steps = 0
+
+    @property
+    def train_model(self) -> torch.nn.Module:
+        """The network as the training forward pass calls it: the data-parallel wrapper, or the network itself."""
+        return self.model if self._data_parallel is None else self._data_parallel
 
     def initial_core_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         h, c = self.model.initial_state(batch_size)
@@ -68,7 +78,7 @@ class R2D2Agent:
         # the sequence its initial replay priority (see insertion_priority).
         return ActResult(action, {"q": q[0]}, (h, c, action))
 
-    def _unroll(self, model: R2D2Net, batch: dict, start: int, stop: int | None, state):
+    def _unroll(self, model: torch.nn.Module, batch: dict, start: int, stop: int | None, state):
         s = slice(start, stop)
         with self.precision.autocast():  # the network's heads return float32 (networks/float32.py)
             return model(batch["observation"][s], batch["reward"][s], batch["done"][s], batch["prev_action"][s], state)
@@ -88,7 +98,7 @@ class R2D2Agent:
             with torch.no_grad():
                 _, online_state = self._unroll(self.model, batch, 0, cfg.burn_in, online_state)
                 _, target_state = self._unroll(self.target_model, batch, 0, cfg.burn_in, target_state)
-        q, _ = self._unroll(self.model, batch, cfg.burn_in, None, online_state)
+        q, _ = self._unroll(self.train_model, batch, cfg.burn_in, None, online_state)
         with torch.no_grad():
             target_q, _ = self._unroll(self.target_model, batch, cfg.burn_in, None, target_state)
         td = self._td_errors(q, target_q, batch)

@@ -18,25 +18,30 @@ class R2D2Builder:
     config_class = R2D2Config
 
     def build(self, config: R2D2Config, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
-        agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision)
+        agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision, replicas=run.replicas)
+        # Several learner ranks: each holds a shard of the replay and samples its share of every batch.
+        ranks = run.replicas.world_size
+        batch_size = run.replicas.shard(config.batch_size, "--batch_size")
         # A sequence (burn-in + unroll + bootstrap) starts every sequence_period steps.
         length = config.sequence_length - 1  # unrolls hold length + 1 steps
         overlap = config.sequence_length - config.sequence_period
         replay = PrioritizedReplay(
-            config.replay_capacity, config.priority_exponent, config.importance_sampling_exponent, seed=run.seed
+            -(-config.replay_capacity // ranks), config.priority_exponent, config.importance_sampling_exponent,
+            seed=run.seed + run.replicas.rank,  # each shard draws its own samples
         )
         data = ReplayData(
             replay,
-            batch_size=config.batch_size,
+            batch_size=batch_size,
             replay_ratio=config.replay_ratio,
-            min_size=config.min_replay_size,
+            min_size=-(-config.min_replay_size // ranks),
             trained_steps_per_sequence=config.unroll_length,
             new_steps_per_sequence=config.sequence_period,
             checkpoint_contents=config.checkpoint_replay,
             initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
             sequence_overlap=overlap,  # the steps consecutive sequences share are stored once
+            replicas=run.replicas,
         )
-        return BuiltAgent(agent, data, length, overlap, config.batch_size)
+        return BuiltAgent(agent, data, length, overlap, batch_size)
 
     def build_for_evaluation(self, config: R2D2Config, spec: EnvSpec, device: torch.device, epsilon: float) -> Agent:
         agent = R2D2Agent(spec, config, device, total_envs=1)

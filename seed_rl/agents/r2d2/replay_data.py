@@ -11,7 +11,9 @@ import logging
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
+from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
@@ -24,6 +26,12 @@ OLD_FORMAT_MESSAGE = (
     "resume with --nocheckpoint_replay to load everything else and refill the replay from the actors, "
     "or start a new --logdir"
 )
+
+
+def importance_weights(raw: np.ndarray, replicas: Replicas = SINGLE) -> np.ndarray:
+    """Importance weights ``(N * P(i))^-beta`` over their maximum in the global batch (every rank's share), float32."""
+    largest = replicas.maximum(torch.tensor(float(raw.max()), dtype=torch.float64))
+    return (raw / float(largest)).astype(np.float32)
 
 
 class ReplayData:
@@ -42,6 +50,12 @@ class ReplayData:
     False (``--nocheckpoint_replay``), which also leaves a checkpoint's replay
     contents unread. After loading, sampling gives the stored sequences; new
     sequences start new chunk chains (the resumed run's lineages are new).
+
+    With several learner ranks (``replicas``) this is one shard of the replay,
+    fed by the rank's own actors, as Ape-X's replay shards are: each samples
+    its share of the batch from its own priorities (``P(i)`` and ``N`` are the
+    shard's) and keeps its own replay ratio, but the importance weights are
+    divided by their maximum over the whole global batch, as one learner's are.
     """
 
     def __init__(
@@ -55,6 +69,7 @@ class ReplayData:
         checkpoint_contents: bool = True,
         initial_priority: Callable[[Unroll], float] | None = None,
         sequence_overlap: int = 0,
+        replicas: Replicas = SINGLE,
     ):
         self.replay = replay
         self.store = ChunkStore(sequence_overlap)
@@ -66,6 +81,7 @@ class ReplayData:
         self.new_steps_per_sequence = new_steps_per_sequence
         self.checkpoint_contents = checkpoint_contents
         self.initial_priority = initial_priority
+        self.replicas = replicas
         self.inserted_steps = 0
         self.trained_steps = 0
         self.max_priority = 1.0
@@ -93,7 +109,8 @@ class ReplayData:
         return self.trained_steps >= self.replay_ratio * self.inserted_steps
 
     def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
-        ids, records, weights = self.replay.sample(self.batch_size)
+        ids, records, raw_weights = self.replay.sample(self.batch_size, normalized=False)
+        weights = importance_weights(raw_weights, self.replicas)
         self.trained_steps += self.batch_size * self.trained_steps_per_sequence
         return self.store.gather(records), {"importance_weights": weights}, ids
 

@@ -1,0 +1,126 @@
+"""Data-parallel learner ranks (torch.distributed over gloo): the maths of one update, and whole runs.
+
+- Two ranks, each on half of every batch, hold bit-identical weights after
+  every update and match one learner's updates on the whole batch (IMPALA with
+  RMSprop's summed loss, with Adam's mean loss and PopArt; R2D2 on a fixed
+  sample with importance weights and target-network updates).
+- R2D2's importance weights are normalised over the whole global batch.
+- ``torchrun --nproc_per_node=2 -m seed_rl.train`` runs: CartPole learns with the
+  defaults, and a job whose rank is killed restarts from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from seed_rl.agents.impala.agent import ImpalaAgent
+from seed_rl.agents.impala.config import ImpalaConfig
+from seed_rl.agents.r2d2.agent import R2D2Agent
+from seed_rl.agents.r2d2.config import R2D2Config
+from seed_rl.core.replicas import Replicas
+from seed_rl.learner.build import learner_address
+from seed_rl.learner.loop import data_shards, mean_logs
+from seed_rl.config.roles import rank_address
+from replica_workers import run_ranks, run_single, shard_weights, train_updates
+from test_update_scaling import VECTOR, _impala_batch, _r2d2_batch
+
+# --------------------------------------------------------------------------
+# Pure pieces: addresses, shares, merged logs and checkpoints.
+# --------------------------------------------------------------------------
+
+
+def test_actor_i_connects_to_rank_i_mod_n():
+    addresses = "10.0.0.1:8686,10.0.0.1:8687,10.0.0.2:8686"
+    assert [rank_address(addresses, i) for i in range(4)] == [
+        "10.0.0.1:8686", "10.0.0.1:8687", "10.0.0.2:8686", "10.0.0.1:8686"]
+    assert rank_address("127.0.0.1:8686", 5) == "127.0.0.1:8686"
+    with pytest.raises(ValueError, match="names no learner"):
+        rank_address(" , ", 0)
+
+
+def test_each_rank_of_a_machine_listens_on_its_own_port():
+    assert learner_address("learner", "0.0.0.0:8686", local_rank=0) == "0.0.0.0:8686"
+    assert learner_address("learner", "0.0.0.0:8686", local_rank=3) == "0.0.0.0:8689"
+    assert learner_address("local", None, local_rank=1) == "127.0.0.1:0"  # a free port each
+
+
+def test_ranks_split_batches_and_actors_evenly():
+    replicas = Replicas(rank=1, world_size=2)
+    assert replicas.shard(32, "--batch_size") == 16
+    assert [replicas.owns_actor(i) for i in range(4)] == [False, True, False, True]
+    with pytest.raises(ValueError, match="--batch_size=7 does not split evenly over 2"):
+        replicas.shard(7, "--batch_size")
+
+
+def test_logs_are_the_mean_over_ranks():
+    assert mean_logs([{"loss": 1.0, "q": 2.0}, {"loss": 3.0, "q": 2.0}]) == {"loss": 2.0, "q": 2.0}
+
+
+def test_checkpoint_shards_follow_the_rank_count():
+    assert data_shards({"data_shards": [{"a": 0}, {"a": 1}]}, 2) == [{"a": 0}, {"a": 1}]
+    # One learner's checkpoint on two ranks: rank 0 keeps its data, rank 1 starts empty; and back.
+    assert data_shards({"data": {"a": 0}}, 2) == [{"a": 0}, {}]
+    assert data_shards({"data_shards": [{"a": 0}, {"a": 1}]}, 1) == [{"a": 0}]
+
+
+# --------------------------------------------------------------------------
+# One update on 2 ranks (half batches each) == one update on the whole batch.
+# --------------------------------------------------------------------------
+
+
+def _impala(config: ImpalaConfig, replicas: Replicas) -> ImpalaAgent:
+    return ImpalaAgent(VECTOR, config, torch.device("cpu"), total_train_steps=100, replicas=replicas)
+
+
+def _r2d2(config: R2D2Config, replicas: Replicas) -> R2D2Agent:
+    return R2D2Agent(VECTOR, config, torch.device("cpu"), total_envs=8, replicas=replicas)
+
+
+def _assert_data_parallel_equals_single(make_agent, batches, tmp_path, tolerance: float):
+    job = functools.partial(train_updates, make_agent, batches)
+    rank0, rank1 = run_ranks(job, 2, str(tmp_path))
+    single = run_single(job)
+    # Bit-identical on both ranks after every update (rank 1 started from other weights).
+    assert rank0["digests"] == rank1["digests"]
+    assert rank0["targets"] == rank1["targets"]
+    for step, (ranked, alone) in enumerate(zip(rank0["params"], single["params"])):
+        for p_ranks, p_single in zip(ranked, alone):
+            np.testing.assert_allclose(p_ranks, p_single, rtol=tolerance, atol=tolerance,
+                                       err_msg=f"after update {step + 1}")
+    # The updates did something: the test could fail.
+    assert single["digests"][0] != single["digests"][-1]
+    return single
+
+
+@pytest.mark.parametrize("config", [
+    ImpalaConfig(),  # RMSprop on the loss summed over the batch (IMPALA, Atari)
+    ImpalaConfig(optimizer="adam", popart=True, use_lstm=True),  # mean loss, PopArt's statistics, an LSTM
+], ids=["rmsprop-summed", "adam-mean-popart-lstm"])
+def test_impala_two_ranks_equal_one_learner(config, tmp_path):
+    batches = [_impala_batch(T=5, B=8, seed=s) for s in range(3)]
+    if config.use_lstm:
+        for batch in batches:
+            batch["initial_core_state"] = tuple(
+                0.1 * torch.randn(8, config.lstm_size, generator=torch.Generator().manual_seed(7)) for _ in range(2))
+    _assert_data_parallel_equals_single(functools.partial(_impala, config), batches, tmp_path, tolerance=2e-5)
+
+
+def test_r2d2_two_ranks_equal_one_learner_on_a_fixed_sample(tmp_path):
+    config = dataclasses.replace(R2D2Config(), batch_size=8, target_update_period=2, burn_in=2, unroll_length=6,
+                                 sequence_period=3, lstm_size=16, head_size=16)
+    batches = [_r2d2_batch(config, seed=s) for s in range(3)]
+    single = _assert_data_parallel_equals_single(functools.partial(_r2d2, config), batches, tmp_path, 2e-5)
+    assert single["targets"][0] != single["targets"][1]  # the target network was updated at step 2
+
+
+def test_importance_weights_are_normalised_over_the_global_batch(tmp_path):
+    (raw0, weights0), (raw1, weights1) = run_ranks(shard_weights, 2, str(tmp_path))
+    largest = max(raw0.max(), raw1.max())
+    np.testing.assert_allclose(weights0, raw0 / largest, rtol=1e-6)
+    np.testing.assert_allclose(weights1, raw1 / largest, rtol=1e-6)
+    assert max(weights0.max(), weights1.max()) == pytest.approx(1.0)
