@@ -13,13 +13,18 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
 import pytest
+from absl import flags
 
 from seed_rl import exits
-from seed_rl.launch.ray import LaunchError, define_flags, route_flags
+from seed_rl.launch.ray import (
+    LaunchError, actor_command, define_flags, learner_bundle, learner_command, learner_gpus, learner_placement,
+    route_flags,
+)
 from process_helpers import pid_alive
 from train_helpers import ROOT, read_metrics
 
@@ -300,3 +305,110 @@ def test_tls_and_token_flags_reach_the_learner_and_the_actors(ray_cluster, tmp_p
     assert launcher.returncode == 0, output[-4000:]
     assert read_metrics(logdir)[-1]["frames"] >= 3000
     assert "(TLS, token required)" in output, output[-3000:]
+
+
+# --- several learner ranks (--learners=N) -----------------------------------------------------
+
+
+def _launcher_flags(*args: str) -> flags.FlagValues:
+    launcher_flags = flags.FlagValues()
+    define_flags(launcher_flags)
+    launcher_flags(["seed_rl.launch.ray", *args])
+    return launcher_flags
+
+
+def test_one_learner_keeps_todays_commands():
+    fv = _launcher_flags("--learner_port=9000", "--num_actors=2")
+    assert learner_command(fv, "10.0.0.5", ["--env=CartPole-v1"]) == [
+        "seed_rl.train", "--role=learner", "--learner_address=10.0.0.5:9000", "--num_actors=2",
+        "--envs_per_actor=8", "--env=CartPole-v1",
+    ]
+    assert actor_command(fv, "10.0.0.5", 1, ["--env=CartPole-v1"]) == [
+        "seed_rl.actor", "--learner_address=10.0.0.5:9000", "--envs_per_actor=8", "--actor_id=1", "--env=CartPole-v1",
+    ]
+    group, options = learner_placement(None, 1, learner_bundle(1, 1, 1.0))
+    assert group is None and options == {"num_cpus": 1.0, "num_gpus": 1.0}
+
+
+def test_two_learners_run_under_torchrun_and_every_actor_gets_both_addresses():
+    fv = _launcher_flags("--learners=2", "--learner_max_restarts=3", "--learner_port=9000", "--num_actors=3")
+    assert learner_command(fv, "10.0.0.5", ["--env=CartPole-v1"]) == [
+        "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=3", "-m", "seed_rl.train",
+        "--role=learner", "--learner_address=10.0.0.5:9000", "--num_actors=3", "--envs_per_actor=8",
+        "--env=CartPole-v1",
+    ]
+    for i in range(3):
+        command = actor_command(fv, "10.0.0.5", i, [])
+        assert command[:2] == ["seed_rl.actor", "--learner_address=10.0.0.5:9000,10.0.0.5:9001"]
+        assert f"--actor_id={i}" in command
+    assert learner_bundle(2, 1, 1.5) == {"CPU": 3.0, "GPU": 2.0}
+    assert learner_bundle(2, 0, 1.0) == {"CPU": 2.0}
+
+
+class _FakeRay:
+    def __init__(self, *node_gpus: float):
+        self._nodes = [{"Alive": True, "Resources": {"CPU": 8, **({"GPU": g} if g else {})}} for g in node_gpus]
+
+    def nodes(self):
+        return self._nodes
+
+    def cluster_resources(self):
+        return {"GPU": sum(n["Resources"].get("GPU", 0) for n in self._nodes)}
+
+
+def test_auto_gpu_for_several_learners_needs_a_node_with_that_many():
+    assert learner_gpus(_FakeRay(1, 1), "auto") == 1  # one learner: as today
+    assert learner_gpus(_FakeRay(2, 4), "auto", 4) == 1
+    assert learner_gpus(_FakeRay(0, 0), "auto", 2) == 0  # CPU ranks
+    assert learner_gpus(_FakeRay(0), "yes", 2) == 1 and learner_gpus(_FakeRay(8), "no", 2) == 0
+    with pytest.raises(LaunchError, match="--learners=4 needs 4 GPUs on one node; the cluster's largest GPU node has 2"):
+        learner_gpus(_FakeRay(1, 1, 2), "auto", 4)  # 4 GPUs in all, but not on one node
+
+
+def test_several_learners_reserve_one_strict_pack_bundle(ray_cluster):
+    group, options = learner_placement(ray, 2, learner_bundle(2, 0, 1.0))
+    try:
+        holder = _Placeholder.options(**options).remote()
+        assert ray.get(holder.ping.remote(), timeout=60)
+        table = ray.util.placement_group_table(group)
+        assert table["strategy"] == "STRICT_PACK" and table["state"] == "CREATED"
+        assert table["bundles"] == {0: {"CPU": 2.0}}
+        assert options["num_cpus"] == 2.0 and options["num_gpus"] == 0
+        ray.kill(holder)
+    finally:
+        ray.util.remove_placement_group(group)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--learners=0"], "error: --learners=0: need at least one learner rank"),
+    (["--learner_max_restarts=2"], "error: --learner_max_restarts=2 needs --learners > 1"),
+    (["--learners=4", "--learner_port=65534"], "error: --learners=4 ranks listen on ports 65534..65537, past 65535"),
+])
+def test_bad_learner_counts_are_refused_in_one_line(args, message):
+    result = _run_launcher_module("--env=CartPole-v1", *args, hide_ray=True)
+    assert result.returncode == exits.USER_ERROR
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr[-2000:]
+
+
+def test_stopping_a_torchrun_learner_interrupts_its_ranks_and_it_exits_cleanly(tmp_path):
+    """The learner's Ray actor body, run here without Ray, on torchrun with a stand-in for seed_rl.train."""
+    from seed_rl.launch import learners
+    from seed_rl.launch.ray_processes import LearnerProcess
+
+    learner = LearnerProcess({}, str(ROOT / "tests"), "learner")
+    argv = [*learners.learner_module_argv(2)[:-1], "torchrun_probe", str(tmp_path)]
+    result = []
+    runner = threading.Thread(target=lambda: result.append(learner.run(argv)))
+    runner.start()
+    try:
+        _wait_for(lambda: len(list(tmp_path.glob("rank-*"))) == 2, None, "both ranks to start", 120)
+        assert sorted(p.read_text() for p in tmp_path.glob("rank-*")) == ["2", "2"]
+        learner.stop()
+        runner.join(timeout=60)
+    finally:
+        if runner.is_alive():
+            os.kill(learner.child_pid(), signal.SIGKILL)
+            runner.join()
+    assert sorted(p.name for p in tmp_path.glob("stopped-*")) == ["stopped-0", "stopped-1"]
+    returncode, reason = result[0]
+    assert returncode == 0, reason

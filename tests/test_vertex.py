@@ -206,6 +206,10 @@ def test_cpu_learner_and_insecure_job():
         (dict(train_flags=("--num_actors=8",)), "put it before the --"),
         (dict(train_flags=("--role=local",)), "--role is set by the launcher: seed_rl.launch.vertex_task"),
         (dict(train_flags=("env=atari:Pong",)), "--name=value"),
+        (dict(learners=0), "--learners=0: need at least one learner rank"),
+        (dict(learners=3, accelerator_count=2), "--learners=3 runs one rank per GPU, but --accelerator_count=2"),
+        (dict(learner_max_restarts=1), "--learner_max_restarts=1 needs --learners > 1"),
+        (dict(train_flags=("--learners=2",)), "put it before the --"),
     ],
 )
 def test_bad_job_flags_are_refused(overrides, message):
@@ -213,22 +217,27 @@ def test_bad_job_flags_are_refused(overrides, message):
         vertex.build_custom_job(pong_job(**overrides))
 
 
-def test_every_replica_of_the_generated_job_gets_a_distinct_role():
-    """Feeds each replica of the generated job its CLUSTER_SPEC, as Vertex AI would, and checks the result."""
-    spec = vertex.build_custom_job(pong_job())
+def _replica_commands(spec: dict) -> tuple[list[str], list[list[str]]]:
+    """(the learner's command, every actor's command), each replica fed its CLUSTER_SPEC as Vertex AI would."""
     job_spec = spec["job_spec"]
     learner_pool, actor_pool = job_spec["worker_pool_specs"]
-    actor_ids = []
+    learner, actors = None, []
     for task_type, pool in (("workerpool0", learner_pool), ("workerpool1", actor_pool)):
         for index in range(pool["replica_count"]):
             replica = parse_cluster_spec(documented_cluster_spec(task_type, index, actor_pool["replica_count"], job_spec))
             options, train_flags, _ = vertex_task.parse_args(pool["container_spec"]["args"])
             if replica.role == "learner":
-                command = vertex_task.learner_command(replica, options, train_flags)
-                assert "--num_actors=12" in command
+                learner = vertex_task.learner_command(replica, options, train_flags)
             else:
-                for command in vertex_task.actor_commands(replica, options, train_flags):
-                    actor_ids += [int(t.split("=")[1]) for t in command if t.startswith("--actor_id=")]
+                actors += vertex_task.actor_commands(replica, options, train_flags)
+    return learner, actors
+
+
+def test_every_replica_of_the_generated_job_gets_a_distinct_role():
+    """Feeds each replica of the generated job its CLUSTER_SPEC, as Vertex AI would, and checks the result."""
+    learner, actors = _replica_commands(vertex.build_custom_job(pong_job()))
+    assert "--num_actors=12" in learner
+    actor_ids = [int(t.split("=")[1]) for command in actors for t in command if t.startswith("--actor_id=")]
     assert sorted(actor_ids) == list(range(12))
 
 
@@ -245,3 +254,46 @@ def test_vertex_cli_dry_run_prints_the_job_and_refuses_bad_input():
     no_project = cli("--image=img:1", "--output_dir=gs://seed-bucket/x")
     assert no_project.returncode != 0 and "error: give --project" in no_project.stderr
     assert "Traceback" not in no_project.stderr
+
+
+# --- several learner ranks (--learners=N) ----------------------------------------------------
+
+
+def test_one_learner_keeps_todays_commands():
+    learner, actors = _replica_commands(vertex.build_custom_job(pong_job(insecure=True)))
+    assert learner == [
+        sys.executable, "-m", "seed_rl.train", "--role=learner", "--learner_address=0.0.0.0:2222", "--num_actors=12",
+        "--insecure", "--env=atari:Pong", "--envs_per_actor=16", "--logdir=/gcs/seed-bucket/runs/pong/train",
+    ]
+    assert {t for a in actors for t in a if t.startswith("--learner_address=")} == {f"--learner_address={LEARNER_HOST}:2222"}
+
+
+def test_two_learner_ranks_run_under_torchrun_and_every_actor_gets_both_addresses():
+    spec = vertex.build_custom_job(pong_job(learners=2, learner_max_restarts=1, accelerator_count=2, insecure=True))
+    learner_pool = vertex.to_message(spec).job_spec.worker_pool_specs[0]
+    assert learner_pool.machine_spec.accelerator_count == 2
+    assert list(learner_pool.container_spec.args[:4]) == [
+        "--insecure", "--actors_per_replica=4", "--learners=2", "--learner_max_restarts=1",
+    ]
+    learner, actors = _replica_commands(spec)
+    assert learner == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1",
+        "-m", "seed_rl.train", "--role=learner", "--learner_address=0.0.0.0:2222", "--num_actors=12",
+        "--insecure", "--env=atari:Pong", "--envs_per_actor=16", "--logdir=/gcs/seed-bucket/runs/pong/train",
+    ]
+    assert len(actors) == 12
+    for command in actors:
+        assert f"--learner_address={LEARNER_HOST}:2222,{LEARNER_HOST}:2223" in command
+
+
+def test_cpu_learner_may_run_several_ranks():
+    spec = vertex.build_custom_job(pong_job(learners=2, accelerator_count=0))
+    assert "--learners=2" in spec["job_spec"]["worker_pool_specs"][0]["container_spec"]["args"]
+
+
+def test_replica_entry_point_refuses_a_bad_learner_count_in_one_line():
+    result = run_task("--insecure", "--learners=0", cluster_spec=documented_cluster_spec("workerpool0", 0))
+    assert result.returncode == exits.USER_ERROR
+    assert result.stderr.strip().splitlines() == [
+        "error: --learners=0: need at least one learner rank; see python -m seed_rl.launch.vertex_task --help"
+    ]

@@ -18,6 +18,7 @@ actor holds each one as a child process:
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import threading
 
+from seed_rl.launch.learners import TORCHRUN_MODULE
 from seed_rl.launch.supervisor import CommandChild, Ending, Supervisor
 
 
@@ -69,15 +71,31 @@ class _RayHostedProcess:
         )
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (Linux ``/proc``); empty where that cannot be read."""
+    pids = []
+    for path in glob.glob(f"/proc/{pid}/task/*/children"):
+        try:
+            with open(path) as f:
+                pids += [int(token) for token in f.read().split()]
+        except OSError:  # the thread or process ended meanwhile
+            pass
+    return pids
+
+
 class LearnerProcess(_RayHostedProcess):
     """Ray actor body of the learner: ``python -m seed_rl.train --role=learner ...``, run once, never restarted.
 
-    A rerun of the launcher resumes from its last checkpoint instead.
+    A rerun of the launcher resumes from its last checkpoint instead. With
+    ``--learners`` > 1 the child is torchrun, and ``stop`` signals its ranks, not
+    torchrun: ranks that stop cleanly end torchrun with exit code 0, whereas a
+    signalled torchrun forwards the signal and then exits 1 however they ended.
     """
 
     def __init__(self, extra_env: dict[str, str], cwd: str | None, label: str):
         super().__init__(extra_env, cwd, label)
         self._child: CommandChild | None = None
+        self._torchrun = False
         self._stopping = threading.Event()
 
     def child_pid(self) -> int | None:
@@ -87,14 +105,25 @@ class LearnerProcess(_RayHostedProcess):
         """SIGINT: the learner writes a final checkpoint, however long that takes."""
         self._stopping.set()
         if self._child is not None:
-            self._child.send_signal(signal.SIGINT)
+            self._interrupt(self._child)
+
+    def _interrupt(self, child: CommandChild) -> None:
+        ranks = child_pids(child.pid) if self._torchrun and child.pid else []
+        for pid in ranks:
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+        if not ranks:  # one learner, or torchrun has not started its ranks yet: it forwards the signal
+            child.send_signal(signal.SIGINT)
 
     def run(self, module_argv: list[str]) -> tuple[int, str]:
         """(exit code, one line on how it ended)."""
-        # SIGTERM on our death: train.py handles it like Ctrl-C (final checkpoint).
+        self._torchrun = module_argv[0] == TORCHRUN_MODULE
+        # SIGTERM on our death: train.py handles it like Ctrl-C (final checkpoint); torchrun forwards it.
         self._child = self._start(module_argv, signal.SIGTERM)
         if self._stopping.is_set():
-            self._child.send_signal(signal.SIGINT)
+            self._interrupt(self._child)
         returncode = self._child.wait()
         return returncode, self._child.reason()
 

@@ -7,6 +7,13 @@ The job has two worker pools:
 - ``workerpool1``: ``--num_actors`` actor replicas on ``--actor_machine_type``
   (CPU), each running ``--actors_per_replica`` actor processes, image ``--actor_image``.
 
+``--learners=N`` (default 1) runs N data-parallel learner ranks on the learner
+replica under torchrun, one per GPU (see :mod:`seed_rl.launch.learners`). It is
+its own flag rather than derived from ``--accelerator_count``, so that a job
+keeps today's single learner unless it asks for ranks (a larger GPU count alone
+changes nothing), and so that a CPU learner (``--accelerator_count=0``) can run
+N gloo ranks. N above a non-zero ``--accelerator_count`` is refused.
+
 Every replica runs ``python3 -m seed_rl.launch.vertex_task``, which reads
 ``CLUSTER_SPEC`` to become the learner or an actor. The train flags after ``--``
 go to the learner and, where an actor knows them, to the actors.
@@ -33,7 +40,7 @@ from typing import Sequence
 from absl import app, flags
 
 from seed_rl import exits
-from seed_rl.launch import credentials, vertex_task
+from seed_rl.launch import credentials, learners, vertex_task
 
 # Defaults follow SEED RL's gcp/ scripts: n1-standard-4 actor machines ("standard"
 # workers); the learner is a GPU machine (SEED used a P100, now deprecated on Vertex
@@ -63,6 +70,8 @@ class VertexJob:
     learner_machine_type: str = DEFAULT_LEARNER_MACHINE
     accelerator_type: str = DEFAULT_ACCELERATOR
     accelerator_count: int = 1
+    learners: int = 1
+    learner_max_restarts: int = 0
     actor_machine_type: str = DEFAULT_ACTOR_MACHINE
     boot_disk_size_gb: int = 100
     service_account: str | None = None
@@ -90,11 +99,20 @@ def _check(job: VertexJob) -> None:
         raise SpecError(f"--actors_per_replica must be at least 1, got {job.actors_per_replica}")
     if job.accelerator_count < 0:
         raise SpecError(f"--accelerator_count must be 0 or more, got {job.accelerator_count}")
+    try:
+        learners.check_learners(job.learners, job.learner_max_restarts)
+    except learners.LearnersError as e:
+        raise SpecError(str(e)) from None
+    if job.accelerator_count and job.learners > job.accelerator_count:
+        raise SpecError(
+            f"--learners={job.learners} runs one rank per GPU, but --accelerator_count={job.accelerator_count}: "
+            f"give --accelerator_count={job.learners} or fewer --learners"
+        )
     if not job.learner_image or not job.actor_image:
         raise SpecError("give the container image with --image (or --learner_image and --actor_image)")
     for token in job.train_flags:
         name = token[2:].split("=", 1)[0] if token.startswith("--") else None
-        if name in ("num_actors", "actors_per_replica", "insecure"):
+        if name in ("num_actors", "actors_per_replica", "insecure", "learners", "learner_max_restarts"):
             raise SpecError(f"--{name} is a flag of seed_rl.launch.vertex itself: put it before the --")
     try:
         vertex_task.split_train_flags(job.train_flags)  # what the task refuses, refused before submitting
@@ -124,7 +142,8 @@ def build_custom_job(job: VertexJob) -> dict:
     else:
         security = [f"--credentials_dir={gcs_mount_path(credentials_uri(job))}",
                     f"--tls_server_name={credentials.DEFAULT_SERVER_NAME}"]
-    task_args = [*security, f"--actors_per_replica={job.actors_per_replica}", "--", *train_flags]
+    ranks = [f"--learners={job.learners}", f"--learner_max_restarts={job.learner_max_restarts}"] if job.learners > 1 else []
+    task_args = [*security, f"--actors_per_replica={job.actors_per_replica}", *ranks, "--", *train_flags]
     learner_machine = {"machine_type": job.learner_machine_type}
     if job.accelerator_count:
         learner_machine.update(accelerator_type=job.accelerator_type, accelerator_count=job.accelerator_count)
@@ -206,6 +225,8 @@ flags.DEFINE_integer("actors_per_replica", 1, "actor processes per actor replica
 flags.DEFINE_string("learner_machine_type", DEFAULT_LEARNER_MACHINE, "learner machine type")
 flags.DEFINE_string("accelerator_type", DEFAULT_ACCELERATOR, "learner GPU type (Vertex AI AcceleratorType name)")
 flags.DEFINE_integer("accelerator_count", 1, "learner GPUs; 0 for a CPU learner")
+flags.DEFINE_integer("learners", 1, "data-parallel learner ranks on the learner replica (torchrun), one per GPU")
+flags.DEFINE_integer("learner_max_restarts", 0, "with --learners > 1: how often torchrun restarts all ranks after one dies")
 flags.DEFINE_string("actor_machine_type", DEFAULT_ACTOR_MACHINE, "actor machine type")
 flags.DEFINE_integer("boot_disk_size_gb", 100, "boot disk of every replica")
 flags.DEFINE_string("service_account", None, "service account the replicas run as; needs read/write on --output_dir")
@@ -234,6 +255,8 @@ def job_from_flags(train_flags: Sequence[str]) -> VertexJob:
         learner_machine_type=FLAGS.learner_machine_type,
         accelerator_type=FLAGS.accelerator_type,
         accelerator_count=FLAGS.accelerator_count,
+        learners=FLAGS.learners,
+        learner_max_restarts=FLAGS.learner_max_restarts,
         actor_machine_type=FLAGS.actor_machine_type,
         boot_disk_size_gb=FLAGS.boot_disk_size_gb,
         service_account=FLAGS.service_account,

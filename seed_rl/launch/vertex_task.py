@@ -11,6 +11,10 @@ of one actor replica (``workerpool1``):
   replica + j>`` plus TLS and token flags and the train flags an actor knows
   (``--env``, ``--envs_per_actor``, the environment flags, ...).
 
+With ``--learners=N`` (N > 1) the learner replica runs N ranks under torchrun
+(``seed_rl.launch.learners``): rank r listens on PORT + r, and each actor gets
+``<learner host>:PORT,...,<learner host>:PORT+N-1`` as its ``--learner_address``.
+
 PORT defaults to the port Vertex AI lists for the learner in ``CLUSTER_SPEC``
 (``--learner_port`` overrides it); the learner listens on ``--learner_bind_host``
 (0.0.0.0), and actors connect to the learner's host in ``CLUSTER_SPEC``.
@@ -28,7 +32,7 @@ from typing import Mapping, Sequence
 
 from seed_rl import exits
 from seed_rl.config import roles
-from seed_rl.launch import credentials
+from seed_rl.launch import credentials, learners
 from seed_rl.launch.cluster_spec import ClusterSpecError, Replica, replica_from_environment
 from seed_rl.launch.supervisor import CommandChild, Supervisor
 
@@ -56,6 +60,8 @@ class TaskOptions:
     learner_port: int | None = None
     learner_bind_host: str = "0.0.0.0"
     actors_per_replica: int = 1
+    learners: int = 1
+    learner_max_restarts: int = 0
 
 
 def split_train_flags(train_flags: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -81,9 +87,12 @@ def _security_flags(role: str, options: TaskOptions) -> list[str]:
 
 
 def learner_command(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[str]:
+    """``seed_rl.train --role=learner``, or torchrun running it on ``--learners`` ranks."""
     port = options.learner_port or replica.learner_port
+    learners.check_learners(options.learners, options.learner_max_restarts, port)
     return [
-        sys.executable, "-m", "seed_rl.train", "--role=learner",
+        sys.executable, "-m", *learners.learner_module_argv(options.learners, options.learner_max_restarts),
+        "--role=learner",
         f"--learner_address={options.learner_bind_host}:{port}",
         f"--num_actors={replica.num_actor_replicas * options.actors_per_replica}",
         *_security_flags("learner", options), *train_flags,
@@ -91,9 +100,10 @@ def learner_command(replica: Replica, options: TaskOptions, train_flags: Sequenc
 
 
 def actor_commands(replica: Replica, options: TaskOptions, train_flags: Sequence[str]) -> list[list[str]]:
+    """This replica's actor processes; each gets every learner rank's address."""
     port = options.learner_port or replica.learner_port
     shared = [
-        f"--learner_address={replica.learner_host}:{port}",
+        f"--learner_address={learners.learner_addresses(replica.learner_host, port, options.learners)}",
         *_security_flags("actor", options), *split_train_flags(train_flags)[1],
     ]
     first = replica.index * options.actors_per_replica
@@ -134,15 +144,23 @@ def parse_args(argv: Sequence[str]) -> tuple[TaskOptions, list[str], bool]:
     parser.add_argument("--learner_bind_host", default="0.0.0.0",
                         help="interface the learner listens on (actors connect to its host in CLUSTER_SPEC)")
     parser.add_argument("--actors_per_replica", type=int, default=1, help="actor processes on each actor replica")
+    parser.add_argument("--learners", type=int, default=1,
+                        help="data-parallel learner ranks on the learner replica (torchrun); rank r listens on PORT + r")
+    parser.add_argument("--learner_max_restarts", type=int, default=0,
+                        help="with --learners > 1: how often torchrun restarts all ranks after one dies")
     parser.add_argument("--dry_run", action="store_true", help="print the command(s) instead of running them")
     args = parser.parse_args(own)
     if args.actors_per_replica < 1:
         parser.error("--actors_per_replica must be at least 1")
     if args.insecure and args.credentials_dir:
         parser.error("give --credentials_dir or --insecure, not both")
+    try:
+        learners.check_learners(args.learners, args.learner_max_restarts)
+    except learners.LearnersError as e:
+        parser.error(str(e))
     options = TaskOptions(
         args.credentials_dir, args.insecure, args.tls_server_name, args.learner_port, args.learner_bind_host,
-        args.actors_per_replica,
+        args.actors_per_replica, args.learners, args.learner_max_restarts,
     )
     return options, train_flags, args.dry_run
 
@@ -157,7 +175,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
             commands = [learner_command(replica, options, train_flags)]
         else:
             commands = actor_commands(replica, options, train_flags)
-    except (ClusterSpecError, TaskError) as e:
+    except (ClusterSpecError, TaskError, learners.LearnersError) as e:
         print(f"error: {e}", file=sys.stderr)
         return exits.USER_ERROR
     log.info("replica %s %d of this job; learner at %s", replica.role, replica.index, replica.learner_host)
