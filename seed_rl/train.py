@@ -19,6 +19,7 @@ modulo N, on the given port plus its local rank, and trains on 1/N of every batc
 from __future__ import annotations
 
 import logging
+import sys
 
 from absl import app, flags
 
@@ -29,7 +30,9 @@ from seed_rl.config.flags import define_dataclass_flags
 from seed_rl.core.precision import PRECISIONS
 from seed_rl.transport import protocol
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
+from seed_rl.launch.local_learners import run_learner_ranks, strip_flags
 from seed_rl.learner.serving import choose_transports
+from seed_rl.core.replicas import launched_by_torchrun
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")
@@ -65,6 +68,15 @@ flags.DEFINE_string(
     "device", "auto",
     "torch device of the learner: auto, cpu, cuda, cuda:1, ...; under torchrun (several learner ranks) auto gives "
     "each rank cuda:LOCAL_RANK, or the CPU",
+)
+flags.DEFINE_integer(
+    "learners", 1,
+    "data-parallel learner ranks on this machine (one per GPU, or CPU ranks), started with torchrun's launcher; "
+    "the same as torchrun --standalone --nproc_per_node=N -m seed_rl.train",
+)
+flags.DEFINE_integer(
+    "learner_max_restarts", 0,
+    "with --learners > 1: times torchrun restarts all ranks (from the last checkpoint) after one fails",
 )
 flags.DEFINE_float(
     "collective_timeout_s", 300.0,
@@ -102,6 +114,17 @@ def main(argv: list[str]) -> None:
         if getattr(FLAGS, name) < 1:
             exits.fail(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if FLAGS.learners > 1:
+        if launched_by_torchrun():
+            exits.fail("--learners starts torchrun itself; under torchrun leave it out (--nproc_per_node sets the ranks)")
+        fatal = run_learner_ranks(
+            FLAGS.learners, FLAGS.learner_max_restarts, strip_flags(sys.argv[1:], ("learners", "learner_max_restarts"))
+        )
+        if fatal:
+            exits.fail(fatal)
+        return
+    if FLAGS.learners < 1:
+        exits.fail(f"--learners must be >= 1, got {FLAGS.learners}")
     try:
         serve_shm, local_transport = choose_transports(FLAGS.transport)
         built = build_learner(FLAGS, serve_shm)

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import signal
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -27,6 +31,8 @@ from seed_rl.learner.build import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
 from replica_workers import run_ranks, run_single, shard_weights, train_updates
+from test_train_e2e import CARTPOLE_FLAGS
+from train_helpers import ROOT, read_metrics, run_train, train_command
 from test_update_scaling import VECTOR, _impala_batch, _r2d2_batch
 
 # --------------------------------------------------------------------------
@@ -124,3 +130,81 @@ def test_importance_weights_are_normalised_over_the_global_batch(tmp_path):
     np.testing.assert_allclose(weights0, raw0 / largest, rtol=1e-6)
     np.testing.assert_allclose(weights1, raw1 / largest, rtol=1e-6)
     assert max(weights0.max(), weights1.max()) == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------
+# Whole runs: python -m seed_rl.train --learners=2 (torchrun's launcher), gloo on the CPU.
+# --------------------------------------------------------------------------
+
+
+def _ranks_of(launcher_pid: int) -> dict[int, int]:
+    """The learner ranks' pids, by RANK, among the processes below ``launcher_pid``."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().split(") ", 1)[1].split()[1])
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if parent == launcher_pid and b"RANK" in environ:
+            found[int(environ[b"RANK"])] = int(entry)
+    return found
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_learn_cartpole_with_the_defaults(tmp_path):
+    # The single learner's test (test_train_e2e.py): the same budget and bar, and the rank count.
+    result = run_train(tmp_path, *CARTPOLE_FLAGS, "--learners=2", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path)
+    returns = [m["episode_return_mean"] for m in metrics if m["episode_return_mean"] is not None]
+    assert metrics[-1]["frames"] >= 300_000
+    assert {m["learner_ranks"] for m in metrics} == {2}
+    assert metrics[-1]["actors_connected"] == 2 and metrics[-1]["envs_connected"] == 16  # both ranks' actors
+    assert all(m["replicas_identical"] == 1 for m in metrics), "the ranks' weights differed"
+    assert returns[0] < 100
+    assert max(returns) >= 400, f"best 100-episode mean return {max(returns):.1f}; curve {returns}"
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_learn_minatar_breakout_with_the_defaults(tmp_path):
+    # test_minatar_learning.py's IMPALA budget and bar, on two ranks.
+    result = run_train(tmp_path, "--agent=impala", "--env=minatar:Breakout", "--num_actors=2", "--envs_per_actor=16",
+                       "--total_environment_frames=500000", "--learners=2", timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path)
+    returns = [m["episode_return_mean"] for m in metrics if m["episodes"] >= 100]
+    assert all(m["replicas_identical"] == 1 for m in metrics), "the ranks' weights differed"
+    assert returns[0] < 1.0, returns
+    assert max(returns) >= 1.5, f"best 100-episode mean {max(returns):.2f}; curve {returns}"
+
+
+@pytest.mark.slow
+def test_a_killed_rank_restarts_the_job_from_its_checkpoint(tmp_path):
+    frames = 80_000
+    command = train_command(tmp_path, "--env=CartPole-v1", "--agent=r2d2", f"--total_environment_frames={frames}",
+                            "--learners=2", "--learner_max_restarts=1", "--checkpoint_interval_s=2",
+                            "--collective_timeout_s=20")
+    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((tmp_path / "checkpoints").glob("ckpt-*.pt")):
+            assert job.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.5)
+        ranks = _ranks_of(job.pid)
+        assert sorted(ranks) == [0, 1], ranks
+        killed_at = read_metrics(tmp_path)[-1]["frames"]
+        os.kill(ranks[1], signal.SIGKILL)
+        _, stderr = job.communicate(timeout=600)
+    finally:
+        job.kill()
+    assert job.returncode == 0, stderr[-3000:]
+    assert "resumed from" in stderr, stderr[-3000:]
+    assert "replay holds" in stderr  # each rank's replay shard came back from the checkpoint
+    metrics = read_metrics(tmp_path)
+    assert metrics[-1]["frames"] >= frames > killed_at
+    assert all(m["replicas_identical"] == 1 for m in metrics)

@@ -179,12 +179,32 @@ def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
         collective_device=str(device),
     )
     if not dist.is_initialized():
+        timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
-            timeout=datetime.timedelta(seconds=timeout_s),
+            store=_attempt_store(replicas, timeout),
+            rank=replicas.rank,
+            world_size=replicas.world_size,
+            timeout=timeout,
             device_id=device if device.type == "cuda" else None,
         )
     return replicas, device
+
+
+def _attempt_store(replicas: Replicas, timeout: datetime.timedelta) -> dist.Store:
+    """torchrun's key-value store, under a prefix of this attempt (``TORCHELASTIC_RESTART_COUNT``).
+
+    After torchrun restarted the ranks, the default ``env://`` store still held the
+    first attempt's addresses: a restarted rank connected to its dead peer's port
+    and failed (measured with torch 2.13, gloo). Keys of their own per attempt
+    let a restarted job meet again.
+    """
+    agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), replicas.world_size,
+        is_master=replicas.is_main and not agent_hosts_store, timeout=timeout,
+    )
+    return dist.PrefixStore(f"seed_rl/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def leave() -> None:

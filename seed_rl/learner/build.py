@@ -267,13 +267,16 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         fatal.append(message)
         learner.stop(save=False)
 
-    interrupts = 0
+    first_signal: list[float] = []
 
     def on_signal(signum, frame):
-        nonlocal interrupts
-        interrupts += 1
-        if interrupts > 1:
+        # A rank of torchrun gets Ctrl-C twice at once (from the terminal and from torchrun): a second
+        # signal aborts only when it comes later, as a second press does.
+        if first_signal and time.monotonic() - first_signal[0] > 1.0:
             raise KeyboardInterrupt
+        if first_signal:
+            return
+        first_signal.append(time.monotonic())
         log.info("stopping (signal %d); writing a final checkpoint; press Ctrl-C again to abort", signum)
         learner.stop()
 
