@@ -18,24 +18,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from seed_rl.bench.train_batches import batch_share
 from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
 
 LOCK = threading.Lock()
-
-
-def batch_share(batch: dict, rank: int, ranks: int) -> dict:
-    """Rank ``rank``'s share of a time-major batch: its slice of the batch dimension (1; 0 for core states)."""
-
-    def cut(value, dim):
-        if isinstance(value, dict):
-            return {k: cut(v, dim) for k, v in value.items()}
-        if isinstance(value, tuple):
-            return tuple(cut(v, 0) for v in value)
-        size = value.shape[dim] // ranks
-        return value.narrow(dim, rank * size, size)
-
-    return {key: cut(value, 0 if key in ("initial_core_state", "importance_weights") else 1)
-            for key, value in batch.items()}
 
 
 def train_updates(make_agent: Callable, batches: list[dict], replicas: Replicas) -> dict:

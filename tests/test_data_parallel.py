@@ -189,7 +189,10 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(tmp_path):
     command = train_command(tmp_path, "--env=CartPole-v1", "--agent=r2d2", f"--total_environment_frames={frames}",
                             "--learners=2", "--learner_max_restarts=1", "--checkpoint_interval_s=2",
                             "--collective_timeout_s=20")
-    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A file, not a pipe: a leftover process holding a pipe open would hang the test instead of failing it.
+    log_path = tmp_path / "job.log"
+    with open(log_path, "w") as log:
+        job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 180
         while not list((tmp_path / "checkpoints").glob("ckpt-*.pt")):
@@ -199,9 +202,10 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(tmp_path):
         assert sorted(ranks) == [0, 1], ranks
         killed_at = read_metrics(tmp_path)[-1]["frames"]
         os.kill(ranks[1], signal.SIGKILL)
-        _, stderr = job.communicate(timeout=600)
+        job.wait(timeout=600)
     finally:
         job.kill()
+    stderr = log_path.read_text()
     assert job.returncode == 0, stderr[-3000:]
     assert "resumed from" in stderr, stderr[-3000:]
     assert "replay holds" in stderr  # each rank's replay shard came back from the checkpoint

@@ -185,11 +185,24 @@ def _commands() -> list[tuple[str, str]]:
     return found
 
 
+def torchrun_options() -> set[str]:
+    """The long options torchrun's parser accepts (it takes both --max-restarts and --max_restarts)."""
+    from torch.distributed.run import get_args_parser
+
+    return {option.lstrip("-") for action in get_args_parser()._actions for option in action.option_strings}
+
+
 def test_documented_flags_exist():
     unknown = []
     checked = 0
     for where, line in _commands():
         command = command_part(line)
+        if "torchrun" in command and "seed_rl.train" in line:
+            # torchrun's own options come before "-m seed_rl.train", the program's flags after it.
+            launcher, line = line.split("seed_rl.train", 1)
+            checked += 1
+            unknown += [f"{where}: torchrun --{flag} in: {launcher.strip()}"
+                        for flag in FLAG.findall(launcher) if flag not in torchrun_options()]
         if "seed_rl.actor" in command:
             flags, extra = defined_flags("seed_rl.actor"), set()
         elif "seed_rl.train" in command:

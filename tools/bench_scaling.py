@@ -43,7 +43,8 @@ from pathlib import Path
 from seed_rl.bench.learner_flags import learner_security_flags
 from seed_rl.bench.netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason
 from seed_rl.bench.raw_rates import raw_rates
-from seed_rl.bench.scaling_report import Point, format_table, summary_lines, window_rate
+from seed_rl.bench.train_runs import read_metrics, wait_while_running
+from seed_rl.bench.scaling_report import Point, format_table, parse_counts, summary_lines, window_rate
 from seed_rl.envs.factory import frames_per_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,28 +161,8 @@ class Topology:
 # ---------------------------------------------------------------- measurement
 
 
-def _read_metrics(path: Path) -> list[dict]:
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line still being written
-    return records
-
-
 def _wait(condition, timeout_s: float, learner: subprocess.Popen, log: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if learner.poll() is not None:
-            raise RuntimeError(f"the learner exited with code {learner.returncode} while {what}:\n{_tail(log)}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s {what}; learner output:\n{_tail(log)}")
-        time.sleep(0.2)
+    wait_while_running(condition, timeout_s, learner, what, lambda: f"; learner output:\n{_tail(log)}")
 
 
 def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_flags: list[str]) -> Point:
@@ -205,24 +186,24 @@ def measure_point(args, topology: Topology, actors: int, workdir: Path, learner_
             actor_processes.append(_start(topology.command(f"actor{i}", argv), logdir / f"actor{i}.log"))
 
         def all_connected() -> bool:
-            records = _read_metrics(metrics)
+            records = read_metrics(metrics)
             return bool(records) and records[-1].get("actors_connected", 0) >= actors
 
         _wait(all_connected, args.startup_timeout_s, learner, learner_log, f"waiting for {actors} actors to connect")
         time.sleep(args.warmup_seconds)
 
         pids = [p.pid for p in actor_processes]
-        start_line, start_time = len(_read_metrics(metrics)), time.monotonic()
+        start_line, start_time = len(read_metrics(metrics)), time.monotonic()
         cpu0 = (_cpu_seconds(learner.pid), sum(map(_cpu_seconds, pids)), _machine_busy_seconds())
         time.sleep(args.seconds)
         # A loaded machine can summarise less often than every LOG_INTERVAL_S: the window then runs on until it
         # holds two summaries (a rate needs them), for at most --startup_timeout_s more.
         deadline = time.monotonic() + args.startup_timeout_s
-        while len(_read_metrics(metrics)) - start_line < 2 and time.monotonic() < deadline and learner.poll() is None:
+        while len(read_metrics(metrics)) - start_line < 2 and time.monotonic() < deadline and learner.poll() is None:
             time.sleep(0.2)
         cpu1 = (_cpu_seconds(learner.pid), sum(map(_cpu_seconds, pids)), _machine_busy_seconds())
         wall = time.monotonic() - start_time
-        records = _read_metrics(metrics)
+        records = read_metrics(metrics)
         if learner.poll() is not None:
             raise RuntimeError(f"the learner exited with code {learner.returncode} during the measurement:\n{_tail(learner_log)}")
         dead = [i for i, p in enumerate(actor_processes) if p.poll() is not None]
@@ -285,12 +266,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--plot", help="write a plot to this image file (needs matplotlib)")
     args = parser.parse_args(argv)
-    try:
-        args.actor_counts = [int(n) for n in args.actors.split(",")]
-    except ValueError:
-        parser.error(f"--actors must be comma-separated integers like 1,2,4,8, got {args.actors!r}")
-    if not args.actor_counts or min(args.actor_counts) < 1:
-        parser.error(f"--actors must list counts >= 1, got {args.actors!r}")
+    args.actor_counts = parse_counts(parser, args.actors, "--actors", "1,2,4,8")
     if args.envs_per_actor < 1:
         parser.error(f"--envs_per_actor must be >= 1, got {args.envs_per_actor}")
     if args.seconds < 2 * LOG_INTERVAL_S:

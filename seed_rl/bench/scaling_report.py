@@ -116,3 +116,14 @@ def summary_lines(points: list[Point], cpus: int) -> list[str]:
             f"larger share of contended cores, so part of any gain is CPU share; CPU µs per frame is less affected"
         )
     return lines
+
+
+def parse_counts(parser, text: str, flag: str, example: str) -> list[int]:
+    """``text`` ("1,2,4") as counts >= 1; anything else ends the tool through ``parser.error`` naming ``flag``."""
+    try:
+        counts = [int(n) for n in text.split(",")]
+    except ValueError:
+        parser.error(f"{flag} must be comma-separated integers like {example}, got {text!r}")
+    if not counts or min(counts) < 1:
+        parser.error(f"{flag} must list counts >= 1, got {text!r}")
+    return counts

@@ -67,3 +67,17 @@ def _to(value, device: torch.device):
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
     return tuple(_to(v, device) for v in value)
+
+
+def batch_share(batch: dict, rank: int, ranks: int) -> dict:
+    """Rank ``rank``'s slice of a time-major global batch (batch dim 1; 0 for core states and importance weights)."""
+
+    def cut(value, dim: int):
+        if isinstance(value, dict):
+            return {k: cut(v, dim) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return tuple(cut(v, 0) for v in value)
+        size = value.shape[dim] // ranks
+        return value.narrow(dim, rank * size, size)
+
+    return {k: cut(v, 0 if k in ("initial_core_state", "importance_weights") else 1) for k, v in batch.items()}

@@ -15,10 +15,11 @@ process group and no cost.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,7 +38,9 @@ class Replicas:
     world_size: int = 1
     local_rank: int = 0  # rank on this machine: picks cuda:LOCAL_RANK and the port offset
     local_world_size: int = 1  # ranks on this machine: they share its cores
-    collective_device: str = "cpu"  # where the loop's control tensor lives: the CPU for gloo, cuda:r for NCCL
+    # Collectives of CPU tensors and Python objects (the loop's control message, logs, replay shards) go
+    # over gloo: the default group where it is gloo, else a gloo group beside NCCL's (set by join()).
+    cpu_group: Any = field(default=None, compare=False, repr=False)
 
     @property
     def distributed(self) -> bool:
@@ -77,14 +80,14 @@ class Replicas:
         if not self.distributed:
             return tensor
         total = tensor.clone()
-        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        dist.all_reduce(total, op=dist.ReduceOp.SUM, group=self._group_for(total))
         return total / self.world_size
 
     def maximum(self, tensor: torch.Tensor) -> torch.Tensor:
         if not self.distributed:
             return tensor
         result = tensor.clone()
-        dist.all_reduce(result, op=dist.ReduceOp.MAX)
+        dist.all_reduce(result, op=dist.ReduceOp.MAX, group=self._group_for(result))
         return result
 
     def exchange(self, values: list[float]) -> list[float]:
@@ -94,8 +97,8 @@ class Replicas:
         """
         if not self.distributed:
             return list(values)
-        sums = torch.tensor(values, dtype=torch.float64, device=self.collective_device)
-        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        sums = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM, group=self.cpu_group)
         return sums.tolist()
 
     def gather_to_main(self, value: Any) -> list[Any] | None:
@@ -103,7 +106,7 @@ class Replicas:
         if not self.distributed:
             return [value]
         gathered = [None] * self.world_size if self.is_main else None
-        dist.gather_object(value, gathered, dst=0)
+        dist.gather_object(value, gathered, dst=0, group=self.cpu_group)
         return gathered
 
     def scatter_from_main(self, values: list[Any] | None) -> Any:
@@ -111,7 +114,7 @@ class Replicas:
         if not self.distributed:
             return values[0]
         received = [None]
-        dist.scatter_object_list(received, values if self.is_main else None, src=0)
+        dist.scatter_object_list(received, values if self.is_main else None, src=0, group=self.cpu_group)
         return received[0]
 
     def broadcast_from_main(self, value: Any) -> Any:
@@ -119,12 +122,16 @@ class Replicas:
         if not self.distributed:
             return value
         box = [value if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self.cpu_group)
         return box[0]
+
+    def _group_for(self, tensor: torch.Tensor):
+        """The process group for a collective on ``tensor``: NCCL's default for CUDA tensors, gloo for the CPU's."""
+        return None if tensor.is_cuda else self.cpu_group
 
     def barrier(self) -> None:
         if self.distributed:
-            dist.barrier()
+            dist.barrier(group=self.cpu_group)
 
 
 SINGLE = Replicas()
@@ -176,10 +183,9 @@ def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
         world_size=int(os.environ["WORLD_SIZE"]),
         local_rank=local_rank,
         local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
-        collective_device=str(device),
     )
+    timeout = datetime.timedelta(seconds=timeout_s)
     if not dist.is_initialized():
-        timeout = datetime.timedelta(seconds=timeout_s)
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
             store=_attempt_store(replicas, timeout),
@@ -188,6 +194,8 @@ def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
             timeout=timeout,
             device_id=device if device.type == "cuda" else None,
         )
+    if device.type == "cuda":
+        replicas = dataclasses.replace(replicas, cpu_group=dist.new_group(backend="gloo", timeout=timeout))
     return replicas, device
 
 

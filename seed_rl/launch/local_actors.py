@@ -19,19 +19,22 @@ from seed_rl.launch.supervisor import ProcessChild, Supervisor
 from seed_rl.transport.errors import Refused
 
 
-def _stop_when_orphaned(stop: threading.Event, poll_s: float = 1.0) -> None:
-    """Sets ``stop`` once the parent process is gone (e.g. a learner killed with SIGKILL)."""
-    parent = os.getppid()
+def _stop_when_orphaned(stop: threading.Event, parent: int, poll_s: float = 1.0) -> None:
+    """Sets ``stop`` once the parent process ``parent`` is gone (e.g. a learner killed with SIGKILL).
+
+    ``parent`` comes from the parent itself: one that died while this process was still
+    starting would otherwise be missed (``os.getppid()`` would already name its reaper).
+    """
 
     def watch() -> None:
-        while not stop.wait(poll_s):
-            if os.getppid() != parent:
-                stop.set()
+        while os.getppid() == parent and not stop.wait(poll_s):
+            pass
+        stop.set()
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _local_actor(shared_argv: list[str], launcher_values: dict) -> None:
+def _local_actor(shared_argv: list[str], launcher_values: dict, parent: int) -> None:
     """One local actor process: the run's shared flags parsed as ``seed_rl.actor`` would, plus what this
     launcher decides (address, id, transport, and the learner's token and certificate, in memory)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the learner process stops us
@@ -40,7 +43,7 @@ def _local_actor(shared_argv: list[str], launcher_values: dict) -> None:
     stop = threading.Event()
     # A local actor serves only its own learner, whose port dies with it: do not
     # outlive it (a restarted --role=local learner starts actors of its own).
-    _stop_when_orphaned(stop)
+    _stop_when_orphaned(stop, parent)
     try:
         settings = roles.actor_settings(roles.parse_shared_flags(shared_argv), **launcher_values)
         run_actor(settings, stop)
@@ -60,7 +63,8 @@ class LocalActors:
         context = multiprocessing.get_context("spawn")
 
         def start(actor_id: int) -> ProcessChild:
-            process = context.Process(target=_local_actor, args=(shared_argv, launcher_values(actor_id)), daemon=True)
+            process = context.Process(target=_local_actor, args=(shared_argv, launcher_values(actor_id), os.getpid()),
+                                      daemon=True)
             return ProcessChild(process)
 
         self._supervisor = Supervisor(start, count, name="actor {i}")
