@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from seed_rl.bench.train_batches import batch_share
-from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
+from seed_rl.core.replicas import SINGLE, Replicas, leave, weights_digest
 
 LOCK = threading.Lock()
 
@@ -49,7 +49,7 @@ def _worker(rank: int, ranks: int, init_file: str, job: Callable, results) -> No
         results.put((rank, RuntimeError(f"rank {rank}: {e!r}")))  # fail the test now, not at the queue's timeout
         raise
     finally:
-        dist.destroy_process_group()
+        leave()
 
 
 def run_ranks(job: Callable, ranks: int, tmp_dir: str) -> list:

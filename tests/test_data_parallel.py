@@ -212,3 +212,10 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(tmp_path):
     metrics = read_metrics(tmp_path)
     assert metrics[-1]["frames"] >= frames > killed_at
     assert all(m["replicas_identical"] == 1 for m in metrics)
+
+
+def test_too_few_actors_for_the_ranks_is_one_clear_error(tmp_path):
+    result = run_train(tmp_path, "--env=CartPole-v1", "--learners=2", "--num_actors=1", timeout=180)
+    assert result.returncode != 0
+    assert "--num_actors=1 leaves some of the 2 learner ranks without actors" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: learner rank 0 (exit 3)")

@@ -57,7 +57,7 @@ from seed_rl.agents import registry  # noqa: E402
 from seed_rl.bench.scaling_report import parse_counts  # noqa: E402
 from seed_rl.bench.train_runs import read_metrics, wait_while_running  # noqa: E402
 from seed_rl.bench.train_batches import batch_share, preset_config, training_batch  # noqa: E402
-from seed_rl.core.replicas import Replicas  # noqa: E402
+from seed_rl.core.replicas import Replicas, leave  # noqa: E402
 from seed_rl.envs import EnvSpec  # noqa: E402
 
 AGENTS = ("impala", "r2d2")
@@ -143,7 +143,7 @@ def _rank_main(rank: int, ranks: int, workdir: str, args: argparse.Namespace) ->
             Path(workdir, "rows.json").write_text(json.dumps(rows))
     finally:
         if ranks > 1:
-            dist.destroy_process_group()
+            leave()
 
 
 def measure_updates(args: argparse.Namespace, ranks: int) -> list[UpdateRow]:

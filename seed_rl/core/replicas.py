@@ -216,6 +216,14 @@ def _attempt_store(replicas: Replicas, timeout: datetime.timedelta) -> dist.Stor
 
 
 def leave() -> None:
-    """Leaves the process group (at the end of a run)."""
+    """Leaves the process group (at the end of a run), once every rank has come to leave it.
+
+    Without the barrier a rank that tore its group down first could make a slower
+    peer's gloo abort the process (seen once in tools/bench_learners.py).
+    """
     if dist.is_initialized():
+        try:
+            dist.barrier()
+        except RuntimeError:  # a peer died: there is nothing to wait for
+            pass
         dist.destroy_process_group()
