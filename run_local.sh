@@ -6,6 +6,7 @@
 #   ./run_local.sh football [--scenario=X] [train flags...]   # academy_empty_goal_close by default
 #   ./run_local.sh gym CartPole-v1 [train flags...]           # any gymnasium id
 #   ./run_local.sh dmlab [--level=rooms_watermaze] [train flags...]  # DeepMind Lab (engine built separately)
+#   ./run_local.sh atari --learners=2 [train flags...]        # 2 data-parallel learner ranks (one per GPU)
 #
 # Creates or updates the virtualenv .venv (see tools/setup_venv.sh), then runs
 # python -m seed_rl.train. Ctrl-C stops every process and writes a checkpoint;
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 usage() {
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
