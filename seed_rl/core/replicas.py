@@ -26,10 +26,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-# torchrun's environment (torch.distributed.run): set for every rank it starts.
-_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
 @dataclass(frozen=True)
 class Replicas:
     """This process's place among the learner ranks."""
@@ -52,7 +48,7 @@ class Replicas:
         return self.rank == 0
 
     def shard(self, total: int, name: str) -> int:
-        """This rank's equal share of ``total`` (a batch size, a replay capacity); refuses an uneven split."""
+        """This rank's equal share of ``total`` (a batch size); refuses an uneven split."""
         if total % self.world_size:
             raise ValueError(
                 f"{name}={total} does not split evenly over {self.world_size} learner ranks; "
@@ -151,6 +147,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether torchrun (torch.distributed.run) started this process: it sets RANK and WORLD_SIZE for every rank."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 

@@ -138,11 +138,11 @@ class Agreement:
     checkpoint: bool  # rank 0's checkpoint interval is up
 
     @staticmethod
-    def reached(replicas: Replicas, new_frames: int, ready: bool, stop: bool, veto: bool, log: bool,
-                checkpoint: bool) -> "Agreement":
-        """One exchange of each rank's view; ``log``/``checkpoint`` count from rank 0 only."""
+    def reached(replicas: Replicas, new_frames: int, ready: bool, stop: bool, veto: bool, log_due: bool,
+                checkpoint_due: bool) -> "Agreement":
+        """One exchange of each rank's view; ``log_due``/``checkpoint_due`` count from rank 0 only."""
         main = replicas.is_main
-        sums = replicas.exchange([new_frames, ready, stop, veto, log and main, checkpoint and main])
+        sums = replicas.exchange([new_frames, ready, stop, veto, log_due and main, checkpoint_due and main])
         frames, ready_ranks, stops, vetoes, logs, checkpoints = sums
         return Agreement(int(frames), ready_ranks == replicas.world_size, stops > 0, vetoes == 0, logs > 0,
                          checkpoints > 0)
@@ -272,15 +272,17 @@ class Learner:
         while not self.done():
             new_frames = 0
             if self.data.wants_data() and not self._stop.is_set():
+                # Everything waiting, up to what training needs: one exchange below for all of it.
                 unrolls = self.unrolls.get(timeout=0.1)
-                if unrolls is not None:
+                while unrolls is not None:
                     self.data.add(unrolls)
-                    new_frames = len(unrolls) * s.frames_per_unroll
+                    new_frames += len(unrolls) * s.frames_per_unroll
+                    unrolls = self.unrolls.get(timeout=0) if self.data.wants_data() else None
             now = time.monotonic()
             agreed = Agreement.reached(
                 self.replicas, new_frames, ready=not self.data.wants_data(), stop=self._stop.is_set(),
-                veto=self._veto_save, log=now - last_log >= s.log_interval_s,
-                checkpoint=now - last_ckpt >= s.checkpoint_interval_s,
+                veto=self._veto_save, log_due=now - last_log >= s.log_interval_s,
+                checkpoint_due=now - last_ckpt >= s.checkpoint_interval_s,
             )
             self.frames += agreed.new_frames
             if agreed.stop:
