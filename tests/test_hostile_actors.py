@@ -161,8 +161,13 @@ def test_hostile_streams_cost_only_themselves(tmp_path):
         assert text.count("actor 0 connected") == 1, "the honest actor had to reconnect"
         # One line per attacker (at most one per actor per minute); the handshakes, refused before an
         # actor is known, share one line that counts the rest.
+        # A request gRPC refuses unread (TOO_LARGE) ends the stream inside gRPC: the handler's iterator
+        # usually raises (one line), but it can also just end, as a cancelled stream's does (seen once in
+        # CI), so those attackers get at most one line.
+        unread = {i for i, (_, _, code, _) in enumerate(GRPC_ATTACKS) if code == TOO_LARGE}
         for attacker in range(len(GRPC_ATTACKS) + len(SHM_STEPS)):
-            assert text.count(f"actor attacker-{attacker}: ") == 1, (attacker, text[-3000:])
+            lines = text.count(f"actor attacker-{attacker}: ")
+            assert lines <= 1 if attacker in unread else lines == 1, (attacker, text[-3000:])
         handshake_lines = [line for line in text.splitlines() if "(a shared-memory handshake)" in line]
         assert len(handshake_lines) == 1 and "refused" in handshake_lines[0]
         assert all(np.isfinite(m["loss/total"]) for m in read_metrics(tmp_path / "run") if "loss/total" in m)
