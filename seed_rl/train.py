@@ -30,7 +30,7 @@ from seed_rl.config.flags import define_dataclass_flags
 from seed_rl.core.precision import PRECISIONS
 from seed_rl.transport import protocol
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
-from seed_rl.launch.local_learners import run_learner_ranks, strip_flags
+from seed_rl.launch.local_learners import run_learner_ranks
 from seed_rl.learner.serving import choose_transports
 from seed_rl.core.replicas import launched_by_torchrun
 
@@ -117,9 +117,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.learners > 1:
         if launched_by_torchrun():
             exits.fail("--learners starts torchrun itself; under torchrun leave it out (--nproc_per_node sets the ranks)")
-        fatal = run_learner_ranks(
-            FLAGS.learners, FLAGS.learner_max_restarts, strip_flags(sys.argv[1:], ("learners", "learner_max_restarts"))
-        )
+        fatal = run_learner_ranks(FLAGS.learners, FLAGS.learner_max_restarts, sys.argv[1:])
         if fatal:
             exits.fail(fatal)
         return

@@ -18,17 +18,12 @@ log = logging.getLogger("seed_rl.train")
 SHUTDOWN_TIMEOUT_S = 600
 
 
-def strip_flags(argv: list[str], names: tuple[str, ...]) -> list[str]:
-    """``argv`` without ``--name=value`` / ``--name`` / ``--noname`` tokens of the given flags."""
-    def named(token: str) -> bool:
-        name = token.lstrip("-").split("=", 1)[0]
-        return token.startswith("--") and (name in names or (name.startswith("no") and name[2:] in names))
-
-    return [token for token in argv if not named(token)]
-
-
 def run_learner_ranks(ranks: int, max_restarts: int, train_argv: list[str]) -> str | None:
-    """Runs ``python -m seed_rl.train *train_argv`` as ``ranks`` learner ranks; an error line, or None."""
+    """Runs ``python -m seed_rl.train *train_argv --learners=1`` as ``ranks`` learner ranks; an error line, or None.
+
+    ``train_argv`` is this command's own line: the ``--learners=1`` after it (the last value of a flag
+    wins) makes each rank a learner instead of another launcher, whichever way ``--learners`` was written.
+    """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -41,7 +36,7 @@ def run_learner_ranks(ranks: int, max_restarts: int, train_argv: list[str]) -> s
     )
     log.info("starting %d learner ranks (torchrun, %d restart(s) after a rank fails)", ranks, max_restarts)
     try:
-        elastic_launch(config, sys.executable)("-m", "seed_rl.train", *train_argv)
+        elastic_launch(config, sys.executable)("-m", "seed_rl.train", *train_argv, "--learners=1")
     except SignalException as e:
         log.info("the learner ranks stopped on signal %s", e.sigval)
     except ChildFailedError as e:
