@@ -326,7 +326,7 @@ def _kl_after_default_steps(config: ImpalaConfig, envs, steps: int = 12) -> floa
 
     Each step trains on ``config.batch_size`` of the environments' unrolls, in turn.
     """
-    from rollouts import collect_batch
+    from seed_rl.bench.rollouts import collect_batch
     from seed_rl.envs import env_spec
 
     torch.manual_seed(0)

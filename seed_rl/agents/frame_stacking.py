@@ -44,6 +44,10 @@ class FrameStackingAgent:
     def config(self):
         return self.inner.config
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.inner.optimizer
+
     def initial_core_state(self, batch_size: int) -> CoreState:
         frames = torch.zeros((batch_size, self.frame_stack - 1, *self._frame_shape), dtype=self._frame_dtype)
         return (frames, *self.inner.initial_core_state(batch_size))

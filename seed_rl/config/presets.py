@@ -80,6 +80,18 @@ _R2D2_ATARI_ON_CPU = {
     "sequence_period": Setting(10, _R2D2_CPU + ": sequences overlap by two thirds; 1e5 of them hold 1M steps"),
     "replay_ratio": Setting(1.0, _R2D2_CPU + ": the learner's updates, not the actors' frames, limit a CPU run; "
                             "at 0.75 the learner would wait for the actors"),
+    "adam_epsilon": Setting(
+        1e-6,
+        "measured here (tools/update_ratios.py, real Pong frames, this preset's 8 x 20 summed steps): the torso's "
+        "and LSTM's gradient RMS is 5e-6 and 1e-5, so the paper's 1e-3 (sized for 64 x 80) moved them by 0.5% of "
+        "Adam's nominal step; 1e-6 moves the torso by 40% (the eps -> 0 limit: 54%), and a Pong pilot with it "
+        "learned where 1e-3 stayed at random play for 102 minutes (docs/results.md)",
+    ),
+    "target_update_period": Setting(
+        400,
+        "SEED RL's R2D2 learner (update_target_every_n_step=400); 400 x 8 x 20 = 64k trained steps per refresh, "
+        "Rainbow's (Dopamine: 8,000 agent steps x 32 / 4); the paper's 2,500 refreshed 7 times in 102 minutes",
+    ),
 }
 _CHOSEN_MINATAR = "chosen here, one configuration; its Breakout run is in docs/results.md"
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from seed_rl.learner import checkpoint
+from seed_rl.core import update_stats
 from seed_rl.core.agent import Agent
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
@@ -290,7 +291,7 @@ class Learner:
                 self._stop.set()
                 return
             if agreed.train and not self.done():
-                logs = self._train()
+                logs = self._train(measure=agreed.log)
             if agreed.log or self.done():
                 self._summarize(logs, (self.frames - frames_at_log) / max(now - last_log, 1e-9))
                 last_log, frames_at_log = now, self.frames
@@ -298,16 +299,25 @@ class Learner:
                 self.save_checkpoint()
                 last_ckpt = now
 
-    def _train(self) -> dict[str, float]:
-        """One update on a sample of this rank's data; the logs of the agent's ``train_step``."""
+    def _train(self, measure: bool = False) -> dict[str, float]:
+        """One update on a sample of this rank's data; the logs of the agent's ``train_step``.
+
+        ``measure``: add how far the update moved each part of the network (``core/update_stats.py``),
+        for the summary that follows it.
+        """
         unrolls, extras, handle = self.data.sample()
         batch = unrolls.to(self.agent.device).training_batch()
         batch.update({k: torch.from_numpy(v).to(self.agent.device) for k, v in extras.items()})
+        before = update_stats.snapshot(self.agent.model) if measure else None
         result = self.agent.train_step(batch, self.params_lock)
         self._count_update(result.skipped)
-        if not result.skipped:
-            self.data.after_train(handle, result.priorities)
-        return result.logs
+        if result.skipped:
+            return result.logs
+        self.data.after_train(handle, result.priorities)
+        if before is None:
+            return result.logs
+        return {**result.logs,
+                **update_stats.update_stats(self.agent.model, before, getattr(self.agent, "optimizer", None))}
 
     def _count_update(self, skipped: bool) -> None:
         if not skipped:

@@ -1,4 +1,4 @@
-"""Real trajectories for update-size tests: an agent's own acting on real environments.
+"""Real trajectories for update-size checks: an agent's own acting on real environments.
 
 ``collect_batch`` steps ``B`` environments ``T + 1`` times with ``agent.act``
 and returns the time-major batch the learner would train on, with the same
