@@ -40,6 +40,12 @@ flags.DEFINE_enum("role", "local", ["local", "learner"], "local: learner plus --
 flags.DEFINE_integer("num_actors", 2, "actor processes (--role=local) or remote actors expected (--role=learner)")
 flags.DEFINE_integer("total_environment_frames", 10_000_000, "stop after this many environment frames")
 flags.DEFINE_string("logdir", None, "summaries and checkpoints; default runs/<env>-<agent>")
+flags.DEFINE_integer(
+    "num_eval_envs", -1,
+    "of the --num_actors x --envs_per_actor environments, the last this many evaluate: they act as the agent is "
+    "evaluated (R2D2 with --eval_epsilon, IMPALA with its policy), are never trained on, and are logged as eval/...; "
+    "-1: the environment family's preset (4 on Atari, else 0)",
+)
 flags.DEFINE_string(
     "learner_address", None,
     f"host:port the learner listens on, which actors connect to; default {LOCAL_ADDRESS} (port 0 picks a free port) "

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import torch
 
 from seed_rl.core.agent import Agent
+from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import FP32, Precision
 from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.core.training_data import TrainingData
@@ -36,6 +37,11 @@ class RunShape:
     seed: int = 0
     precision: Precision = FP32  # of the learner's forward passes (--precision)
     replicas: Replicas = SINGLE  # the learner ranks this one trains beside (torchrun); each gets batch / N
+    num_eval_envs: int = 0  # the last environments of total_envs evaluate instead of train (core/eval_envs.py)
+
+    @property
+    def eval_envs(self) -> EvalEnvs:
+        return EvalEnvs(self.total_envs, self.num_eval_envs)
 
 
 class AgentBuilder(Protocol):

@@ -234,6 +234,21 @@ _ENV_TABLE: dict[tuple[str, str], dict[str, Setting]] = {
 }
 
 
+# Evaluation environments per family (--num_eval_envs=-1); families not named get none.
+_EVAL_ENVS: dict[str, Setting] = {
+    "atari": Setting(
+        4,
+        "SEED RL runs evaluation environments beside training (gcp/train_atari.sh: 30 of its hundreds); 4 of the "
+        "32 local environments finish ~4 Pong games a minute at random play and cost no training frames",
+    ),
+}
+
+
+def eval_envs_preset(family: str) -> Setting:
+    """How many evaluation environments a run on ``family`` gets by default."""
+    return _EVAL_ENVS.get(family, Setting(0, "no evaluation environments by default for this family"))
+
+
 def env_preset(family: str, agent: str) -> dict[str, Setting]:
     """The environment settings agent ``agent`` takes on ``family`` (see ``_ENV_TABLE``)."""
     return dict(_ENV_TABLE.get((family, agent), {}))

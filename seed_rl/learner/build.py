@@ -24,6 +24,7 @@ from seed_rl.agents import registry
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
 from seed_rl.core import replicas as learner_ranks
+from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import enable_tf32, resolve_precision
 from seed_rl.core.replicas import Replicas
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
@@ -137,6 +138,38 @@ def _agent_config(flag_values: flags.FlagValues, spec: EnvSpec, device: torch.de
     return dataclass_from_flags(config_cls, flag_values, preset_values)
 
 
+def _eval_envs(flag_values: flags.FlagValues, spec: EnvSpec, total_envs: int, replicas) -> EvalEnvs:
+    """The run's evaluation environments: ``--num_eval_envs``, or the family's preset for -1.
+
+    Raises ValueError when they would leave no training environment (on some learner rank).
+    """
+    fv = flag_values
+    if fv.num_eval_envs >= 0:
+        return _checked_eval_envs(EvalEnvs(total_envs, fv.num_eval_envs), fv, replicas)
+    # The preset's count where it leaves at least three quarters of the environments (and every rank some) to train.
+    family = parse_env_name(fv.env)[0].preset_family(spec.observation_shape)
+    setting = presets.eval_envs_preset(family)
+    try:
+        eval_envs = _checked_eval_envs(EvalEnvs(total_envs, min(setting.value, total_envs // 4)), fv, replicas)
+    except ValueError:
+        eval_envs = EvalEnvs(total_envs, 0)
+    if eval_envs.num_eval_envs:
+        log.info("preset %s: --num_eval_envs=%d  (%s)", family, eval_envs.num_eval_envs, setting.source)
+    return eval_envs
+
+
+def _checked_eval_envs(eval_envs: EvalEnvs, flag_values: flags.FlagValues, replicas) -> EvalEnvs:
+    fv = flag_values
+    for rank in range(replicas.world_size):
+        actors = [i for i in range(fv.num_actors) if i % replicas.world_size == rank]
+        if not sum(eval_envs.training_envs_of(i * fv.envs_per_actor, fv.envs_per_actor) for i in actors):
+            raise ValueError(
+                f"--num_eval_envs={eval_envs.num_eval_envs} leaves learner rank {rank} no training environment "
+                f"(its actors' environments all evaluate); give fewer evaluation environments or more --envs_per_actor"
+            )
+    return eval_envs
+
+
 def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearner:
     """The learner the train command's flags describe, its endpoints bound, its checkpoint restored.
 
@@ -170,6 +203,10 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     frames_per_step = env_frames_per_step(fv.env, env_config)
     total_envs = fv.num_actors * fv.envs_per_actor
     try:
+        eval_envs = _eval_envs(fv, spec, total_envs, replicas)
+    except ValueError as e:
+        raise LearnerBuildError(f"{e}") from None
+    try:
         config = _agent_config(fv, spec, device)
         precision = resolve_precision(fv.precision, device, images=len(spec.observation_shape) == 3)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
@@ -177,7 +214,8 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
             log.info("%d torch thread(s): the cores %d local actor processes leave (--torch_threads overrides)",
                      threads, local_actors)
         run_shape = registry.RunShape(
-            fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, replicas
+            fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, replicas,
+            num_eval_envs=eval_envs.num_eval_envs,
         )
         built = registry.build(fv.agent, config, spec, device, run_shape)
         address = learner_address(fv.role, fv.learner_address, replicas.local_rank)
@@ -201,6 +239,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         log_interval_s=fv.log_interval_s,
         max_skipped_updates=fv.max_skipped_updates,
         life_loss_ends_episode=built.life_loss_ends_episode,
+        eval_envs=eval_envs,
     )
     serving = ServingSettings(
         address=address,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from seed_rl.core.agent import ActInputs, Agent
+from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.step import STEP_FIELD_NAMES, StepRequest
 from seed_rl.learner.env_state import EnvStateTable
 from seed_rl.core.unroll import UnrollBatch
@@ -43,6 +44,7 @@ class InferenceEngine:
         params_lock: threading.Lock,
         unroll_overlap: int = 1,
         life_loss_ends_episode: bool = False,
+        eval_envs: EvalEnvs = NO_EVAL_ENVS,
     ):
         self.agent = agent
         self.unroll_length = unroll_length
@@ -50,6 +52,7 @@ class InferenceEngine:
         # IMPALA Table G.1: during training an episode ends where a life is lost; the actors'
         # episode statistics still count whole games.
         self.life_loss_ends_episode = life_loss_ends_episode
+        self.eval_envs = eval_envs  # their steps are acted on, never written into trajectories
         self._sink = unroll_sink
         self._params_lock = params_lock
         self._lock = threading.Lock()  # guards the state table, the stream slots and the store
@@ -86,9 +89,10 @@ class InferenceEngine:
         }
         if self.life_loss_ends_episode:
             columns["done"] = columns["done"] | columns["life_lost"]
-        env_index = torch.from_numpy(np.concatenate(
+        host_index = np.concatenate(
             [np.arange(r.first_env_index, r.first_env_index + r.num_envs, dtype=np.int64) for r in requests]
-        )).to(device)
+        )
+        env_index = torch.from_numpy(host_index).to(device)
         with self._lock:
             slots = np.concatenate([self._slots(r) for r in requests])
             index = torch.from_numpy(slots).to(device)
@@ -100,7 +104,7 @@ class InferenceEngine:
             actions = result.action.cpu().numpy()  # once per batch, after the forward pass
             forward_done = time.thread_time()
             columns["action"] = result.action
-            finished = self._store.write(slots, columns, result.outputs, state, self._states.capacity)
+            finished = self._write_training_rows(slots, host_index, columns, result.outputs, state)
             self.env_steps += len(slots)
         if finished is not None:
             self._sink(finished)
@@ -112,6 +116,20 @@ class InferenceEngine:
             results.append(actions[start : start + r.num_envs])
             start += r.num_envs
         return results
+
+    def _write_training_rows(self, slots: np.ndarray, env_index: np.ndarray, columns: dict, outputs: dict,
+                             state: tuple) -> UnrollBatch | None:
+        """Writes the step of the training environments into the store; evaluation environments' are dropped."""
+        training = ~self.eval_envs.is_eval(env_index)
+        if not training.all():
+            rows = torch.from_numpy(np.flatnonzero(training)).to(self.agent.device)
+            slots = slots[training]
+            columns = {name: value[rows] for name, value in columns.items()}
+            outputs = {name: value[rows] for name, value in outputs.items()}
+            state = tuple(s[rows] for s in state)
+            if not len(slots):
+                return None
+        return self._store.write(slots, columns, outputs, state, self._states.capacity)
 
     def remove_stream(self, stream_id: int, num_envs: int) -> None:
         """Drops the partial unrolls and recurrent states of a stream that ended."""

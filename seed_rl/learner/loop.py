@@ -31,6 +31,7 @@ import torch
 from seed_rl.learner import checkpoint
 from seed_rl.core import update_stats
 from seed_rl.core.agent import Agent
+from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
 from seed_rl.core.training_data import TrainingData
@@ -63,6 +64,7 @@ class LearnerSettings:
     log_interval_s: float = 5.0
     max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
     life_loss_ends_episode: bool = False  # the agent trains on lost lives as episode ends (IMPALA on Atari)
+    eval_envs: EvalEnvs = NO_EVAL_ENVS  # environments acted on but never trained on, logged as eval/...
 
     @property
     def frames_per_unroll(self) -> int:
@@ -165,6 +167,7 @@ class Learner:
         self._consecutive_skips = 0
         self.params_lock = threading.Lock()
         self.episodes = EpisodeStats()
+        self.eval_episodes = EpisodeStats()  # of the evaluation environments
         self._stop = threading.Event()
         self._veto_save = False  # stop without a final checkpoint (an actor's user error)
         self.final_save = True  # whether the ranks agreed to write a final checkpoint
@@ -172,7 +175,7 @@ class Learner:
         self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
             agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap,
-            life_loss_ends_episode=settings.life_loss_ends_episode,
+            life_loss_ends_episode=settings.life_loss_ends_episode, eval_envs=settings.eval_envs,
         )
         self._batch_sizes: list[int] = []
         self.batcher = DynamicBatcher(
@@ -184,8 +187,11 @@ class Learner:
         # What the transport endpoints (serving.py) hand each actor's stream to.
         # Several ranks: episodes wait in an inbox until rank 0 gathers them at the next summary.
         self._inbox = EpisodeInbox()
+        self._eval_inbox = EpisodeInbox()
         on_episodes = self._inbox.add if replicas.distributed else self.episodes.add
-        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=on_episodes)
+        on_eval_episodes = self._eval_inbox.add if replicas.distributed else self.eval_episodes.add
+        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=on_episodes,
+                                    eval_envs=settings.eval_envs, on_eval_episodes=on_eval_episodes)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()  # refuses another run's logdir before anything is written there
         self.metrics = MetricsWriter(settings.logdir) if replicas.is_main else None
@@ -216,6 +222,8 @@ class Learner:
         self.train_steps = state["train_steps"]
         if "episodes" in state:  # checkpoints from before the return window was kept start it empty
             self.episodes.load_state_dict(state["episodes"])
+        if "eval_episodes" in state:
+            self.eval_episodes.load_state_dict(state["eval_episodes"])
         log.info("resumed from %s at %d frames", path, self.frames)
 
     def save_checkpoint(self, wait: bool = False) -> None:
@@ -239,6 +247,7 @@ class Learner:
             "frames": self.frames,
             "train_steps": self.train_steps,
             "episodes": self.episodes.state_dict(),  # the return window, so a resumed curve has no gap
+            "eval_episodes": self.eval_episodes.state_dict(),
             "run_config": self.run_config.to_dict(),
         }
         if self.replicas.distributed:
@@ -342,6 +351,7 @@ class Learner:
         local = {
             "logs": logs,
             "episodes": self._inbox.drain(),
+            "eval_episodes": self._eval_inbox.drain(),
             "batch_sizes": batch_sizes,
             "unroll_queue": self.unrolls.qsize(),
             "inference_queue": self.batcher.pending_requests(),
@@ -355,15 +365,17 @@ class Learner:
         if not self.replicas.is_main:
             return
         for rank in ranks:
-            returns, lengths = rank["episodes"]
-            if returns:
-                self.episodes.add(np.asarray(returns), np.asarray(lengths))
+            for key, stats in (("episodes", self.episodes), ("eval_episodes", self.eval_episodes)):
+                returns, lengths = rank[key]
+                if returns:
+                    stats.add(np.asarray(returns), np.asarray(lengths))
         sizes = [size for rank in ranks for size in rank["batch_sizes"]]
         record = {
             "fps": fps,
             "train_steps": self.train_steps,
             "updates_skipped": self.updates_skipped,
             **self.episodes.summary(),
+            **self._eval_summary(),
             **mean_logs([rank["logs"] for rank in ranks]),
             "inference_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
             **{key: sum(rank[key] for rank in ranks)
@@ -377,6 +389,12 @@ class Learner:
                 log.error("the learner ranks' weights differ at %d frames (update %d)", self.frames, self.train_steps)
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))
+
+    def _eval_summary(self) -> dict:
+        """The evaluation environments' 100-episode means as ``eval/...`` (nothing without evaluation environments)."""
+        if not self.settings.eval_envs.num_eval_envs:
+            return {}
+        return {f"eval/{key}": value for key, value in self.eval_episodes.summary().items()}
 
     def close(self, save: bool = True) -> None:
         """Writes the final checkpoint and stops inference; stop the endpoints serving :attr:`streams` first."""

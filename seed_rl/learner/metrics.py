@@ -117,5 +117,8 @@ def console_line(record: dict) -> str:
     losses = " ".join(f"{label} {record[key]:.3f}" for key, label in _CONSOLE_KEYS if record.get(key) is not None)
     return (
         f"frames {record['frames']:>11,d} | fps {fmt('fps', ',.0f'):>7} | "
-        f"return {fmt('episode_return_mean', '.2f'):>8} ({record.get('episodes', 0)} eps) | {losses}"
+        f"return {fmt('episode_return_mean', '.2f'):>8} ({record.get('episodes', 0)} eps) | "
+        + (f"eval {fmt('eval/episode_return_mean', '.2f'):>8} ({record['eval/episodes']} eps) | "
+           if "eval/episodes" in record else "")
+        + losses
     )

@@ -20,6 +20,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.step import STEP_FIELD_NAMES, StepRequest
 from seed_rl.transport.protocol import ProtocolError
 
@@ -65,11 +66,16 @@ class ActorStreams:
         batcher: DynamicBatcher,
         engine: StreamEngine,
         on_episodes: EpisodeCallback | None = None,
+        eval_envs: EvalEnvs = NO_EVAL_ENVS,
+        on_eval_episodes: EpisodeCallback | None = None,
     ):
         self.env_name = env_name
         self.batcher = batcher
         self._engine = engine
         self.on_episodes = on_episodes
+        # Episodes of evaluation environments (core/eval_envs.py) go to on_eval_episodes instead.
+        self.eval_envs = eval_envs
+        self.on_eval_episodes = on_eval_episodes
         self._open_streams: collections.Counter[str] = collections.Counter()  # actor id -> its open streams
         self._lock = threading.Lock()
 
@@ -136,10 +142,27 @@ class ActorStream:
             else:
                 index = _actor_index(self.actor)
                 self._first_env_index = (self.stream_id if index is None else index) * self.num_envs
-        if self._streams.on_episodes is not None and "episode_return" in fields:
-            self._streams.on_episodes(fields["episode_return"], fields["episode_length"])
+        if "episode_return" in fields:
+            self._report_episodes(fields["episode_return"], fields["episode_length"], fields["done"])
         request = StepRequest(self.stream_id, self._first_env_index, {name: fields[name] for name in STEP_FIELD_NAMES})
         return self._streams.batcher.submit(request, self.num_envs).result()
+
+    def _report_episodes(self, returns: np.ndarray, lengths: np.ndarray, done: np.ndarray) -> None:
+        """Hands finished episodes to the training or the evaluation callback.
+
+        An actor reports its finished episodes in environment order, one per
+        environment whose ``done`` is set (none at its first step), so the k-th
+        episode belongs to the k-th such environment.
+        """
+        streams = self._streams
+        evaluation = np.zeros(len(returns), bool)
+        if streams.eval_envs.num_eval_envs:
+            ended = np.flatnonzero(done)[: len(returns)] + self._first_env_index
+            evaluation[: len(ended)] = streams.eval_envs.is_eval(ended)
+        if streams.on_episodes is not None and not evaluation.all():
+            streams.on_episodes(returns[~evaluation], lengths[~evaluation])
+        if streams.on_eval_episodes is not None and evaluation.any():
+            streams.on_eval_episodes(returns[evaluation], lengths[evaluation])
 
     def close(self) -> None:
         """Frees this actor's environments; safe to call twice."""

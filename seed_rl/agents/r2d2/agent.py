@@ -13,6 +13,7 @@ from seed_rl.agents.r2d2.exploration import actor_epsilons, epsilon_greedy
 from seed_rl.agents.r2d2.network import R2D2Net
 from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, truncation_mask
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
+from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import FP32, Precision
 from seed_rl.core.replicas import SINGLE, Replicas
 from seed_rl.core.unroll import Unroll
@@ -29,7 +30,7 @@ class R2D2Agent:
 
     def __init__(
         self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int, precision: Precision = FP32,
-        replicas: Replicas = SINGLE,
+        replicas: Replicas = SINGLE, num_eval_envs: int = 0,
     ):
         config.validate()
         self.config = config
@@ -49,7 +50,11 @@ class R2D2Agent:
         self._data_parallel = replicas.wrap(self.model) if replicas.distributed else None
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
-        self.epsilons = actor_epsilons(total_envs, config.epsilon_base, config.epsilon_alpha).to(device)
+        # SEED RL's R2D2 learner: the training environments get epsilon_i over their own ids; the
+        # evaluation environments (the last ones, core/eval_envs.py) act with --eval_epsilon.
+        self.eval_envs = EvalEnvs(total_envs, num_eval_envs)
+        self.epsilons = actor_epsilons(self.eval_envs.num_training_envs, config.epsilon_base,
+                                       config.epsilon_alpha).to(device)
         self.train_steps = 0
 
     @property
@@ -73,6 +78,8 @@ class R2D2Agent:
                 (h, c),
             )
         epsilon = self.epsilons[inputs.env_index % len(self.epsilons)]
+        if self.eval_envs.num_eval_envs:
+            epsilon = torch.where(self.eval_envs.is_eval(inputs.env_index), self.config.eval_epsilon, epsilon)
         action = epsilon_greedy(q[0], epsilon)
         # The Q-values behind each action stay with the trajectory: they give
         # the sequence its initial replay priority (see insertion_priority).

@@ -18,7 +18,8 @@ class R2D2Builder:
     config_class = R2D2Config
 
     def build(self, config: R2D2Config, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
-        agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision, replicas=run.replicas)
+        agent = R2D2Agent(spec, config, device, run.total_envs, precision=run.precision, replicas=run.replicas,
+                          num_eval_envs=run.num_eval_envs)
         # Several learner ranks: each holds a shard of the replay and samples its share of every batch.
         ranks = run.replicas.world_size
         batch_size = run.replicas.shard(config.batch_size, "--batch_size")

@@ -42,6 +42,7 @@ class R2D2Config:
     value_rescaling_epsilon: float = 1e-3  # R2D2 Sec. 2 / Pohlen et al. 2018: epsilon 1e-3
     epsilon_base: float = 0.4  # R2D2 / Ape-X: epsilon_i = 0.4 ** (1 + 7 i / (N - 1))
     epsilon_alpha: float = 7.0  # R2D2 / Ape-X exponent 7
+    eval_epsilon: float = 1e-3  # SEED RL's R2D2 learner (--eval_epsilon): evaluation environments act at 0.001
     lstm_size: int = 512  # R2D2 Table 2: LSTM 512 units
     head_size: int = 512  # R2D2 Table 2: dueling heads with 512 hidden units
     # "auto": the family's network (IMPALA ResNet for other images, MLP for vectors);
@@ -63,6 +64,8 @@ class R2D2Config:
                 f"--sequence_period={self.sequence_period} would skip steps: it must be at most "
                 f"burn_in + unroll_length + 1 = {self.burn_in + self.unroll_length + 1}"
             )
+        if not 0.0 <= self.eval_epsilon <= 1.0:
+            raise ValueError(f"--eval_epsilon must be in [0, 1], got {self.eval_epsilon}")
         if self.replay_ratio <= 0:
             raise ValueError(f"--replay_ratio must be > 0, got {self.replay_ratio}")
         if self.min_replay_size > self.replay_capacity:
