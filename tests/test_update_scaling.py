@@ -398,3 +398,15 @@ def test_torso_health_tells_a_dead_torso_from_a_live_one():
     assert dead["torso features ever positive"] == 0.0
     assert dead["value std between states"] == 0.0
     assert dead["conv outputs ever positive"] == live["conv outputs ever positive"]
+
+
+def test_default_r2d2_atari_updates_reach_the_torso_and_core_on_pong():
+    # Measured here (tools/update_ratios.py, CPU preset, real Pong frames): the first update moves the torso and the
+    # LSTM by ~0.40 and ~0.32 of Adam's nominal step with the preset's epsilon 1e-6; the paper's 1e-3, which the
+    # preset had before, moved them by 0.005 and 0.007 and the agent stayed at random play for 102 minutes.
+    from seed_rl.bench.update_ratios import measure
+
+    first, _ = measure("r2d2", "atari:Pong", {}, updates=2, batches=1, warmup=300, seed=0)
+    assert first["update/torso_nominal"] > 0.2 and first["update/core_nominal"] > 0.15, first
+    paper, _ = measure("r2d2", "atari:Pong", {"adam_epsilon": 1e-3}, updates=2, batches=1, warmup=300, seed=0)
+    assert paper["update/torso_nominal"] < 0.05 and paper["update/core_nominal"] < 0.05, paper
