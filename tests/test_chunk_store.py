@@ -11,6 +11,7 @@ through :class:`ReplayData` into the chunk store, and come back from
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 import pytest
@@ -276,3 +277,42 @@ def test_a_thread_pool_gathers_the_same_batch():
     for got, want, i in zip(batch.unrolls(), reference.unrolls(), order):
         _assert_same(got, unrolls[i])
         _assert_same(want, unrolls[i])
+
+
+def test_a_prefetched_batch_survives_the_eviction_of_its_sequences(monkeypatch):
+    # The worker draws the next batch while the training thread trains and inserts. Here its decompression
+    # waits until every sequence it drew has been evicted (and its chunks freed) by new insertions on this
+    # thread, which must not wait for it; the batch still holds the inserted steps.
+    gather, gate, freed_at_gather = ChunkStore.gather, threading.Event(), []
+
+    def gated_gather(store, records, chunks=None):
+        if threading.current_thread() is not threading.main_thread():
+            gate.wait(timeout=5)
+            freed_at_gather.append(len(set(chunks or ()) - set(store._chunks)))
+        return gather(store, records, chunks)
+
+    monkeypatch.setattr(ChunkStore, "gather", gated_gather)
+    data = _replay_data(capacity=12, prefetch=True)
+    envs = Envs()
+    inserted = _fill(data, envs, 30)
+    data.sample()  # drawn on this thread; the worker now draws the next batch and waits at its decompression
+    _fill(data, envs, 60, inserted=inserted)  # ~40 new sequences through the 12 slots, while the worker waits
+    gate.set()
+    batch, _, ids = data.sample()
+    live = {(r.lineage, r.index) for r in _live_records(data)}
+    assert not {(u.lineage, u.index) for u in batch.unrolls()} & live  # all evicted before they were read
+    assert freed_at_gather and freed_at_gather[0] > 0
+    for unroll in batch.unrolls():
+        _assert_same(unroll, inserted[(unroll.lineage, unroll.index)])
+    data.after_train(ids, np.ones(len(ids)))  # stale ids: their updates are dropped, nothing fails
+    _assert_refcounts(data)
+
+
+def test_prefetching_draws_the_same_batches_in_the_same_order():
+    batches = {}
+    for prefetch in (False, True):
+        data = _replay_data(capacity=40, prefetch=prefetch)
+        _fill(data, Envs(), 40)
+        batches[prefetch] = [data.sample()[2].tolist() for _ in range(4)]  # no priority updates between draws
+        assert (data._next is not None) == prefetch
+    assert batches[True] == batches[False]

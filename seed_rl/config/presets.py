@@ -93,6 +93,18 @@ _R2D2_ATARI_ON_CPU = {
         "Rainbow's (Dopamine: 8,000 agent steps x 32 / 4); the paper's 2,500 refreshed 7 times in 102 minutes",
     ),
 }
+# The GPU learner trains the paper's 64 x 80 summed steps, whose gradients are ~90x the CPU preset's.
+_R2D2_GPU_EPSILON = Setting(
+    1e-4,
+    "measured here (tools/update_ratios.py --preset=gpu, real Pong frames, 64 x 80 summed steps, computed on a CPU): "
+    "torso and LSTM gradient RMS 4.7e-4 and 9.3e-4; the paper's 1e-3 moves them by 0.18 and 0.14 of Adam's nominal "
+    "step, 1e-4 by 0.39 and 0.31 (eps -> 0: 0.54 and 0.69), where the CPU preset's 1e-6 puts its own; no GPU run yet",
+)
+_R2D2_GPU_TARGET = Setting(
+    400,
+    "SEED RL's R2D2 learner (update_target_every_n_step=400), which reproduced R2D2's Atari results; "
+    "R2D2 Table 2 says 2,500",
+)
 _CHOSEN_MINATAR = "chosen here, one configuration; its Breakout run is in docs/results.md"
 
 # (family, agent) -> (settings on every device, settings on a CPU learner)
@@ -132,6 +144,8 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
             "replay_capacity": Setting(100_000, "R2D2 Table 2: replay of 1e5 sequences (4M observations)"),
             "min_replay_size": Setting(5_000, "SEED RL gcp/train_atari.sh (r2d2): 5,000 sequences before learning"),
             "replay_ratio": Setting(0.75, "SEED RL's published R2D2 Atari run: replay ratio 0.75 (R2D2: ~0.8)"),
+            "adam_epsilon": _R2D2_GPU_EPSILON,
+            "target_update_period": _R2D2_GPU_TARGET,
         },
         _R2D2_ATARI_ON_CPU,
     ),
@@ -171,7 +185,15 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
             "batch_size": Setting(32, _CHOSEN_MINATAR),
             "discount": Setting(0.99, "MinAtar (Young & Tian 2019): discount 0.99"),
             "learning_rate": Setting(2.5e-4, _CHOSEN_MINATAR),
-            "target_update_period": Setting(250, _CHOSEN_MINATAR),
+            "adam_epsilon": Setting(
+                1e-3,
+                "R2D2 Table 2, kept: measured here (tools/update_ratios.py, MinAtar Breakout, 32 x 20 summed steps) "
+                "the torso and LSTM move by 0.25 and 0.19 of Adam's nominal step (1e-6: 0.66 and 0.81); the "
+                "learning rate 2.5e-4 was chosen under 1e-3 and learns Breakout (docs/results.md); 1e-6 not run",
+            ),
+            "target_update_period": Setting(
+                250, _CHOSEN_MINATAR + "; 250 x 32 x 20 = 160k trained steps per refresh (DQN's 10k x 32: 320k)"
+            ),
             "replay_capacity": Setting(10_000, _CHOSEN_MINATAR),
             "min_replay_size": Setting(200, _CHOSEN_MINATAR),
             "replay_ratio": Setting(4.0, _CHOSEN_MINATAR),
@@ -206,8 +228,16 @@ _TABLE: dict[tuple[str, str], tuple[dict[str, Setting], dict[str, Setting]]] = {
             "sequence_period": Setting(10, "measured here (docs/results.md)"),
             "batch_size": Setting(32, "measured here (docs/results.md)"),
             "learning_rate": Setting(1e-3, "measured here (docs/results.md)"),
+            "adam_epsilon": Setting(
+                1e-3,
+                "R2D2 Table 2, kept: measured here (tools/update_ratios.py, CartPole, 32 x 20 summed steps) the "
+                "torso and LSTM move by 0.89 and 0.59 of Adam's nominal step: their gradients (RMS 0.03-0.04) "
+                "are far above it",
+            ),
             "discount": Setting(0.99, "measured here (docs/results.md)"),
-            "target_update_period": Setting(100, "measured here (docs/results.md)"),
+            "target_update_period": Setting(
+                100, "measured here (docs/results.md); 100 x 32 x 20 = 64k trained steps per refresh, Rainbow's"
+            ),
             "replay_capacity": Setting(
                 10_000, "measured here (docs/results.md): with 2,000 CartPole collapsed after its first peak"
             ),

@@ -92,7 +92,7 @@ class ChunkStore:
         thread). The default leaves half the cores to inference and training: none on 2 cores,
         where a pool only competes with them (tools/bench_replay_memory.py measures both ways).
 
-    Not thread-safe: the learner adds, samples and checkpoints from its training thread.
+    Not thread-safe: ReplayData guards it with a lock (its training thread adds, its prefetch worker samples).
     """
 
     def __init__(self, overlap: int, threads: int = min(4, (os.cpu_count() or 1) // 2)):
@@ -211,12 +211,19 @@ class ChunkStore:
             for key in keys:
                 task(key)
 
-    def gather(self, records: Sequence[SequenceRecord]) -> UnrollBatch:
+    def chunks_of(self, records: Sequence[SequenceRecord]) -> dict[int, "_Chunk"]:
+        """The chunks ``records`` use: with them, :meth:`gather` reads nothing else of the store, so it can
+        run outside a lock that guards the store while the records are evicted and their chunks freed."""
+        return {c: self._chunks[c] for record in records for c in record.chunks}
+
+    def gather(self, records: Sequence[SequenceRecord], chunks: dict[int, "_Chunk"] | None = None) -> UnrollBatch:
         """The records' sequences as one time-major CPU batch; each distinct chunk is decompressed once.
 
         Each chunk is decompressed and copied to every place the batch uses it
         by one task; tasks write disjoint rows, so they run in parallel threads.
+        ``chunks``: taken earlier with :meth:`chunks_of` (default: the store's own).
         """
+        chunks = self._chunks if chunks is None else chunks
         length = records[0].length
         if any(r.length != length for r in records):
             raise ValueError(f"cannot batch sequences of different lengths: {sorted({r.length for r in records})}")
@@ -224,7 +231,7 @@ class ChunkStore:
         for b, record in enumerate(records):
             skip, filled = record.offset, 0
             for c in record.chunks:
-                rows = self._chunks[c].rows
+                rows = chunks[c].rows
                 take = min(rows - skip, length - filled)
                 if take > 0:
                     uses.setdefault(c, []).append((b, filled, skip, take))
@@ -232,11 +239,11 @@ class ChunkStore:
                 skip = max(0, skip - rows)
             if filled != length:
                 raise AssertionError(f"{record} covers {filled} of its {length} steps")
-        layout = self._chunks[records[0].chunks[0]].layout
+        layout = chunks[records[0].chunks[0]].layout
         steps = {name: np.empty((length, len(records), *shape), dtype) for name, dtype, shape in layout}
 
         def fill(key: int) -> None:
-            chunk = self._chunks[key]
+            chunk = chunks[key]
             arrays = codec.unpack(chunk.payload, chunk.layout, chunk.rows)
             for b, first, row, take in uses[key]:
                 for name, out in steps.items():

@@ -41,6 +41,7 @@ class R2D2Builder:
             initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
             sequence_overlap=overlap,  # the steps consecutive sequences share are stored once
             replicas=run.replicas,
+            prefetch=config.prefetch_batches,
         )
         return BuiltAgent(agent, data, length, overlap, batch_size)
 

@@ -49,6 +49,9 @@ class R2D2Config:
     # the atari preset picks R2D2's own DQN CNN ("nature").
     torso: TorsoName = "auto"
     checkpoint_replay: bool = True  # store replay contents in checkpoints (see docs/agents.md)
+    # Draw and decompress the next replay batch on a worker thread while the current one trains (Ape-X's
+    # replay serves its learner with priorities one update stale); tools/bench_replay_prefetch.py measures it.
+    prefetch_batches: bool = True
 
     def validate(self) -> None:
         check_choices(self)

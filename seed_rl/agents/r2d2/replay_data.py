@@ -8,6 +8,8 @@ whose chunks are freed as the replay evicts the last sequence using them.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -56,6 +58,14 @@ class ReplayData:
     its share of the batch from its own priorities (``P(i)`` and ``N`` are the
     shard's) and keeps its own replay ratio, but the importance weights are
     divided by their maximum over the whole global batch, as one learner's are.
+
+    ``prefetch``: a worker thread draws and decompresses the next batch while
+    the current one trains, so the training thread (a GPU's feeder) never
+    waits on sampling. That batch is drawn before the current one's new
+    priorities are written: one update stale, as Ape-X's replay serves its
+    learner. Priority updates for sequences evicted meanwhile are dropped
+    (``PrioritizedReplay.update_priorities``). The importance weights'
+    normalisation (a collective with several ranks) stays on the training thread.
     """
 
     def __init__(
@@ -70,6 +80,7 @@ class ReplayData:
         initial_priority: Callable[[Unroll], float] | None = None,
         sequence_overlap: int = 0,
         replicas: Replicas = SINGLE,
+        prefetch: bool = False,
     ):
         self.replay = replay
         self.store = ChunkStore(sequence_overlap)
@@ -85,6 +96,10 @@ class ReplayData:
         self.inserted_steps = 0
         self.trained_steps = 0
         self.max_priority = 1.0
+        # The replay and the chunk store are shared by the training thread and the prefetch worker.
+        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="replay-prefetch") if prefetch else None
+        self._next: Future | None = None  # the prefetched batch being drawn
 
     def add(self, unrolls: UnrollBatch) -> None:
         sequences = unrolls.unrolls()
@@ -92,12 +107,13 @@ class ReplayData:
             priorities = np.full(len(sequences), self.max_priority)
         else:
             priorities = np.array([self.initial_priority(u) for u in sequences])
-        records = [self.store.add(u) for u in sequences]
-        try:
-            self.replay.insert(records, priorities)
-        except BaseException:
-            self.store.release(records)
-            raise
+        with self._lock:
+            records = [self.store.add(u) for u in sequences]
+            try:
+                self.replay.insert(records, priorities)
+            except BaseException:
+                self.store.release(records)
+                raise
         self.inserted_steps += self.new_steps_per_sequence * len(sequences)
 
     def _evicted(self, records: list) -> None:
@@ -108,19 +124,38 @@ class ReplayData:
             return True
         return self.trained_steps >= self.replay_ratio * self.inserted_steps
 
+    def _draw(self) -> tuple[UnrollBatch, np.ndarray, np.ndarray]:
+        """A batch's sequences, their raw importance weights and their ids."""
+        with self._lock:
+            ids, records, raw_weights = self.replay.sample(self.batch_size, normalized=False)
+            store, chunks = self.store, self.store.chunks_of(records)
+        # Decompressed outside the lock: the chunks stay readable even if the training thread evicts them meanwhile.
+        return store.gather(records, chunks), raw_weights, ids
+
     def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
-        ids, records, raw_weights = self.replay.sample(self.batch_size, normalized=False)
+        unrolls, raw_weights, ids = self._next.result() if self._next is not None else self._draw()
+        self._next = self._worker.submit(self._draw) if self._worker is not None else None
         weights = importance_weights(raw_weights, self.replicas)
         self.trained_steps += self.batch_size * self.trained_steps_per_sequence
-        return self.store.gather(records), {"importance_weights": weights}, ids
+        return unrolls, {"importance_weights": weights}, ids
+
+    def _drop_prefetched(self) -> None:
+        if self._next is not None:
+            self._next.result()
+            self._next = None
 
     def after_train(self, handle: Any, priorities: np.ndarray | None) -> None:
         if priorities is None:
             raise ValueError("R2D2's train_step must return per-sequence priorities")
-        self.replay.update_priorities(handle, priorities)
+        with self._lock:
+            self.replay.update_priorities(handle, priorities)
         self.max_priority = max(self.max_priority, float(np.max(priorities)))
 
     def state_dict(self) -> dict:
+        with self._lock:
+            return self._state_dict()
+
+    def _state_dict(self) -> dict:
         state = {
             "inserted_steps": self.inserted_steps,
             "trained_steps": self.trained_steps,
@@ -138,6 +173,7 @@ class ReplayData:
     def load_state_dict(self, state: dict) -> None:
         if not state:
             return
+        self._drop_prefetched()  # drawn from the replay being replaced
         self.inserted_steps = state["inserted_steps"]
         self.trained_steps = state["trained_steps"]
         self.max_priority = state["max_priority"]
