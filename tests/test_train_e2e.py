@@ -44,6 +44,20 @@ def test_image_smoke_run_writes_metrics_and_checkpoint(tmp_path, env):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_evaluation_environments_and_update_ratios_are_logged(tmp_path):
+    result = run_train(tmp_path, "--agent=r2d2", "--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=6",
+                       "--num_eval_envs=2", "--total_environment_frames=15000", timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_metrics(tmp_path)
+    last = metrics[-1]
+    assert last["eval/episodes"] > 0 and last["eval/episode_return_mean"] >= 1, last
+    assert last["episodes"] > 0
+    for part in ("torso", "core", "heads"):
+        assert any(f"update/{part}_nominal" in m for m in metrics)
+        assert 0 <= max(m.get(f"update/{part}_below_eps", 0) for m in metrics) <= 1
+    assert " eval " in result.stderr
+
+
 @pytest.mark.parametrize(
     "flags, expected",
     [
@@ -55,6 +69,7 @@ def test_image_smoke_run_writes_metrics_and_checkpoint(tmp_path, env):
         (("--env=CartPole-v1", "--optimizer=sgd"), "--optimizer must be rmsprop, rmsprop_tf or adam"),
         (("--env=CartPole-v1", "--burn_in=3"), "--burn_in is a flag of --agent=r2d2, not of --agent=impala"),
         (("--env=CartPole-v1", "--agent=r2d2", "--entropy_cost=0.1"), "--entropy_cost is a flag of --agent=impala"),
+        (("--env=CartPole-v1", "--num_eval_envs=16"), "--num_eval_envs=16 must be at least 0 and leave training"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(tmp_path, flags, expected):
