@@ -47,7 +47,7 @@ def main() -> None:
     print(f"{'part':<6} {'grad RMS':>9} | {'update/weights':>14} {'/ nominal':>9} {'below eps':>9} | "
           f"{'update/weights':>14} {'/ nominal':>9} {'below eps':>9}")
     print(f"{'':<6} {'update 1':>9} | {'update 1':^34} | {f'update {args.updates}':^34}")
-    for part in PARTS:
+    for part in (p for p in PARTS if f"update/{p}_ratio" in first):  # IMPALA without an LSTM has no core
         def cells(row):
             return (f"{row.get(f'update/{part}_ratio', float('nan')):>14.2e} "
                     f"{row.get(f'update/{part}_nominal', float('nan')):>9.3f} "
