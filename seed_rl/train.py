@@ -54,6 +54,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer("inference_batch_size", 0, "max environments per inference batch; 0: all of them (half with --double_buffer)")
 flags.DEFINE_float("inference_timeout_ms", 10.0, "max wait for a full inference batch")
 flags.DEFINE_float("checkpoint_interval_s", 300.0, "seconds between checkpoints")
+flags.DEFINE_enum(
+    "damaged_replay", "previous", ["previous", "empty"],
+    "resuming from a checkpoint whose replay (R2D2) alone is damaged: previous: fall back to the previous "
+    "checkpoint; empty: keep its weights and start the replay empty. A checkpoint whose weights are damaged "
+    "always falls back",
+)
 flags.DEFINE_float("log_interval_s", 5.0, "seconds between summaries")
 flags.DEFINE_float(
     "max_abs_reward", protocol.DEFAULT_LIMITS.max_abs_reward,

@@ -17,7 +17,7 @@ from absl import flags
 
 from seed_rl import train  # noqa: F401  (defines the train command's flags)
 from seed_rl.config import roles
-from seed_rl.learner import checkpoint
+from seed_rl.learner import checkpoint, checkpoint_loading
 from seed_rl.learner.build import build_learner
 
 
@@ -43,7 +43,7 @@ def main() -> None:
     values = flags.FLAGS
     roles.parse_flags(sys.argv)
     path = checkpoint.latest_checkpoint(values.logdir)
-    stored = checkpoint.load_checkpoint(path)
+    stored = checkpoint_loading.load_checkpoint(path)
     built = build_learner(values, serve_shm=False)
     learner = built.learner
     try:

@@ -19,7 +19,7 @@ from train_helpers import ROOT, run_train
 from seed_rl.evaluation import loading
 from seed_rl.evaluation.video import observation_frame, video_frame
 from seed_rl.evaluation.play import play
-from seed_rl.learner import checkpoint
+from seed_rl.learner import checkpoint, checkpoint_loading
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.envs import make_env
 
@@ -126,7 +126,7 @@ def test_foreign_file_is_one_error_line(tmp_path, content):
 
 def _rewritten(source: Path, logdir: Path, edit) -> Path:
     """Copies the newest checkpoint of ``source`` into ``logdir`` after ``edit(state)``."""
-    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(source))
+    state = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(source))
     edit(state)
     checkpoint.save_checkpoint(logdir, state, state["frames"])
     return logdir
@@ -164,7 +164,7 @@ def test_the_stored_weights_choose_the_actions(impala_run, tmp_path, action):
 
     logdir = _rewritten(impala_run, tmp_path, always)
     run, env = loading.load_run(logdir, seed=2)
-    stored = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(logdir))["agent"]["model"]
+    stored = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(logdir))["agent"]["model"]
     for name, tensor in run.agent.model.state_dict().items():
         assert torch.equal(tensor, stored[name]), name
     returns = [e.episode_return for e in play(run.agent, env, 3, seed=2)]

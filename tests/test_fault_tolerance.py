@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Client, wait_for
-from seed_rl.learner import checkpoint
+from seed_rl.learner import checkpoint, checkpoint_loading
 from seed_rl.transport import protocol
 from test_actor import _cartpole_learner, free_port
 from test_server import GoodStream, ScriptedEnvs, run_script
@@ -142,7 +142,7 @@ def test_killed_learner_resumes_and_waiting_actors_reconnect(run):
 
     r.learner.kill()  # SIGKILL: no final checkpoint
     r.learner.wait()
-    stored = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(r.logdir))["frames"]
+    stored = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(r.logdir))["frames"]
     assert stored > 0
     time.sleep(1.0)
     assert all(a.poll() is None for a in r.actors.values()), "actors must keep retrying, not exit"

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from seed_rl.envs import EnvConfig, EnvError, env_spec, frame_stack, make_env
+from seed_rl.learner import checkpoint_loading
 from seed_rl.networks.torsos import GFootballTorso, make_torso
 from train_helpers import read_metrics, run_train
 
@@ -193,7 +194,7 @@ def test_impala_trains_on_football_and_writes_checkpoints(gfootball, tmp_path, r
     assert "loss/total" in metrics[-1]
     checkpoints = list((tmp_path / "checkpoints").glob("ckpt-*.pt"))
     assert checkpoints
-    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)
+    state = checkpoint_loading.load_checkpoint(checkpoints[-1])
     assert state["run_config"]["env_config"]["football_representation"] == representation
     model = state["agent"]["model"]
     first_layer = next(v for k, v in model.items() if k.startswith("torso.") and k.endswith("weight"))

@@ -17,3 +17,6 @@ def test_remote_actors_a_gpu_or_a_given_count_keep_their_choice():
     assert learner_threads(0, CPU, local_actors=0, cores=16) == 0  # torch's default: every core
     assert learner_threads(0, CUDA, local_actors=2, cores=16) == 0
     assert learner_threads(3, CPU, local_actors=2, cores=2) == 3
+    # An agent whose actors wait on the learner (R2D2) takes every core (of its rank's share).
+    assert learner_threads(0, CPU, local_actors=2, cores=2, learner_bound=True) == 2
+    assert learner_threads(0, CUDA, local_actors=2, cores=2, learner_bound=True) == 0

@@ -53,13 +53,13 @@ def test_r2d2_learns_cartpole(tmp_path):
 
 
 def test_r2d2_checkpoint_holds_the_replay_and_resume_restores_it(tmp_path):
-    from seed_rl.learner import checkpoint
+    from seed_rl.learner import checkpoint, checkpoint_loading
 
     flags = (*SMALL_R2D2, "--env=CartPole-v1", "--min_replay_size=10", "--batch_size=4", "--num_actors=1",
              "--envs_per_actor=4")
     first = run_train(tmp_path, *flags, "--total_environment_frames=3000", timeout=180)
     assert first.returncode == 0, first.stderr[-3000:]
-    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
+    state = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
     stored = len(state["data"]["replay"]["sequences"]["record_offsets"])
     assert stored >= 10
     second = run_train(tmp_path, *flags, "--total_environment_frames=4000", timeout=180)

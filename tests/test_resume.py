@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from seed_rl.learner import checkpoint
+from seed_rl.learner import checkpoint, checkpoint_loading
 from train_helpers import ROOT, read_metrics, run_train, train_command
 
 FAST = ("--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=4", "--unroll_length=10", "--batch_size=4")
@@ -21,7 +21,7 @@ R2D2_FAST = ("--env=CartPole-v1", "--num_actors=1", "--envs_per_actor=4", "--unr
 
 
 def _stored_frames(logdir) -> int:
-    return checkpoint.load_checkpoint(checkpoint.latest_checkpoint(logdir))["frames"]
+    return checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(logdir))["frames"]
 
 
 def _probe_restore(logdir, *flags: str) -> dict:
@@ -44,7 +44,7 @@ def _probe_restore(logdir, *flags: str) -> dict:
 def test_a_rerun_restores_exactly_what_the_checkpoint_holds(tmp_path, agent, flags, agent_keys):
     first = run_train(tmp_path, f"--agent={agent}", *flags, "--total_environment_frames=3000", timeout=180)
     assert first.returncode == 0, first.stderr[-3000:]
-    stored = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
+    stored = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
     assert stored["train_steps"] > 0 and stored["agent"]["optimizer"]["state"], "the first run never trained"
     # Weights, optimizer moments, the schedule (IMPALA) or the target network (R2D2), the replay, the
     # counters and the return window all come back as stored; a learner that ignored the checkpoint, or
@@ -63,7 +63,7 @@ def test_rerun_resumes_from_checkpoint_frame_count(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     stored = _stored_frames(tmp_path)
     assert stored >= 3000
-    stored_episodes = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["episodes"]["episodes"]
+    stored_episodes = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["episodes"]["episodes"]
 
     second = run_train(tmp_path, *FAST, "--total_environment_frames=6000", timeout=180)
     assert second.returncode == 0, second.stderr[-3000:]
@@ -74,7 +74,7 @@ def test_rerun_resumes_from_checkpoint_frame_count(tmp_path):
     # The 100-episode window and the episode count came back with the checkpoint: no gap in the resumed curve.
     assert resumed[0]["episode_return_mean"] is not None and resumed[0]["episodes"] >= stored_episodes > 0
     assert _stored_frames(tmp_path) >= 6000
-    state = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
+    state = checkpoint_loading.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
     # Frames count unrolls received (10 frames each, 4 per step); each of the two
     # runs may stop with at most one batch received but not yet trained on.
     assert 0 <= state["frames"] - 4 * 10 * state["train_steps"] <= 2 * 4 * 10

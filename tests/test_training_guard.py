@@ -11,7 +11,7 @@ import torch
 
 from seed_rl.bench.train_batches import build_agent, preset_config, training_batch
 from seed_rl.envs import EnvSpec
-from seed_rl.learner import checkpoint
+from seed_rl.learner import checkpoint, checkpoint_loading
 from train_helpers import read_metrics, run_train
 
 VECTOR = EnvSpec(observation_shape=(4,), observation_dtype="float32", num_actions=2)
@@ -72,5 +72,5 @@ def test_a_run_of_nonfinite_updates_stops_training_with_one_line_and_no_bad_chec
     assert len(errors) == 1 and "3 consecutive updates had a non-finite loss" in errors[0], result.stderr[-2000:]
     assert "non-finite or huge rewards" in errors[0]
     for path in checkpoint.list_checkpoints(tmp_path):
-        assert checkpoint.nonfinite_tensors(torch.load(path, weights_only=False)["agent"]) == []
+        assert checkpoint.nonfinite_tensors(checkpoint_loading.load_checkpoint(path)["agent"]) == []
     assert all(m["train_steps"] == 0 for m in read_metrics(tmp_path))

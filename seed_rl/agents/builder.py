@@ -49,6 +49,9 @@ class AgentBuilder(Protocol):
 
     name: str
     config_class: type
+    # Whether the learner's updates, not the actors, limit a run: its actors then wait on the learner (R2D2's
+    # replay ratio) and a CPU learner takes every core (seed_rl/learner/build.py, learner_threads).
+    learner_bound: bool
 
     def build(self, config: Any, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         """The agent for training, its data store and its unroll shape."""

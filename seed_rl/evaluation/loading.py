@@ -16,6 +16,7 @@ from seed_rl.envs import EnvConfig, env_spec, frame_stack, make_env
 from seed_rl.evaluation.errors import EvaluationError
 from seed_rl.exits import first_line
 from seed_rl.learner import checkpoint
+from seed_rl.learner.checkpoint_loading import CheckpointReadError, newest_readable
 from seed_rl.learner.run_config import InvalidCheckpoint, RunConfig
 
 
@@ -32,19 +33,21 @@ class LoadedRun:
     frames: int  # environment frames the checkpoint was trained on
 
 
-def _read_checkpoint(logdir: Path, device: torch.device) -> tuple[Path, dict]:
+def _read_checkpoint(logdir: Path) -> tuple[Path, dict]:
+    """The newest readable checkpoint (a damaged newer one is named in a warning and left where it is)."""
     if not logdir.is_dir():
         raise EvaluationError(f"no such logdir {logdir}")
-    path = checkpoint.latest_checkpoint(logdir)
-    if path is None:
+    try:
+        # The replay is not needed to evaluate: a checkpoint whose replay alone is damaged is used.
+        loaded = newest_readable(logdir, damaged_replay="empty", move_aside=False)
+    except CheckpointReadError as e:
+        raise EvaluationError(f"{e}") from None
+    if loaded is None:
         raise EvaluationError(
             f"no checkpoint in {checkpoint.checkpoint_dir(logdir)}; "
             f"train first with python -m seed_rl.train --logdir={logdir}"
         )
-    try:
-        return path, checkpoint.load_checkpoint(path, device)
-    except Exception as e:  # a truncated file, a foreign pickle, ...
-        raise EvaluationError(f"{path} is not a seed_rl checkpoint: {first_line(e)}") from None
+    return loaded.path, loaded.state
 
 
 def load_run(
@@ -59,7 +62,7 @@ def load_run(
       EnvError: the environment cannot be built.
     """
     torch_device = torch.device(device)
-    path, state = _read_checkpoint(Path(logdir), torch_device)
+    path, state = _read_checkpoint(Path(logdir))
     try:
         run_config = RunConfig.from_checkpoint(state, path)
     except InvalidCheckpoint as e:

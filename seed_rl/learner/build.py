@@ -31,6 +31,7 @@ from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
 from seed_rl.launch.local_actors import LocalActors
+from seed_rl.learner.checkpoint import CheckpointWriteError
 from seed_rl.learner.logdir_lock import LogdirInUse, LogdirLock
 from seed_rl.learner.loop import Learner, LearnerSettings, TrainingDiverged
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
@@ -82,19 +83,23 @@ def learner_address(role: str, address: str | None, local_rank: int = 0) -> str:
     return address
 
 
-def learner_threads(requested: int, device: torch.device, local_actors: int, cores: int) -> int:
+def learner_threads(requested: int, device: torch.device, local_actors: int, cores: int,
+                    learner_bound: bool = False) -> int:
     """Torch intra-op threads for the learner; 0 keeps torch's default (one per core).
 
     ``--torch_threads=0`` on a CPU learner with local actors: the cores the actor
     processes leave, at least one. On 2 cores with 2 actors, torch's default of
-    2 threads made Pong training 1.34x slower than 1 (docs/results.md): the
-    training and inference threads' thread pools competed with the actors.
+    2 threads made IMPALA's Pong training 1.34x slower than 1 (docs/results.md):
+    the training and inference threads' thread pools competed with the actors.
+    An agent whose actors wait on the learner (``learner_bound``: R2D2's replay
+    ratio) takes every core: R2D2's Pong update took 0.29 s on 2 threads against
+    0.47 s on 1 (tools/bench_train_step.py, idle 2 cores).
     """
     if requested > 0:
         return requested
     if device.type != "cpu" or local_actors == 0:
         return 0
-    return max(1, cores - local_actors)
+    return cores if learner_bound else max(1, cores - local_actors)
 
 
 def _refuse_foreign_flags(agent: str, flag_values: flags.FlagValues) -> None:
@@ -192,7 +197,8 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     own_actors = sum(replicas.owns_actor(i) for i in range(fv.num_actors))
     local_actors = own_actors if fv.role == "local" else 0
     cores = max(1, (os.cpu_count() or 1) // replicas.local_world_size)  # the ranks of a machine share its cores
-    threads = learner_threads(fv.torch_threads, device, local_actors, cores)
+    learner_bound = registry.builder(fv.agent).learner_bound
+    threads = learner_threads(fv.torch_threads, device, local_actors, cores, learner_bound)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -211,8 +217,9 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         precision = resolve_precision(fv.precision, device, images=len(spec.observation_shape) == 3)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
         if threads and not fv.torch_threads:
-            log.info("%d torch thread(s): the cores %d local actor processes leave (--torch_threads overrides)",
-                     threads, local_actors)
+            why = (f"every core: --agent={fv.agent}'s actors wait on the learner" if learner_bound
+                   else f"the cores {local_actors} local actor processes leave")
+            log.info("%d torch thread(s): %s (--torch_threads overrides)", threads, why)
         run_shape = registry.RunShape(
             fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, replicas,
             num_eval_envs=eval_envs.num_eval_envs,
@@ -238,6 +245,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         checkpoint_interval_s=fv.checkpoint_interval_s,
         log_interval_s=fv.log_interval_s,
         max_skipped_updates=fv.max_skipped_updates,
+        damaged_replay=fv.damaged_replay,
         life_loss_ends_episode=built.life_loss_ends_episode,
         eval_envs=eval_envs,
     )
@@ -349,9 +357,13 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         learner.stop()
         endpoints.stop()
         # Several ranks save together or not at all: a rank whose actor failed vetoes it for every rank.
-        learner.close(save=not fatal and learner.final_save)
-        _release(built.lock)
-        learner_ranks.leave()
+        try:
+            learner.close(save=not fatal and learner.final_save)
+        except CheckpointWriteError as e:
+            fatal.append(f"{e}")
+        finally:
+            _release(built.lock)
+            learner_ranks.leave()
     log.info("finished at %d frames after %.0f s", learner.frames, time.monotonic() - started)
     if fatal:
         return fatal[0]

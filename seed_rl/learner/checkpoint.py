@@ -1,7 +1,11 @@
 """Atomic checkpoints: write to a temporary file, fsync, then rename over.
 
-A learner killed mid-write leaves at worst a stray ``.tmp`` file, never a
-truncated checkpoint, so the newest ``ckpt-*.pt`` is always loadable.
+A learner killed mid-write leaves at worst a stray ``.tmp`` file (removed when
+the next run starts), never a truncated ``ckpt-*.pt``. Each checkpoint carries
+its parts' digests (``checkpoint_digest.py``), so damage done to it later (a
+disk, a copy cut short) is found when it is read (``checkpoint_loading.py``).
+A write that fails (a full disk, a read-only directory) leaves the previous
+checkpoints as they were.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import torch
+
+from seed_rl.learner.checkpoint_digest import with_digests
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +52,11 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def save_checkpoint(logdir: str | os.PathLike, state: dict, frames: int, keep: int = 3) -> Path:
-    """Saves ``state`` as ``checkpoints/ckpt-<frames>.pt`` atomically; keeps the newest ``keep``."""
+    """Saves ``state`` (with its parts' digests) as ``checkpoints/ckpt-<frames>.pt`` atomically; keeps the newest
+    ``keep``, removing older ones only once the new one is written."""
     directory = checkpoint_dir(logdir)
     path = directory / f"ckpt-{frames:013d}.pt"
+    state = with_digests(state)
     write_atomically(path, lambda f: torch.save(state, f))
     for old in list_checkpoints(logdir)[:-keep]:
         old.unlink(missing_ok=True)
@@ -83,8 +91,20 @@ def latest_checkpoint(logdir: str | os.PathLike) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
-def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+def remove_unfinished_writes(logdir: str | os.PathLike) -> list[Path]:
+    """Deletes the temporary files of writes that a killed process left (call while holding the logdir)."""
+    directory = checkpoint_dir(logdir)
+    if not directory.is_dir():
+        return []
+    leftovers = [p for p in directory.iterdir() if p.name.startswith(".ckpt-") and p.name.endswith(".tmp")]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", path.name)
+    return leftovers
+
+
+class CheckpointWriteError(OSError):
+    """The final checkpoint could not be written; the message is one line."""
 
 
 def detached_copy(value: Any) -> Any:
@@ -118,7 +138,11 @@ class CheckpointWriter:
         return self._thread is not None and self._thread.is_alive()
 
     def save(self, state: dict, frames: int, wait: bool = False) -> bool:
-        """Starts writing ``state``; returns False if a write was still running (and ``wait`` is off)."""
+        """Starts writing ``state``; returns False if a write was still running (and ``wait`` is off).
+
+        A write that fails logs one warning and leaves the previous checkpoints; with ``wait`` its
+        :class:`CheckpointWriteError` is raised here.
+        """
         if self.busy():
             if not wait:
                 log.warning("the previous checkpoint is still being written; skipping this one")
@@ -127,22 +151,29 @@ class CheckpointWriter:
         self._thread = threading.Thread(target=self._write, args=(state, frames), name="checkpoint-writer")
         self._thread.start()
         if wait:
-            self.wait()
+            self._thread.join()
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
         return True
 
     def _write(self, state: dict, frames: int) -> None:
+        self._error = None
         try:
             path = save_checkpoint(self.logdir, state, frames, self.keep)
-            self.written.append(path)
-            log.info("checkpoint %s", path)
-        except BaseException as e:  # noqa: BLE001 - reported by wait(), logged now
-            log.error("writing the checkpoint at %d frames failed: %s", frames, e)
-            self._error = e
+        except Exception as e:  # noqa: BLE001 - a full disk, a read-only directory, ...: training goes on
+            previous = list_checkpoints(self.logdir)
+            kept = f"the newest intact checkpoint is {previous[-1].name}" if previous else "no checkpoint is written yet"
+            self._error = CheckpointWriteError(
+                f"could not write the checkpoint at {frames} frames to {checkpoint_dir(self.logdir)}: "
+                f"{e.strerror if isinstance(e, OSError) and e.strerror else e}; {kept}"
+            )
+            log.warning("%s; training goes on and the next interval tries again", self._error)
+            return
+        self.written.append(path)
+        log.info("checkpoint %s", path)
 
     def wait(self) -> None:
-        """Waits for the running write; raises its error, if it failed."""
+        """Waits for the running write (whose failure, if any, was logged)."""
         if self._thread is not None:
             self._thread.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise error

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from seed_rl.learner import checkpoint
+from seed_rl.learner.checkpoint_loading import CheckpointReadError, DamagedReplay, newest_readable
 from seed_rl.core import update_stats
 from seed_rl.core.agent import Agent
 from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
@@ -65,6 +66,7 @@ class LearnerSettings:
     max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
     life_loss_ends_episode: bool = False  # the agent trains on lost lives as episode ends (IMPALA on Atari)
     eval_envs: EvalEnvs = NO_EVAL_ENVS  # environments acted on but never trained on, logged as eval/...
+    damaged_replay: DamagedReplay = "previous"  # a checkpoint whose replay alone is damaged: fall back, or drop it
 
     @property
     def frames_per_unroll(self) -> int:
@@ -197,19 +199,22 @@ class Learner:
         self.metrics = MetricsWriter(settings.logdir) if replicas.is_main else None
 
     def _restore(self) -> None:
-        """Rank 0 reads the newest checkpoint; every rank loads the agent from it and its own data shard."""
+        """Rank 0 reads the newest readable checkpoint; every rank loads the agent from it and its own data shard.
+
+        Newer checkpoints that cannot be read are moved aside (``checkpoint_loading.newest_readable``).
+        """
         r = self.replicas
         path = state = shards = error = None
         if r.is_main:
-            path = checkpoint.latest_checkpoint(self.settings.logdir)
-            if path is not None:
-                state = checkpoint.load_checkpoint(path, "cpu" if r.distributed else self.agent.device)
-                try:
-                    self.run_config.check_resumes(state["run_config"], path)
-                except CheckpointMismatch as e:
-                    error = f"{e}"
-                else:
+            checkpoint.remove_unfinished_writes(self.settings.logdir)
+            try:
+                loaded = newest_readable(self.settings.logdir, self.settings.damaged_replay, move_aside=True)
+                if loaded is not None:
+                    path, state = loaded.path, loaded.state
+                    self.run_config.check_resumes(state.get("run_config", {}), path)
                     shards = data_shards(state, r.world_size)
+            except (CheckpointMismatch, CheckpointReadError) as e:
+                error = f"{e}"
         error = r.broadcast_from_main(error)
         if error is not None:
             raise CheckpointMismatch(error)
@@ -397,12 +402,18 @@ class Learner:
         return {f"eval/{key}": value for key, value in self.eval_episodes.summary().items()}
 
     def close(self, save: bool = True) -> None:
-        """Writes the final checkpoint and stops inference; stop the endpoints serving :attr:`streams` first."""
+        """Writes the final checkpoint and stops inference; stop the endpoints serving :attr:`streams` first.
+
+        Raises ``checkpoint.CheckpointWriteError`` (after stopping everything) when the final checkpoint
+        could not be written.
+        """
         self._stop.set()
-        if save and self.frames > 0:
-            self.save_checkpoint(wait=True)
-        else:
-            self.checkpoints.wait()
-        self.batcher.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        try:
+            if save and self.frames > 0:
+                self.save_checkpoint(wait=True)
+            else:
+                self.checkpoints.wait()
+        finally:
+            self.batcher.close()
+            if self.metrics is not None:
+                self.metrics.close()

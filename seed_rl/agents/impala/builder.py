@@ -15,6 +15,7 @@ from seed_rl.envs import EnvSpec
 class ImpalaBuilder:
     name = "impala"
     config_class = ImpalaConfig
+    learner_bound = False  # each unroll is trained on once: the actors' frames limit it
 
     def build(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         frames_per_train_step = config.batch_size * config.unroll_length * run.frames_per_step
