@@ -117,7 +117,9 @@ class R2D2Agent:
         weights = batch.get("importance_weights")
         loss = (per_sequence * weights).mean() if weights is not None else per_sequence.mean()
         priorities = sequence_priority(td.detach().abs(), cfg.priority_eta)
-        logs = {"loss/total": loss.item(), "q_mean": q_taken.mean().item(), "td_abs_mean": td.abs().mean().item()}
+        logs = {"loss/total": loss.item(), "q_mean": q_taken.mean().item(), "td_abs_mean": td.abs().mean().item(),
+                # How far the actions' values are apart (a policy needs them apart, not just a state value).
+                "q_action_std": q[:-1].detach().float().std(dim=-1).mean().item()}
         return loss, priorities, logs
 
     def _td_errors(self, q: torch.Tensor, target_q: torch.Tensor, batch: dict):
