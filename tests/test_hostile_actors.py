@@ -61,6 +61,8 @@ GRPC_ATTACKS = [
     ("huge finite reward", lambda: protocol.encode_request(_step(reward=np.full(K, 3e38, np.float32))),
      INVALID, "max_abs_reward"),
     ("NaN observation", lambda: protocol.encode_request(_nan_observation()), INVALID, "observation contains NaN"),
+    ("done byte 2", lambda: protocol.encode_request(_step(done=np.array([0, 2, 0, 0], np.uint8).view(bool))),
+     INVALID, "done must hold 0 or 1"),  # as shared memory refuses it
     # Requests above the run's byte bound are refused by gRPC unread.
     ("100k environments", lambda: protocol.encode_request(_step(100_000)), TOO_LARGE, "larger than max"),
     ("8 environments", lambda: protocol.encode_request(_step(2 * K)), INVALID, "max_envs_per_stream"),

@@ -247,6 +247,11 @@ def _done_dtype():
     ]
 
 
+def _done_byte():
+    done = np.array([1, 2], np.uint8).view(bool)  # the project's encoder sends the bytes as they are
+    return [_request(), _request(done=done)]
+
+
 def _episode_stats_mismatch():
     fields = wire.decode(_request())
     return [
@@ -268,6 +273,7 @@ BAD_STREAMS = {
     "missing-field": (_missing_done, "lacks the field 'done'"),
     "reward-shape": (_reward_shape, r"reward must be float32 \[2\]"),
     "done-dtype": (_done_dtype, r"done must be bool \[2\], got uint8"),
+    "done-byte": (_done_byte, r"done must hold 0 or 1 \(a bool field\)"),  # as over shared memory
     "episode-stats": (_episode_stats_mismatch, "episode_return and episode_length"),
 }
 

@@ -20,7 +20,6 @@ from seed_rl.transport import protocol, shm, wire
 from seed_rl.transport.refusal_log import RefusalLog
 from seed_rl.transport.errors import Refused, Unavailable
 from seed_rl.core.batcher import BatcherClosed
-from seed_rl.core.step import STEP_FIELDS
 from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
@@ -196,7 +195,6 @@ class ShmLearnerServer:
             self._serving -= 1
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
-        flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
         first = True  # the handshake's first-step timeout holds until the first step arrives
         while True:
             try:
@@ -218,10 +216,6 @@ class ShmLearnerServer:
                 # Copy, then validate: the actor can write its memory at any time, so what is
                 # checked and what reaches inference and training must be the learner's own copy.
                 step = {name: array.copy() for name, array in arrays.items()}
-                # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
-                not_bool = next((name for name in flag_fields if step[name].view(np.uint8).max() > 1), None)
-                if not_bool is not None:
-                    raise protocol.ProtocolError(f"{not_bool} must hold 0 or 1 (a bool field)")
                 try:
                     fields = wire.decode(message[1:])
                 except wire.WireError as e:
