@@ -16,7 +16,7 @@ import torch
 from seed_rl.agents.impala import vtrace
 from seed_rl.agents.r2d2 import agent as r2d2_agent_module
 from seed_rl.bench.train_batches import build_agent, preset_config, training_batch
-from seed_rl.core.precision import FP32, cpu_flags, enable_tf32, resolve_precision
+from seed_rl.core.precision import FP32, cpu_flags, enable_tf32, learner_precision, resolve_precision
 from seed_rl.envs import EnvSpec
 
 CPU = torch.device("cpu")
@@ -34,6 +34,18 @@ def test_auto_keeps_vector_networks_in_fp32():
     precision = resolve_precision("auto", CPU, images=False, read_cpu_flags=lambda: {"amx_bf16"})
     assert precision.dtype == torch.float32 and "vector observations" in precision.reason
     assert resolve_precision("bf16", CPU, images=False).dtype == torch.bfloat16
+
+
+def test_auto_as_the_learner_resolves_it_follows_the_observation_shape():
+    """seed_rl.train resolves --precision=auto with learner_precision, from its environment's observations."""
+    def native():
+        return {"amx_bf16"}
+
+    assert learner_precision("auto", CPU, PONG.observation_shape, native).dtype == torch.bfloat16  # images
+    vector = learner_precision("auto", CPU, (4,), native)  # CartPole
+    assert vector.dtype == torch.float32 and "vector observations" in vector.reason
+    assert learner_precision("bf16", CPU, (4,), native).dtype == torch.bfloat16
+    assert learner_precision("auto", CPU, PONG.observation_shape, lambda: {"avx2"}).dtype == torch.float32
 
 
 def test_auto_falls_back_to_fp32_with_a_reason_on_a_cpu_without_bf16():
