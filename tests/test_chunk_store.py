@@ -21,6 +21,7 @@ from seed_rl.agents.r2d2.replay_data import ReplayData
 from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.learner.run_config import CheckpointMismatch
 from seed_rl.learner.trajectories import TrajectoryStore
+from seed_rl.replay import chunk_store
 from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
 
@@ -263,7 +264,18 @@ def test_a_refused_insertion_holds_no_chunks():
 
 
 
-def test_a_thread_pool_gathers_the_same_batch():
+def test_a_thread_pool_gathers_the_same_batch(monkeypatch):
+    ran_on: set[str] = set()  # the threads the pool ran decompression tasks on
+
+    class RecordingPool(chunk_store.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            def recorded(*a, **k):
+                ran_on.add(threading.current_thread().name)
+                return fn(*a, **k)
+
+            return super().submit(recorded, *args, **kwargs)
+
+    monkeypatch.setattr(chunk_store, "ThreadPoolExecutor", RecordingPool)
     envs, unrolls = Envs(seed=6), []
     while len(unrolls) < 30:
         batch = envs.step([0, 1])
@@ -277,6 +289,7 @@ def test_a_thread_pool_gathers_the_same_batch():
     for got, want, i in zip(batch.unrolls(), reference.unrolls(), order):
         _assert_same(got, unrolls[i])
         _assert_same(want, unrolls[i])
+    assert ran_on and all(name.startswith("replay-decompress") for name in ran_on), ran_on
 
 
 def test_a_prefetched_batch_survives_the_eviction_of_its_sequences(monkeypatch):

@@ -86,6 +86,19 @@ def test_more_environments_than_the_run_allows_are_refused_naming_the_flag():
         _decode(many, limits=limits)
 
 
+@pytest.mark.parametrize("field", ["done", "truncated", "life_lost"])
+@pytest.mark.parametrize("byte", [2, 9, 255])
+def test_a_bool_field_holding_a_byte_other_than_0_or_1_is_refused(field, byte):
+    """Over gRPC a bool array is a view of the request's bytes, so a byte of 2 once reached the learner as True."""
+    flags = np.zeros(2, np.uint8)
+    flags[0] = byte
+    step = _step(**{field: flags.view(bool)})
+    if field == "truncated":
+        step["done"] = np.array([True, True])  # the one other check on truncated
+    with pytest.raises(protocol.ProtocolError, match=rf"{field} must hold 0 or 1 \(a bool field\), got a byte of {byte}"):
+        _decode(step)
+
+
 class _CallError(grpc.RpcError):
     def __init__(self, code: grpc.StatusCode, details: str):
         self._code, self._details = code, details

@@ -31,5 +31,7 @@ def test_defaults_learn_cartpole_at_any_reward_scale(tmp_path, monkeypatch, agen
     assert result.returncode == 0, result.stderr[-3000:]
     scale = SCALES[env_id]
     returns = [m["episode_return_mean"] / scale for m in read_metrics(tmp_path) if m["episodes"] >= 100]
+    if agent == "impala":  # the credit goes to PopArt: check that the defaults turned it on
+        assert any("popart/scale" in m for m in read_metrics(tmp_path)), "IMPALA ran without PopArt"
     assert returns and returns[0] < 60, returns  # it started near random play
     assert max(returns) >= STEPS_WORTH, f"best 100-episode mean {max(returns):.1f} steps; curve {returns}"

@@ -247,6 +247,11 @@ def _done_dtype():
     ]
 
 
+def _done_byte():
+    done = np.array([1, 2], np.uint8).view(bool)  # the project's encoder sends the bytes as they are
+    return [_request(), _request(done=done)]
+
+
 def _episode_stats_mismatch():
     fields = wire.decode(_request())
     return [
@@ -268,6 +273,7 @@ BAD_STREAMS = {
     "missing-field": (_missing_done, "lacks the field 'done'"),
     "reward-shape": (_reward_shape, r"reward must be float32 \[2\]"),
     "done-dtype": (_done_dtype, r"done must be bool \[2\], got uint8"),
+    "done-byte": (_done_byte, r"done must hold 0 or 1 \(a bool field\)"),  # as over shared memory
     "episode-stats": (_episode_stats_mismatch, "episode_return and episode_length"),
 }
 
@@ -514,6 +520,59 @@ def test_silent_streams_are_dropped_and_free_their_worker_threads(learner):
                                                  "reward": np.zeros(2, np.float32), "done": np.ones(2, bool)}))
         assert refused.value.code() == grpc.StatusCode.CANCELLED
         client.channel.close()
+
+
+def _one_step(client: Client) -> np.ndarray:
+    return client.step(np.zeros((2, 3), np.float32), np.zeros(2, np.float32), np.ones(2, bool))
+
+
+def test_a_newcomer_gets_in_while_silent_streams_hold_every_worker(learner):
+    """Streams that open and never send once held the whole pool until their 30 s ran out, and an honest
+    actor connecting meanwhile waited; now the stream that has been silent longest makes way for it."""
+    h = learner(max_streams=4)  # silent streams are dropped after 30 s, far beyond this test
+    silent = []
+    for i in range(4):  # one at a time, so that the learner sees them in this order
+        silent.append(Client(h.address, actor_id=f"silent{i}", timeout_s=40))
+        wait_for(lambda: h.server.streams.active == len(silent), what=f"silent stream {i} to open")
+    honest = Client(h.address, actor_id="1", timeout_s=20)
+    assert _one_step(honest).shape == (2,)
+    with pytest.raises(grpc.RpcError) as dropped:
+        _one_step(silent[0])
+    assert dropped.value.code() == grpc.StatusCode.CANCELLED
+    for client in silent[1:]:  # the others kept their place, and are served when they speak
+        assert _one_step(client).shape == (2,)
+        client.close()
+    # A flood of silent streams, more than the workers, takes the places of one another only.
+    flood = [Client(h.address, actor_id=f"flood{i}", timeout_s=40) for i in range(12)]
+    newcomer = Client(h.address, actor_id="2", timeout_s=20)
+    assert _one_step(newcomer).shape == (2,)
+    assert _one_step(honest).shape == (2,)
+    for client in [honest, newcomer, silent[0], *flood]:
+        client.close()
+    wait_for(lambda: h.server.streams.active == 0, what="every stream to end")
+
+
+def test_a_learner_whose_streams_all_step_tells_a_newcomer_to_retry(learner):
+    from seed_rl.acting.grpc_link import learner_error
+    from seed_rl.transport.errors import Unavailable
+
+    h = learner(max_streams=2)
+    stepping = [Client(h.address, actor_id=f"actor{i}", timeout_s=40) for i in range(2)]
+    for client in stepping:
+        assert _one_step(client).shape == (2,)
+    late = Client(h.address, actor_id="late", timeout_s=20)
+    with pytest.raises(grpc.RpcError) as refused:
+        _one_step(late)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "serves its maximum of 2 streams" in refused.value.details()
+    assert isinstance(learner_error(9, refused.value), Unavailable)  # the actor retries later
+    late.close()
+    stepping.pop().close()
+    wait_for(lambda: h.server.streams.active == 1, what="a stream to leave")
+    again = Client(h.address, actor_id="late", timeout_s=20)
+    assert _one_step(again).shape == (2,)
+    for client in (again, *stepping):
+        client.close()
 
 
 def test_tables_shrink_after_a_huge_stream_leaves_and_live_environments_keep_their_state(learner):

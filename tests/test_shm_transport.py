@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -229,6 +231,51 @@ def test_a_connection_that_never_handshakes_is_dropped(shm_learner):
         assert shm.receive(sock) == b""  # the learner hung up
         sock.close()
     wait_for(lambda: _open_descriptors() <= baseline, what="the silent connections' descriptors closed")
+
+
+def _connect_when_accepted(h, timeout_s: float = 20.0) -> ShmConnection:
+    """An actor's connection, retried while the listen backlog is full (connect() with a timeout does not wait)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return _connect(h)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_silent_connections_hold_no_thread_each_and_an_honest_actor_gets_in(shm_learner):
+    """1,000 connections that never shook hands once held 1,000 learner threads until their handshakes timed out."""
+    h = shm_learner(shm_kwargs={"handshake_timeout_s": 60})  # none times out during the test
+    threads = threading.active_count()
+    silent = [_raw_connection(h) for _ in range(100)]
+    conn = _connect_when_accepted(h)  # after every silent connection
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    # The honest actor's thread, and room for a thread of the harness; not one per silent connection.
+    assert threading.active_count() <= threads + 3, [t.name for t in threading.enumerate()]
+    conn.close()
+    for sock in silent:
+        sock.close()
+
+
+def test_beyond_the_bound_on_waiting_handshakes_the_oldest_connection_goes_first(shm_learner):
+    h = shm_learner(shm_kwargs={"handshake_timeout_s": 60, "max_waiting_handshakes": 4})
+    silent = [_raw_connection(h) for _ in range(6)]
+    conn = _connect(h)  # the seventh connection: three have to go
+    _write(conn, np.zeros((K, 3)), 0, True)
+    assert conn.step(*NO_STATS).shape == (K,)
+    for sock in silent[:3]:
+        sock.settimeout(10)
+        assert shm.receive(sock) == b""  # the learner hung up
+    for sock in silent[3:]:  # the newest still wait for their handshake
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)
+    conn.close()
+    for sock in silent:
+        sock.close()
 
 
 def test_handshake_checks_env_token_and_capacity(shm_learner):

@@ -17,7 +17,7 @@ from seed_rl.agents import registry
 from seed_rl.bench.rollouts import collect_batch
 from seed_rl.bench.train_batches import preset_config
 from seed_rl.config import presets
-from seed_rl.core.precision import resolve_precision
+from seed_rl.core.precision import learner_precision
 from seed_rl.core.update_stats import PARTS, network_part, snapshot, update_stats
 from seed_rl.envs import EnvConfig, make_env, probe_spec
 from seed_rl.envs.families import parse_env_name
@@ -74,7 +74,7 @@ def measure(agent_name: str, env_name: str, overrides: dict, updates: int, batch
     spec = probe_spec(env_name, seed, env_config)
     config = preset_config(agent_name, env_name, spec, "cpu" if preset == "cpu" else "cuda", **overrides)
     device = torch.device("cpu")
-    precision = resolve_precision("auto", device, images=len(spec.observation_shape) == 3)  # as seed_rl.train
+    precision = learner_precision("auto", device, spec.observation_shape)  # as seed_rl.train
     torch.manual_seed(seed)
     run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=config.batch_size, seed=seed,
                             precision=precision)

@@ -132,6 +132,20 @@ def resolve_precision(
     return Precision(torch.bfloat16 if native else torch.float32, device_type, f"auto: {why}")
 
 
+def learner_precision(
+    requested: str,
+    device: torch.device,
+    observation_shape: tuple[int, ...],
+    read_cpu_flags: Callable[[], Iterable[str] | None] = cpu_flags,
+) -> Precision:
+    """``--precision`` for a learner whose network reads ``observation_shape``, as ``seed_rl.train`` resolves it.
+
+    Observations of three dimensions (``[C, H, W]``) are images, which ``auto`` runs in bfloat16 where the
+    device has it natively; see :func:`resolve_precision`.
+    """
+    return resolve_precision(requested, device, images=len(observation_shape) == 3, read_cpu_flags=read_cpu_flags)
+
+
 def enable_tf32(precision: Precision) -> bool:
     """Lets float32 matmuls and convolutions on CUDA use TF32 tensor cores unless fp32 was asked for.
 

@@ -25,7 +25,7 @@ from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
 from seed_rl.core import replicas as learner_ranks
 from seed_rl.core.eval_envs import EvalEnvs
-from seed_rl.core.precision import enable_tf32, resolve_precision
+from seed_rl.core.precision import enable_tf32, learner_precision
 from seed_rl.core.replicas import Replicas
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
@@ -214,7 +214,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         raise LearnerBuildError(f"{e}") from None
     try:
         config = _agent_config(fv, spec, device)
-        precision = resolve_precision(fv.precision, device, images=len(spec.observation_shape) == 3)
+        precision = learner_precision(fv.precision, device, spec.observation_shape)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
         if threads and not fv.torch_threads:
             why = (f"every core: --agent={fv.agent}'s actors wait on the learner" if learner_bound

@@ -4,7 +4,8 @@ Each request is validated (see :mod:`seed_rl.transport.protocol`), handed to the
 actor's :class:`~seed_rl.transport.streams.ActorStream`, and answered with the
 actions once its inference batch has run. A bad
 request ends only its own stream with ``INVALID_ARGUMENT``; the other streams
-and the learner carry on. With a :class:`~seed_rl.transport.security.ServerSecurity`
+and the learner carry on. Streams that have sent nothing make way for newcomers
+(:mod:`seed_rl.transport.stream_slots`). With a :class:`~seed_rl.transport.security.ServerSecurity`
 the port speaks TLS and calls without the shared token are refused before this
 module sees them.
 """
@@ -12,7 +13,6 @@ module sees them.
 from __future__ import annotations
 
 import logging
-import threading
 from concurrent import futures
 
 import grpc
@@ -21,6 +21,7 @@ from seed_rl.transport import protocol
 from seed_rl.core.batcher import BatcherClosed
 from seed_rl.transport.refusal_log import RefusalLog
 from seed_rl.transport.security import ServerSecurity
+from seed_rl.transport.stream_slots import StreamSlots
 from seed_rl.transport.streams import ActorStreams, parse_first_env
 from seed_rl.envs import EnvSpec
 
@@ -61,8 +62,9 @@ class LearnerServer:
         self.spec = spec
         self.limits = limits
         self._max_request_bytes = limits.max_request_bytes(spec)
-        self._first_request_timeout_s = first_request_timeout_s
         self.refusals = RefusalLog(log)
+        self.slots = StreamSlots(max_streams, first_request_timeout_s,
+                                 lambda actor, reason: self.refusals.warn(actor, f"dropped: {reason}"))
         self.streams = streams
         options = [
             # Bounded by the run's shape, so a stream cannot make the learner buffer a message of 256 MB.
@@ -73,9 +75,10 @@ class LearnerServer:
         ]
         security = security or ServerSecurity()
         self.security = security
-        # Every stream holds a worker thread for its lifetime, hence one per actor.
+        # Every stream holds a worker thread for its lifetime, hence one per actor (and a spare: stream_slots.py).
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_streams), options=options, interceptors=security.interceptors()
+            futures.ThreadPoolExecutor(max_workers=self.slots.workers), options=options,
+            interceptors=security.interceptors(),
         )
         handler = grpc.method_handlers_generic_handler(
             protocol.SERVICE,
@@ -99,6 +102,7 @@ class LearnerServer:
         self.address = f"{address.rsplit(':', 1)[0]}:{self.port}"
 
     def start(self) -> None:
+        self.slots.start()
         self._server.start()
         log.info(
             "learner listening on %s (%s, %s)",
@@ -109,6 +113,7 @@ class LearnerServer:
 
     def stop(self, grace_s: float = 1.0) -> None:
         self._server.stop(grace_s).wait()
+        self.slots.stop()
 
     def _act(self, request_iterator, context: grpc.ServicerContext):
         metadata = dict(context.invocation_metadata())
@@ -122,13 +127,18 @@ class LearnerServer:
         except protocol.ProtocolError as e:
             self.refusals.warn(actor, f"refused: {e}")
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request from actor {actor}: {e}")
+        slot = self.slots.admit(actor, context.cancel)
+        if slot is None:
+            full = f"the learner serves its maximum of {self.slots.max_streams} streams, all of them stepping"
+            self.refusals.warn(actor, f"refused: {full}")
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{full}; try again later")
         stream = self.streams.open(actor, "gRPC", first_env)
-        silent = threading.Timer(self._first_request_timeout_s, self._cancel_silent, (context, actor))
-        silent.daemon = True
-        silent.start()
         try:
+            silent = True
             for data in _requests(request_iterator, actor, self._max_request_bytes, self.refusals):
-                silent.cancel()
+                if silent:
+                    self.slots.spoke(slot)
+                    silent = False
                 try:
                     fields = protocol.decode_request(data, self.spec, stream.num_envs, self.limits)
                 except protocol.ProtocolError as e:
@@ -140,9 +150,5 @@ class LearnerServer:
                     context.abort(grpc.StatusCode.UNAVAILABLE, "the learner is shutting down")
                 yield protocol.encode_reply(actions)
         finally:
-            silent.cancel()
+            self.slots.release(slot)
             stream.close()
-
-    def _cancel_silent(self, context: grpc.ServicerContext, actor: str) -> None:
-        self.refusals.warn(actor, f"dropped: no request within {self._first_request_timeout_s:.0f} s of opening its stream")
-        context.cancel()

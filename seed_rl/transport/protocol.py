@@ -167,6 +167,9 @@ def validate_request(
             raise ProtocolError(
                 f"{field.name} must be {dtype} [{', '.join(map(str, shape))}], got {value.dtype.name} {value.shape}"
             )
+        # A bool array is a view of the bytes the actor sent: one rule for every transport, only 0 and 1.
+        if dtype == "bool" and value.view(np.uint8).max() > 1:
+            raise ProtocolError(f"{field.name} must hold 0 or 1 (a bool field), got a byte of {value.view(np.uint8).max()}")
     if observation.dtype.kind == "f" and not np.all(np.isfinite(observation)):
         raise ProtocolError("observation contains NaN or infinity; fix the environment (or a wrapper) that produced it")
     _check_rewards(fields["reward"], limits.max_abs_reward)

@@ -1,8 +1,10 @@
 """The learner's shared-memory endpoint for actors on its machine (protocol in :mod:`seed_rl.transport.shm`).
 
-One thread accepts connections; each actor gets a thread that waits for its
-steps, as gRPC gives each stream a worker. A step is validated with the same
-checks as a gRPC request, so a bad step ends only that actor's connection.
+One thread accepts connections and reads their handshakes (a selector loop, so
+a silent or slow connection costs a descriptor but no thread); each actor that
+has shaken hands gets a thread that waits for its steps, as gRPC gives each
+stream a worker. A step is validated with the same checks as a gRPC request, so
+a bad step ends only that actor's connection.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hmac
 import json
 import logging
 import os
+import selectors
 import socket
 import threading
 
@@ -20,17 +23,20 @@ from seed_rl.transport import protocol, shm, wire
 from seed_rl.transport.refusal_log import RefusalLog
 from seed_rl.transport.errors import Refused, Unavailable
 from seed_rl.core.batcher import BatcherClosed
-from seed_rl.core.step import STEP_FIELDS
 from seed_rl.transport.streams import ActorStreams, parse_first_env
+from seed_rl.transport.waiting import WaitingList
 from seed_rl.envs import EnvSpec
 
 log = logging.getLogger(__name__)
 
 
-# A connection that has not completed its handshake this long after connecting is dropped,
-# so connections that never speak hold no thread or descriptor for long; one that shook
-# hands but sends no first step is dropped after gRPC's first-request timeout.
+# A connection that has not sent its handshake this long after connecting is dropped, so
+# connections that never speak hold no descriptor for long; one that shook hands but sends
+# no first step is dropped after gRPC's first-request timeout.
 HANDSHAKE_TIMEOUT_S = 10.0
+# Connections waiting for their handshake beyond this many: the oldest is dropped (an honest
+# actor sends its handshake as soon as it connects), so a flood cannot take every descriptor.
+MAX_WAITING_HANDSHAKES = 64
 HANDSHAKE_ACTOR = "(a shared-memory handshake)"  # refusals before the actor is known, logged under this name
 
 
@@ -47,12 +53,14 @@ class ShmLearnerServer:
         limits: protocol.RequestLimits = protocol.DEFAULT_LIMITS,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         first_step_timeout_s: float = protocol.FIRST_REQUEST_TIMEOUT_S,
+        max_waiting_handshakes: int = MAX_WAITING_HANDSHAKES,
     ):
         shm.check_available()
         self.spec = spec
         self.limits = limits
         self._handshake_timeout_s = handshake_timeout_s
         self._first_step_timeout_s = first_step_timeout_s
+        self._max_waiting_handshakes = max_waiting_handshakes
         self.refusals = RefusalLog(log)
         self.streams = streams
         self._auth_token = auth_token
@@ -67,13 +75,13 @@ class ShmLearnerServer:
         self._listener.bind(self.path)
         os.chmod(self.path, 0o600)
         self._listener.listen(64)
-        self._listener.settimeout(0.2)  # accept() wakes up to notice stop()
+        self._listener.setblocking(False)  # the handshake loop accepts what the selector says has come
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        self._connections: set[socket.socket] = set()
+        self._connections: set[socket.socket] = set()  # past their handshake, each served by a thread
         self._serving = 0  # connections past their handshake
         self._threads: list[threading.Thread] = []
-        self._acceptor = threading.Thread(target=self._accept_loop, name="shm-accept", daemon=True)
+        self._acceptor = threading.Thread(target=self._handshake_loop, name="shm-accept", daemon=True)
 
     def start(self) -> None:
         self._acceptor.start()
@@ -99,38 +107,77 @@ class ShmLearnerServer:
         except FileNotFoundError:
             pass
 
-    def _accept_loop(self) -> None:
-        while not self._stopping.is_set():
+    def _handshake_loop(self) -> None:
+        """Accepts connections and answers their handshakes on this one thread, until :meth:`stop`."""
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ)
+        waiting: WaitingList[socket.socket] = WaitingList(self._handshake_timeout_s)
+
+        def drop(conn: socket.socket) -> None:
+            selector.unregister(conn)
+            waiting.discard(conn)
+            conn.close()
+
+        try:
+            while not self._stopping.is_set():
+                next_deadline = waiting.seconds_to_next()
+                timeout = 0.2 if next_deadline is None else min(0.2, next_deadline)  # wakes up to notice stop()
+                for key, _ in selector.select(timeout):
+                    if key.fileobj is self._listener:
+                        self._accept(selector, waiting, drop)
+                    else:
+                        conn = key.fileobj
+                        selector.unregister(conn)
+                        waiting.discard(conn)
+                        self._answer_handshake(conn)
+                for conn in waiting.pop_expired():
+                    selector.unregister(conn)
+                    conn.close()
+        finally:
+            for key in list(selector.get_map().values()):
+                if key.fileobj is not self._listener:
+                    key.fileobj.close()
+            selector.close()
+
+    def _accept(self, selector: selectors.BaseSelector, waiting: WaitingList, drop) -> None:
+        while True:
             try:
                 conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+            except OSError:  # none left to accept (BlockingIOError), or out of descriptors until deadlines free some
                 return
-            conn.settimeout(self._handshake_timeout_s)
-            thread = threading.Thread(target=self._serve, args=(conn,), name="shm-actor", daemon=True)
-            with self._lock:
-                self._connections.add(conn)
-                self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-            thread.start()
+            if len(waiting) >= self._max_waiting_handshakes:
+                drop(waiting.pop_oldest())
+            conn.setblocking(False)
+            selector.register(conn, selectors.EVENT_READ)
+            waiting.add(conn)
 
-    def _serve(self, conn: socket.socket) -> None:
-        memory = None
+    def _answer_handshake(self, conn: socket.socket) -> None:
+        """Shakes hands with a connection whose handshake has come, and starts its actor's thread."""
         try:
-            actor, num_envs, first_env, memory, arrays = self._handshake(conn)
+            conn.settimeout(self._handshake_timeout_s)  # for the answer: the handshake itself has come
+            actor, num_envs, first_env, memory, arrays = self._handshake(conn, shm.receive(conn))
         except (Refused, Unavailable) as e:
             self.refusals.warn(HANDSHAKE_ACTOR, f"refused: {e}")
             self._send(conn, (shm.UNAVAILABLE if isinstance(e, Unavailable) else shm.REFUSED) + str(e).encode())
-            self._forget(conn)
+            conn.close()
             return
-        except (OSError, shm.ShmError):  # left, timed out or broke the framing: nothing to answer
-            self._forget(conn)
+        except (OSError, shm.ShmError):  # left, or broke the framing: nothing to answer
+            conn.close()
             return
         except Exception as e:  # anything else a hostile handshake provokes costs its connection only
             self.refusals.warn(HANDSHAKE_ACTOR, f"dropped: its handshake failed with {type(e).__name__}")
-            self._forget(conn)
+            conn.close()
             return
         conn.settimeout(self._first_step_timeout_s)  # then none: steps may be minutes apart (a slow environment)
+        thread = threading.Thread(
+            target=self._serve, args=(conn, actor, num_envs, first_env, memory, arrays), name="shm-actor", daemon=True
+        )
+        with self._lock:
+            self._connections.add(conn)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def _serve(self, conn: socket.socket, actor: str, num_envs: int, first_env: int | None, memory, arrays) -> None:
         stream = self.streams.open(actor, "shared memory", first_env)
         try:
             self._steps(conn, actor, num_envs, arrays, stream)
@@ -144,8 +191,7 @@ class ShmLearnerServer:
             self._release_slot()
             self._forget(conn)
 
-    def _handshake(self, conn: socket.socket):
-        message = shm.receive(conn)
+    def _handshake(self, conn: socket.socket, message: bytes):
         if not message:
             raise OSError("the actor left during the handshake")
         if message[:1] != shm.HELLO:
@@ -196,7 +242,6 @@ class ShmLearnerServer:
             self._serving -= 1
 
     def _steps(self, conn: socket.socket, actor: str, num_envs: int, arrays: dict[str, np.ndarray], stream) -> None:
-        flag_fields = [f.name for f in STEP_FIELDS if f.dtype == "bool"]
         first = True  # the handshake's first-step timeout holds until the first step arrives
         while True:
             try:
@@ -218,10 +263,6 @@ class ShmLearnerServer:
                 # Copy, then validate: the actor can write its memory at any time, so what is
                 # checked and what reaches inference and training must be the learner's own copy.
                 step = {name: array.copy() for name, array in arrays.items()}
-                # A bool array holding a byte other than 0 or 1 is not a valid bool: check the bytes the actor wrote.
-                not_bool = next((name for name in flag_fields if step[name].view(np.uint8).max() > 1), None)
-                if not_bool is not None:
-                    raise protocol.ProtocolError(f"{not_bool} must hold 0 or 1 (a bool field)")
                 try:
                     fields = wire.decode(message[1:])
                 except wire.WireError as e:
