@@ -104,7 +104,7 @@ flags.DEFINE_enum(
 flags.DEFINE_integer(
     "torch_threads", 0,
     "torch intra-op threads on the learner; 0: on a CPU learner the cores its local actors leave (at least 1), "
-    "or every core for an agent whose actors wait on the learner (R2D2), else torch's default",
+    "or every core for an agent whose actors wait on the learner (R2D2 on images), else torch's default",
 )
 flags.DEFINE_string("tls_cert_file", None, "PEM certificate (chain) the learner serves TLS with; needs --tls_key_file")
 flags.DEFINE_string("tls_key_file", None, "PEM private key of --tls_cert_file")

@@ -92,8 +92,8 @@ def learner_threads(requested: int, device: torch.device, local_actors: int, cor
     2 threads made IMPALA's Pong training 1.34x slower than 1 (docs/results.md):
     the training and inference threads' thread pools competed with the actors.
     An agent whose actors wait on the learner (``learner_bound``: R2D2's replay
-    ratio) takes every core: R2D2's Pong update took 0.29 s on 2 threads against
-    0.47 s on 1 (tools/bench_train_step.py, idle 2 cores).
+    ratio, on image observations) takes every core: R2D2's Pong update took 0.29 s
+    on 2 threads against 0.47 s on 1 (tools/bench_train_step.py, idle 2 cores).
     """
     if requested > 0:
         return requested
@@ -197,15 +197,16 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     own_actors = sum(replicas.owns_actor(i) for i in range(fv.num_actors))
     local_actors = own_actors if fv.role == "local" else 0
     cores = max(1, (os.cpu_count() or 1) // replicas.local_world_size)  # the ranks of a machine share its cores
-    learner_bound = registry.builder(fv.agent).learner_bound
-    threads = learner_threads(fv.torch_threads, device, local_actors, cores, learner_bound)
-    if threads:
-        torch.set_num_threads(threads)
     try:
         env_config = _env_config(fv)
         spec = probe_spec(fv.env, fv.seed, env_config)
     except EnvError as e:
         raise LearnerBuildError(f"{e}") from None
+    # Measured on the Pong CNN only: a vector MLP keeps the rule the actors' cores set.
+    learner_bound = registry.builder(fv.agent).learner_bound and len(spec.observation_shape) == 3
+    threads = learner_threads(fv.torch_threads, device, local_actors, cores, learner_bound)
+    if threads:
+        torch.set_num_threads(threads)
     frames_per_step = env_frames_per_step(fv.env, env_config)
     total_envs = fv.num_actors * fv.envs_per_actor
     try:
@@ -217,7 +218,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         precision = learner_precision(fv.precision, device, spec.observation_shape)
         log.info("%s%s", precision.describe(), "; TF32 matmuls on" if enable_tf32(precision) else "")
         if threads and not fv.torch_threads:
-            why = (f"every core: --agent={fv.agent}'s actors wait on the learner" if learner_bound
+            why = (f"every core: --agent={fv.agent}'s actors wait on the learner's image network" if learner_bound
                    else f"the cores {local_actors} local actor processes leave")
             log.info("%d torch thread(s): %s (--torch_threads overrides)", threads, why)
         run_shape = registry.RunShape(
