@@ -31,18 +31,45 @@ def checkpoint_dir(logdir: str | os.PathLike) -> Path:
     return Path(logdir) / "checkpoints"
 
 
+class _ErrorKeepingFile:
+    """A file whose failed writes are remembered: ``torch.save`` reports a full disk as a bare
+    "unexpected pos" RuntimeError, and the OSError behind it says why."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Calls ``write`` on a temporary file beside ``path``, fsyncs it and renames it over ``path``."""
+    """Calls ``write`` on a temporary file beside ``path``, fsyncs it and renames it over ``path``.
+
+    On failure the temporary file is removed and the error raised (the OSError of a failed write, where
+    ``write`` reported it as something else).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    kept = None
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            kept = _ErrorKeepingFile(f)
+            write(kept)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if kept is not None and kept.error is not None and kept.error is not e:
+            raise kept.error from None
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
