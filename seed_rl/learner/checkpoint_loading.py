@@ -83,7 +83,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, list[str] | None]:
                 f"{path} was not loaded: it names {named.group(1)}, which no seed_rl checkpoint holds, and loading "
                 f"it could run code. Load only checkpoints written by seed_rl, or move it out of the logdir"
             ) from None
-        raise DamagedCheckpoint(f"{path} is damaged: {first_line(e)}") from None
+        # torch's message here is advice about weights_only, not about the file.
+        raise DamagedCheckpoint(f"{path} is damaged or not a checkpoint (its contents cannot be unpickled)") from None
     except FileNotFoundError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated, zeroed, an empty file: torch raises many kinds
