@@ -120,8 +120,8 @@ class InferenceEngine:
     def _write_training_rows(self, slots: np.ndarray, env_index: np.ndarray, columns: dict, outputs: dict,
                              state: tuple) -> UnrollBatch | None:
         """Writes the step of the training environments into the store; evaluation environments' are dropped."""
-        training = ~self.eval_envs.is_eval(env_index)
-        if not training.all():
+        training = ~self.eval_envs.is_eval(env_index) if self.eval_envs.num_eval_envs else None
+        if training is not None and not training.all():
             rows = torch.from_numpy(np.flatnonzero(training)).to(self.agent.device)
             slots = slots[training]
             columns = {name: value[rows] for name, value in columns.items()}
