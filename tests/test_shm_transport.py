@@ -190,8 +190,16 @@ def test_malformed_messages_are_refused_with_the_reason(shm_learner):
     wait_for(lambda: h.engine.num_envs == 0 and h.server.streams.active == 0, what="refused streams freed")
 
 
-def _open_descriptors() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def _accepted_connections(h) -> int:
+    """The learner's open server-side sockets on its path (an accepted socket shares its listener's address).
+
+    Counting the process's descriptors instead failed once under the full suite: threads left by earlier
+    tests open files of their own while this one waits.
+    """
+    path = h.shm_server.path
+    with open("/proc/net/unix") as table:
+        on_path = sum(1 for line in table if line.rstrip("\n").endswith(" " + path))
+    return on_path - 1  # the listener
 
 
 @pytest.mark.parametrize(
@@ -209,14 +217,14 @@ def test_a_hostile_handshake_is_refused_and_leaks_no_descriptor(shm_learner, hel
     from seed_rl.transport.protocol import RequestLimits
 
     h = shm_learner(shm_kwargs={"limits": RequestLimits(max_envs_per_stream=8)})
-    baseline = _open_descriptors()
+    assert _accepted_connections(h) == 0
     for _ in range(3):
         sock = _raw_connection(h)
         sock.sendall(shm.HELLO + (hello % FAKE_ENV.encode() if b"%s" in hello else hello))
         answer = shm.receive(sock)
         assert answer.startswith(shm.REFUSED) and reason in answer, answer[:300]
         sock.close()
-    wait_for(lambda: _open_descriptors() <= baseline, what="the refused connections' descriptors closed")
+    wait_for(lambda: _accepted_connections(h) == 0, what="the refused connections' sockets closed")
     conn = _connect(h)  # an honest actor still gets in
     _write(conn, np.zeros((K, 3)), 0, True)
     assert conn.step(*NO_STATS).shape == (K,)
@@ -225,12 +233,11 @@ def test_a_hostile_handshake_is_refused_and_leaks_no_descriptor(shm_learner, hel
 
 def test_a_connection_that_never_handshakes_is_dropped(shm_learner):
     h = shm_learner(shm_kwargs={"handshake_timeout_s": 0.3})
-    baseline = _open_descriptors()
     silent = [_raw_connection(h) for _ in range(5)]
     for sock in silent:
         assert shm.receive(sock) == b""  # the learner hung up
         sock.close()
-    wait_for(lambda: _open_descriptors() <= baseline, what="the silent connections' descriptors closed")
+    wait_for(lambda: _accepted_connections(h) == 0, what="the silent connections' sockets closed")
 
 
 def _connect_when_accepted(h, timeout_s: float = 20.0) -> ShmConnection:
