@@ -329,3 +329,13 @@ def test_prefetching_draws_the_same_batches_in_the_same_order():
         batches[prefetch] = [data.sample()[2].tolist() for _ in range(4)]  # no priority updates between draws
         assert (data._next is not None) == prefetch
     assert batches[True] == batches[False]
+
+
+@pytest.mark.parametrize(
+    "setting, device, expected",
+    [("auto", "cpu", False), ("auto", "cuda", True), ("on", "cpu", True), ("off", "cuda", False)],
+)
+def test_auto_prefetches_only_for_an_accelerator_learner(setting, device, expected):
+    from seed_rl.agents.r2d2.builder import prefetches
+
+    assert prefetches(setting, torch.device(device)) is expected

@@ -13,6 +13,11 @@ from seed_rl.envs import EnvSpec
 from seed_rl.replay.prioritized import PrioritizedReplay
 
 
+def prefetches(setting: str, device: torch.device) -> bool:
+    """Whether the replay draws the next batch on a worker thread (``--prefetch_batches``)."""
+    return setting == "on" or (setting == "auto" and device.type != "cpu")
+
+
 class R2D2Builder:
     name = "r2d2"
     config_class = R2D2Config
@@ -44,7 +49,7 @@ class R2D2Builder:
             initial_priority=agent.insertion_priority if config.initial_priority == "td" else None,
             sequence_overlap=overlap,  # the steps consecutive sequences share are stored once
             replicas=run.replicas,
-            prefetch=config.prefetch_batches,
+            prefetch=prefetches(config.prefetch_batches, device),
         )
         return BuiltAgent(agent, data, length, overlap, batch_size)
 
