@@ -20,3 +20,11 @@ def test_remote_actors_a_gpu_or_a_given_count_keep_their_choice():
     # An agent whose actors wait on the learner (R2D2) takes every core (of its rank's share).
     assert learner_threads(0, CPU, local_actors=2, cores=2, learner_bound=True) == 2
     assert learner_threads(0, CUDA, local_actors=2, cores=2, learner_bound=True) == 0
+
+
+def test_only_large_frames_make_a_learner_bound_agent_take_every_core():
+    from seed_rl.learner.build import is_large_image
+
+    assert is_large_image((84, 84, 4)) and is_large_image((4, 84, 84))  # Atari, either layout
+    assert not is_large_image((10, 10, 4))  # MinAtar: its actors' cores stay theirs
+    assert not is_large_image((4,)) and not is_large_image((8, 16))
