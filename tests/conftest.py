@@ -24,6 +24,14 @@ from seed_rl.transport.shm_server import ShmLearnerServer
 from seed_rl.transport.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
+def pytest_collection_modifyitems(config, items):
+    """Learning runs (``slow``) share one test worker (``-n 2 --dist loadgroup``, run_tests.sh), one after
+    another, so two never split the cores between them; the other worker runs the rest beside them."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("learning"))
+
+
 FAKE_ENV = "FakeEnv-v0"
 FAKE_SPEC = EnvSpec(observation_shape=(3,), observation_dtype="float32", num_actions=5)
 
