@@ -30,7 +30,7 @@ import torch
 
 from seed_rl.learner import checkpoint
 from seed_rl.learner.checkpoint_loading import CheckpointReadError, DamagedReplay, newest_readable
-from seed_rl.core import update_stats
+from seed_rl.learner import update_stats
 from seed_rl.core.agent import Agent
 from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.batcher import DynamicBatcher
