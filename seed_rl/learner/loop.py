@@ -225,8 +225,7 @@ class Learner:
         self.data.load_state_dict(r.scatter_from_main(shards))
         self.frames = state["frames"]
         self.train_steps = state["train_steps"]
-        if "episodes" in state:  # checkpoints from before the return window was kept start it empty
-            self.episodes.load_state_dict(state["episodes"])
+        self.episodes.load_state_dict(state["episodes"])
         if "eval_episodes" in state:
             self.eval_episodes.load_state_dict(state["eval_episodes"])
         log.info("resumed from %s at %d frames", path, self.frames)
@@ -316,7 +315,7 @@ class Learner:
     def _train(self, measure: bool = False) -> dict[str, float]:
         """One update on a sample of this rank's data; the logs of the agent's ``train_step``.
 
-        ``measure``: add how far the update moved each part of the network (``core/update_stats.py``),
+        ``measure``: add how far the update moved each part of the network (``learner/update_stats.py``),
         for the summary that follows it.
         """
         unrolls, extras, handle = self.data.sample()

@@ -23,13 +23,6 @@ from seed_rl.replay.prioritized import PrioritizedReplay
 log = logging.getLogger(__name__)
 
 
-OLD_FORMAT_MESSAGE = (
-    "the checkpoint's R2D2 replay predates the compressed, deduplicated format (it holds full unrolls): "
-    "resume with --nocheckpoint_replay to load everything else and refill the replay from the actors, "
-    "or start a new --logdir"
-)
-
-
 def importance_weights(raw: np.ndarray, replicas: Replicas = SINGLE) -> np.ndarray:
     """Importance weights ``(N * P(i))^-beta`` over their maximum in the global batch (every rank's share), float32."""
     largest = replicas.maximum(torch.tensor(float(raw.max()), dtype=torch.float64))
@@ -183,12 +176,6 @@ class ReplayData:
             log.info("--nocheckpoint_replay: not loading the checkpoint's replay contents; refilling from empty")
         else:
             replay = dict(state["replay"])
-            if "sequences" not in replay:
-                # Imported here: run_config imports the agent registry, which imports this module.
-                from seed_rl.learner.run_config import CheckpointMismatch
-
-                # The learner reports a CheckpointMismatch as its one error line.
-                raise CheckpointMismatch(OLD_FORMAT_MESSAGE)
             store = ChunkStore(self.store.overlap)
             replay["items"] = store.load_state_dict(replay.pop("sequences"))
             self.replay.load_state_dict(replay)
