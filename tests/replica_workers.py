@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from seed_rl.bench.train_batches import batch_share
+from benchlib.train_batches import batch_share
 from seed_rl.core.replicas import SINGLE, Replicas, leave, weights_digest
 
 LOCK = threading.Lock()

@@ -330,7 +330,7 @@ def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], dev
 
 def measure_pong(args, device: torch.device) -> dict:
     """Real actor processes against each learner, and the same environments stepped with no learner."""
-    from seed_rl.bench.raw_rates import raw_rates
+    from benchlib.raw_rates import raw_rates
 
     total_envs = args.actors * args.envs_per_actor
     served = {}

@@ -54,9 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # ``seed_rl`` in spawned ranks started from any directory
 
 from seed_rl.agents import registry  # noqa: E402
-from seed_rl.bench.scaling_report import parse_counts  # noqa: E402
-from seed_rl.bench.train_runs import read_metrics, wait_while_running  # noqa: E402
-from seed_rl.bench.train_batches import batch_share, preset_config, training_batch  # noqa: E402
+from benchlib.scaling_report import parse_counts  # noqa: E402
+from benchlib.train_runs import read_metrics, wait_while_running  # noqa: E402
+from benchlib.train_batches import batch_share, preset_config, training_batch  # noqa: E402
 from seed_rl.core.replicas import Replicas, leave  # noqa: E402
 from seed_rl.envs import EnvSpec  # noqa: E402
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from seed_rl.agents import registry
-from seed_rl.bench.train_batches import preset_config
+from benchlib.train_batches import preset_config
 from seed_rl.core.frame_stack import stack_frames
 from seed_rl.core.step import StepRequest
 from seed_rl.core.unroll import UnrollBatch
