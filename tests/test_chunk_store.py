@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from seed_rl.agents.r2d2.replay_data import ReplayData
-from seed_rl.core.unroll import Unroll, UnrollBatch
+from seed_rl.core.unroll import Unroll, UnrollBatch, UnrollShape
 from seed_rl.learner.trajectories import TrajectoryStore
 from seed_rl.replay import chunk_store
 from seed_rl.replay.chunk_store import ChunkStore
@@ -33,7 +33,7 @@ class Envs:
     """Environments stepping into a TrajectoryStore: random frames, so any misplaced step shows."""
 
     def __init__(self, seed: int = 0, frame: tuple[int, ...] = FRAME, noise: bool = True):
-        self.store = TrajectoryStore(LENGTH, OVERLAP)
+        self.store = TrajectoryStore(UnrollShape(LENGTH + 1, OVERLAP))
         self.rng = np.random.default_rng(seed)
         self.frame = frame
         self.noise = noise

@@ -94,7 +94,7 @@ def build_agent(name: str, image: bool, batch_size: int, replicas: Replicas):
     spec, env_name = IMAGE if image else VECTOR
     config = preset_config(name, env_name, spec, "cpu", batch_size=batch_size)
     torch.manual_seed(replicas.rank)  # DistributedDataParallel copies rank 0's weights to the others
-    run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=32, replicas=replicas)
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=1, total_envs=32, replicas=replicas)
     return registry.build(name, config, spec, torch.device("cpu"), run).agent, spec
 
 

@@ -247,8 +247,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         logdir=logdir,
         env_name=fv.env,
         total_environment_frames=fv.total_environment_frames,
-        unroll_length=built.unroll_length,
-        unroll_overlap=built.unroll_overlap,
+        unroll=built.unroll,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
         inference_batch_size=fv.inference_batch_size or roles.default_inference_batch(
@@ -259,7 +258,6 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         log_interval_s=fv.log_interval_s,
         max_skipped_updates=fv.max_skipped_updates,
         damaged_replay=fv.damaged_replay,
-        life_loss_ends_episode=built.life_loss_ends_episode,
         eval_envs=eval_envs,
     )
     serving = ServingSettings(

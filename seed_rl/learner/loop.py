@@ -40,7 +40,7 @@ from seed_rl.learner.inference import InferenceEngine
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.metrics import EpisodeInbox, EpisodeStats, MetricsWriter, console_line
 from seed_rl.transport.streams import ActorStreams
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch, UnrollShape
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,8 @@ class LearnerSettings:
     logdir: str
     env_name: str
     total_environment_frames: int
-    unroll_length: int
+    unroll: UnrollShape  # the agent builder's
     batch_size: int
-    unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
     inference_batch_size: int = 64
     inference_timeout_ms: float = 10.0
@@ -64,14 +63,13 @@ class LearnerSettings:
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
     max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
-    life_loss_ends_episode: bool = False  # the agent trains on lost lives as episode ends (IMPALA on Atari)
     eval_envs: EvalEnvs = NO_EVAL_ENVS  # environments acted on but never trained on, logged as eval/...
     damaged_replay: DamagedReplay = "previous"  # a checkpoint whose replay alone is damaged: fall back, or drop it
 
     @property
     def frames_per_unroll(self) -> int:
         """New environment frames each unroll brings (its steps not shared with the previous one)."""
-        return (self.unroll_length + 1 - self.unroll_overlap) * self.frames_per_step
+        return self.unroll.new_steps * self.frames_per_step
 
 
 class UnrollQueue:
@@ -176,8 +174,7 @@ class Learner:
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
         self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
-            agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap,
-            life_loss_ends_episode=settings.life_loss_ends_episode, eval_envs=settings.eval_envs,
+            agent, settings.unroll, self._enqueue_unroll, self.params_lock, eval_envs=settings.eval_envs,
         )
         self._batch_sizes: list[int] = []
         self.batcher = DynamicBatcher(

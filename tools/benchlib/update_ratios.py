@@ -76,7 +76,7 @@ def measure(agent_name: str, env_name: str, overrides: dict, updates: int, batch
     device = torch.device("cpu")
     precision = learner_precision("auto", device, spec.observation_shape)  # as seed_rl.train
     torch.manual_seed(seed)
-    run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=config.batch_size, seed=seed,
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=1, total_envs=config.batch_size, seed=seed,
                             precision=precision)
     agent = registry.build(agent_name, config, spec, device, run).agent
     steps = config.sequence_length if hasattr(config, "sequence_length") else config.unroll_length + 1
