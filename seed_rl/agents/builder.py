@@ -10,7 +10,7 @@ import torch
 from seed_rl.core.agent import Agent
 from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import FP32, Precision
-from seed_rl.core.replicas import SINGLE, Replicas
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.core.training_data import TrainingData
 from seed_rl.core.unroll import UnrollShape
 from seed_rl.envs import EnvSpec
@@ -35,7 +35,7 @@ class RunShape:
     total_envs: int  # environments across all actors (R2D2's per-environment epsilons)
     seed: int = 0
     precision: Precision = FP32  # of the learner's forward passes (--precision)
-    replicas: Replicas = SINGLE  # the learner ranks this one trains beside (torchrun); each gets batch / N
+    ranks: LearnerRanks = SINGLE  # the learner ranks this one trains beside (torchrun); each gets batch / N
     num_eval_envs: int = 0  # the last environments of total_envs evaluate instead of train (core/eval_envs.py)
 
     @property

@@ -25,10 +25,10 @@ class ImpalaBuilder:
     def build(self, config: ImpalaConfig, spec: EnvSpec, device: torch.device, run: RunShape) -> BuiltAgent:
         frames_per_train_step = config.batch_size * config.unroll_length * run.frames_per_step
         # One update sees the global batch; with several learner ranks each trains on its share.
-        shard = run.replicas.shard(config.batch_size, "--batch_size")
+        shard = run.ranks.shard(config.batch_size, "--batch_size")
         agent = ImpalaAgent(
             spec, config, device, run.total_environment_frames // max(1, frames_per_train_step), precision=run.precision,
-            replicas=run.replicas,
+            ranks=run.ranks,
         )
         return BuiltAgent(agent, OnPolicyData(shard), self.unroll_shape(config), shard)
 
