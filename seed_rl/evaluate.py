@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from seed_rl import exits
+from seed_rl.agents import registry
 from seed_rl.envs import EnvError
 from seed_rl.envs.factory import frames_per_step
 from seed_rl.evaluation.errors import EvaluationError
@@ -99,7 +100,7 @@ def evaluate(args: argparse.Namespace) -> dict:
               flush=True)
         episodes = play(
             run.agent, env, args.episodes, args.seed, on_episode, on_observation if video_path is not None else None,
-            life_loss_ends_episode=getattr(run.agent_config, "life_loss_ends_episode", False),  # IMPALA's; R2D2 has none
+            life_loss_ends_episode=registry.builder(run.agent_name).unroll_shape(run.agent_config).life_loss_ends_episode,
         )
     finally:
         if recorder is not None:

@@ -32,7 +32,7 @@ from seed_rl.transport import protocol
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
 from seed_rl.launch.local_learners import run_learner_ranks
 from seed_rl.learner.serving import choose_transports
-from seed_rl.core.replicas import launched_by_torchrun
+from seed_rl.core.learner_ranks import launched_by_torchrun
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("agent", "impala", registry.AGENTS, "agent to train")

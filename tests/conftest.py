@@ -16,7 +16,7 @@ import torch
 from seed_rl.transport import protocol
 from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.unroll import Unroll
+from seed_rl.core.unroll import Unroll, UnrollShape
 from seed_rl.learner.inference import InferenceEngine
 from seed_rl.transport.security import ClientSecurity
 from seed_rl.transport.grpc_server import LearnerServer
@@ -113,7 +113,7 @@ def start_learner(
     env_name: str = FAKE_ENV,
     batch_size: int = 64,
     timeout_s: float = 0.002,
-    unroll_length: int = 4,
+    unroll: UnrollShape = UnrollShape(5),
     agent: CountingAgent | None = None,
     serve_shm: bool = False,
     shm_kwargs: dict | None = None,
@@ -123,7 +123,7 @@ def start_learner(
     unrolls: list[Unroll] = []
     episodes: list = []
     batch_sizes: list[int] = []
-    engine = InferenceEngine(agent, unroll_length, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock())
+    engine = InferenceEngine(agent, unroll, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock())
     batcher = DynamicBatcher(engine, batch_size, timeout_s, on_batch=batch_sizes.append)
     try:
         streams = ActorStreams(env_name, batcher, engine, on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())))

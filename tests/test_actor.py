@@ -14,6 +14,7 @@ from seed_rl.acting.loop import run_actor
 from seed_rl.acting.settings import ActorSettings
 from seed_rl.envs import EnvConfig, EnvSpec
 from seed_rl.transport.errors import Refused
+from seed_rl.core.unroll import UnrollShape
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -70,7 +71,7 @@ def _cartpole_learner(port: int, **kwargs) -> LearnerHarness:
     # Always pushing left ends CartPole episodes after about ten steps.
     kwargs.setdefault("agent", CountingAgent(fixed_action=0))
     return start_learner(
-        address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name=ENV, unroll_length=5, serve_shm=True, **kwargs
+        address=f"127.0.0.1:{port}", spec=CARTPOLE, env_name=ENV, unroll=UnrollShape(6), serve_shm=True, **kwargs
     )
 
 

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from seed_rl.bench import learner_flags, scaling_report
-from seed_rl.bench.netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason
+from benchlib import learner_flags, scaling_report
+from benchlib.netns_hosts import PrivateHosts, existing_namespaces, remove_stale, unavailable_reason
 from train_helpers import ROOT
 
 SCRIPT = str(ROOT / "tools" / "bench_scaling.py")

@@ -18,8 +18,7 @@ import pytest
 import torch
 
 from seed_rl.agents.r2d2.replay_data import ReplayData
-from seed_rl.core.unroll import Unroll, UnrollBatch
-from seed_rl.learner.run_config import CheckpointMismatch
+from seed_rl.core.unroll import Unroll, UnrollBatch, UnrollShape
 from seed_rl.learner.trajectories import TrajectoryStore
 from seed_rl.replay import chunk_store
 from seed_rl.replay.chunk_store import ChunkStore
@@ -34,7 +33,7 @@ class Envs:
     """Environments stepping into a TrajectoryStore: random frames, so any misplaced step shows."""
 
     def __init__(self, seed: int = 0, frame: tuple[int, ...] = FRAME, noise: bool = True):
-        self.store = TrajectoryStore(LENGTH, OVERLAP)
+        self.store = TrajectoryStore(UnrollShape(LENGTH + 1, OVERLAP))
         self.rng = np.random.default_rng(seed)
         self.frame = frame
         self.noise = noise
@@ -241,18 +240,6 @@ def test_overlapping_sequences_store_each_step_about_once():
             # new ones, 10 / 4 = 2.5 times fewer bytes (less a little: the first sequence is whole).
             assert 2.3 < ratio <= 2.5, ratio
             assert per_step == pytest.approx(raw_bytes_per_step / 2.5, rel=0.1)
-
-
-def test_old_format_checkpoint_is_refused_in_one_line_unless_replay_loading_is_off():
-    old = {"inserted_steps": 8, "trained_steps": 4, "max_priority": 2.0,
-           "replay": {**PrioritizedReplay(10).state_dict(), "items": [{"observation": torch.zeros(3)}]}}
-    with pytest.raises(CheckpointMismatch) as error:
-        _replay_data(capacity=10).load_state_dict(old)
-    message = str(error.value)
-    assert "\n" not in message and "predates" in message and "--nocheckpoint_replay" in message
-    without = _replay_data(capacity=10, checkpoint_contents=False)
-    without.load_state_dict(old)
-    assert (without.inserted_steps, without.trained_steps, len(without.replay)) == (8, 4, 0)
 
 
 def test_a_refused_insertion_holds_no_chunks():

@@ -26,11 +26,11 @@ from seed_rl.agents.impala.agent import ImpalaAgent
 from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.r2d2.agent import R2D2Agent
 from seed_rl.agents.r2d2.config import R2D2Config
-from seed_rl.core.replicas import Replicas
+from seed_rl.core.learner_ranks import LearnerRanks
 from seed_rl.learner.build import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
-from replica_workers import run_ranks, run_single, shard_weights, train_updates
+from rank_workers import run_ranks, run_single, shard_weights, train_updates
 from test_train_e2e import CARTPOLE_FLAGS
 from train_helpers import ROOT, read_metrics, run_train, train_command
 from test_update_scaling import VECTOR, _impala_batch, _r2d2_batch
@@ -56,11 +56,11 @@ def test_each_rank_of_a_machine_listens_on_its_own_port():
 
 
 def test_ranks_split_batches_and_actors_evenly():
-    replicas = Replicas(rank=1, world_size=2)
-    assert replicas.shard(32, "--batch_size") == 16
-    assert [replicas.owns_actor(i) for i in range(4)] == [False, True, False, True]
+    learner_ranks = LearnerRanks(rank=1, world_size=2)
+    assert learner_ranks.shard(32, "--batch_size") == 16
+    assert [learner_ranks.owns_actor(i) for i in range(4)] == [False, True, False, True]
     with pytest.raises(ValueError, match="--batch_size=7 does not split evenly over 2"):
-        replicas.shard(7, "--batch_size")
+        learner_ranks.shard(7, "--batch_size")
 
 
 def test_logs_are_the_mean_over_ranks():
@@ -79,12 +79,12 @@ def test_checkpoint_shards_follow_the_rank_count():
 # --------------------------------------------------------------------------
 
 
-def _impala(config: ImpalaConfig, replicas: Replicas) -> ImpalaAgent:
-    return ImpalaAgent(VECTOR, config, torch.device("cpu"), total_train_steps=100, replicas=replicas)
+def _impala(config: ImpalaConfig, learner_ranks: LearnerRanks) -> ImpalaAgent:
+    return ImpalaAgent(VECTOR, config, torch.device("cpu"), total_train_steps=100, ranks=learner_ranks)
 
 
-def _r2d2(config: R2D2Config, replicas: Replicas) -> R2D2Agent:
-    return R2D2Agent(VECTOR, config, torch.device("cpu"), total_envs=8, replicas=replicas)
+def _r2d2(config: R2D2Config, learner_ranks: LearnerRanks) -> R2D2Agent:
+    return R2D2Agent(VECTOR, config, torch.device("cpu"), total_envs=8, ranks=learner_ranks)
 
 
 def _assert_data_parallel_equals_single(make_agent, batches, tmp_path, tolerance: float):
@@ -165,7 +165,7 @@ def test_two_cpu_ranks_learn_cartpole_with_the_defaults(tmp_path):
     assert metrics[-1]["frames"] >= 300_000
     assert {m["learner_ranks"] for m in metrics} == {2}
     assert metrics[-1]["actors_connected"] == 2 and metrics[-1]["envs_connected"] == 16  # both ranks' actors
-    assert all(m["replicas_identical"] == 1 for m in metrics), "the ranks' weights differed"
+    assert all(m["ranks_identical"] == 1 for m in metrics), "the ranks' weights differed"
     assert returns[0] < 100
     assert max(returns) >= 400, f"best 100-episode mean return {max(returns):.1f}; curve {returns}"
 
@@ -178,7 +178,7 @@ def test_two_cpu_ranks_learn_minatar_breakout_with_the_defaults(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = read_metrics(tmp_path)
     returns = [m["episode_return_mean"] for m in metrics if m["episodes"] >= 100]
-    assert all(m["replicas_identical"] == 1 for m in metrics), "the ranks' weights differed"
+    assert all(m["ranks_identical"] == 1 for m in metrics), "the ranks' weights differed"
     assert returns[0] < 1.0, returns
     assert max(returns) >= 1.5, f"best 100-episode mean {max(returns):.2f}; curve {returns}"
 
@@ -211,7 +211,7 @@ def test_a_killed_rank_restarts_the_job_from_its_checkpoint(tmp_path):
     assert "replay holds" in stderr  # each rank's replay shard came back from the checkpoint
     metrics = read_metrics(tmp_path)
     assert metrics[-1]["frames"] >= frames > killed_at
-    assert all(m["replicas_identical"] == 1 for m in metrics)
+    assert all(m["ranks_identical"] == 1 for m in metrics)
 
 
 def test_too_few_actors_for_the_ranks_is_one_clear_error(tmp_path):

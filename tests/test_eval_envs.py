@@ -17,6 +17,7 @@ from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.step import StepRequest, allocate_step
 from seed_rl.learner.inference import InferenceEngine
 from seed_rl.transport.streams import ActorStreams
+from seed_rl.core.unroll import UnrollShape
 
 
 def test_the_last_environments_evaluate_and_unnumbered_ones_train():
@@ -43,7 +44,7 @@ def _step(first_env: int, num_envs: int, stream: int, t: int, done: bool = False
 def test_evaluation_steps_never_reach_the_trajectories():
     # Two actors of 4 environments; the last 3 of the 8 evaluate (actor 1's environments 1..3).
     unrolls = []
-    engine = InferenceEngine(CountingAgent(), 3, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock(),
+    engine = InferenceEngine(CountingAgent(), UnrollShape(4), lambda batch: unrolls.extend(batch.unrolls()), threading.Lock(),
                              eval_envs=EvalEnvs(8, 3))
     for t in range(8):
         actions = engine([_step(0, 4, 0, t, done=t == 0), _step(4, 4, 1, t, done=t == 0)])

@@ -115,7 +115,7 @@ def _agent(name: str, spec: EnvSpec):
     else:
         config = R2D2Config(unroll_length=6, burn_in=3, sequence_period=5, batch_size=2, torso="mlp",
                             lstm_size=8, head_size=8)
-    run = registry.RunShape(total_frames=10**6, frames_per_step=1, total_envs=1)
+    run = registry.RunShape(total_environment_frames=10**6, frames_per_step=1, total_envs=1)
     return registry.build(name, config, spec, torch.device("cpu"), run)
 
 
@@ -136,19 +136,19 @@ def test_both_agents_act_and_train_on_the_actor_side_stacks(agent_name):
 
     agent.inner.act = spying_act
     unrolls = []
-    engine = InferenceEngine(agent, built.unroll_length, unrolls.append, threading.Lock(), built.unroll_overlap)
+    engine = InferenceEngine(agent, built.unroll, unrolls.append, threading.Lock())
     for t in range(len(frames)):
         step = {"observation": frames[t : t + 1], "reward": np.zeros(1, np.float32), "done": done[t : t + 1],
                 "truncated": np.zeros(1, bool), "life_lost": np.zeros(1, bool)}
         engine([StepRequest(stream_id=0, first_env_index=0, step=step)])
     np.testing.assert_array_equal(torch.cat(seen).numpy(), reference)
     assert len(unrolls) >= 3
-    period = built.unroll_length + 1 - built.unroll_overlap
+    period = built.unroll.new_steps
     for k, unroll in enumerate(unrolls):  # one environment: the unrolls come in order
         assert unroll.steps["observation"].shape[2:] == (2, 5, 4)  # single frames are stored
         batch = agent.stacked_batch(unroll.training_batch())
         start = k * period
-        np.testing.assert_array_equal(batch["observation"][:, 0].numpy(), reference[start : start + built.unroll_length + 1])
+        np.testing.assert_array_equal(batch["observation"][:, 0].numpy(), reference[start : start + built.unroll.steps])
         assert len(batch["initial_core_state"]) == len(agent.inner.initial_core_state(1))
     # And the inner agent trains on them.
     result = agent.train_step(_training_batch(agent_name, unrolls[:2]), threading.Lock())

@@ -16,6 +16,7 @@ from seed_rl.core.step import StepRequest
 from seed_rl.envs import EnvConfig, EnvSpec
 from seed_rl.evaluation.play import play
 from seed_rl.learner.inference import InferenceEngine
+from seed_rl.core.unroll import UnrollShape
 
 import lives_env  # noqa: F401  (registers Lives-v0)
 
@@ -43,8 +44,8 @@ def test_the_actor_reports_each_lost_life_and_whole_game_returns():
 def _engine(life_loss_ends_episode: bool):
     spec = EnvSpec((2,), "float32", 2)
     built = registry.build("impala", ImpalaConfig(unroll_length=20, torso="mlp"), spec, torch.device("cpu"),
-                           registry.RunShape(total_frames=10**6, frames_per_step=1, total_envs=1))
-    assert built.life_loss_ends_episode  # IMPALA's default (Table G.1)
+                           registry.RunShape(total_environment_frames=10**6, frames_per_step=1, total_envs=1))
+    assert built.unroll.life_loss_ends_episode  # IMPALA's default (Table G.1)
     unrolls, seen = [], []
     act = built.agent.act
 
@@ -53,8 +54,8 @@ def _engine(life_loss_ends_episode: bool):
         return act(inputs, state)
 
     built.agent.act = spying_act
-    engine = InferenceEngine(built.agent, 20, unrolls.append, threading.Lock(), 1,
-                             life_loss_ends_episode=life_loss_ends_episode)
+    unroll = UnrollShape(21, overlap=1, life_loss_ends_episode=life_loss_ends_episode)
+    engine = InferenceEngine(built.agent, unroll, unrolls.append, threading.Lock())
     return engine, unrolls, seen
 
 

@@ -15,7 +15,7 @@ import torch
 
 from seed_rl.agents.impala import vtrace
 from seed_rl.agents.r2d2 import agent as r2d2_agent_module
-from seed_rl.bench.train_batches import build_agent, preset_config, training_batch
+from benchlib.train_batches import build_agent, preset_config, training_batch
 from seed_rl.core.precision import FP32, cpu_flags, enable_tf32, learner_precision, resolve_precision
 from seed_rl.envs import EnvSpec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from seed_rl.bench.train_batches import build_agent, preset_config, training_batch
+from benchlib.train_batches import build_agent, preset_config, training_batch
 from seed_rl.envs import EnvSpec
 from seed_rl.learner import checkpoint, checkpoint_loading
 from train_helpers import read_metrics, run_train

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seed_rl.core.unroll import Unroll
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch, UnrollShape
 from seed_rl.learner.trajectories import TrajectoryStore
 
 CPU = torch.device("cpu")
@@ -52,7 +52,7 @@ def _check_unroll(unroll: Unroll, slot: int, first: int, length: int) -> None:
 
 def test_unrolls_of_environments_at_different_phases_with_one_step_overlap():
     length = 3
-    store = TrajectoryStore(length)
+    store = TrajectoryStore(UnrollShape(length + 1))
     emitted: list[tuple[int, Unroll]] = []
     # Slot 0 starts at call 0, slot 5 joins at call 2: each has its own position.
     for call in range(12):
@@ -79,7 +79,7 @@ def test_unrolls_of_environments_at_different_phases_with_one_step_overlap():
 
 @pytest.mark.parametrize("length, overlap", [(5, 3), (4, 0), (6, 6), (1, 1)])
 def test_overlapping_sequences_start_every_period_steps(length, overlap):
-    store = TrajectoryStore(length, overlap)
+    store = TrajectoryStore(UnrollShape(length + 1, overlap))
     period = length + 1 - overlap
     emitted = []
     for t in range(40):
@@ -92,7 +92,7 @@ def test_overlapping_sequences_start_every_period_steps(length, overlap):
 
 
 def test_handed_over_unrolls_do_not_alias_the_buffers():
-    store = TrajectoryStore(1)
+    store = TrajectoryStore(UnrollShape(2))
     _write(store, [0], [0])
     batch = _write(store, [0], [1])
     before = batch.steps["observation"].clone()
@@ -102,7 +102,7 @@ def test_handed_over_unrolls_do_not_alias_the_buffers():
 
 
 def test_reset_slot_starts_a_fresh_unroll():
-    store = TrajectoryStore(2)
+    store = TrajectoryStore(UnrollShape(3))
     _write(store, [1], [0])
     _write(store, [1], [1])
     store.reset([1])  # the environment left; a new one takes the slot
@@ -113,7 +113,7 @@ def test_reset_slot_starts_a_fresh_unroll():
 
 
 def test_growing_capacity_keeps_partial_unrolls():
-    store = TrajectoryStore(2)
+    store = TrajectoryStore(UnrollShape(3))
     _write(store, [3], [0], capacity=4)
     _write(store, [3], [1], capacity=4)
     batch = _write(store, [3, 6], [2, 0], capacity=8)
@@ -122,10 +122,10 @@ def test_growing_capacity_keeps_partial_unrolls():
     _check_unroll(unroll, 3, 0, 2)
 
 
-@pytest.mark.parametrize("length, overlap, match", [(0, 0, "unroll length"), (3, 4, "overlap"), (3, -1, "overlap")])
+@pytest.mark.parametrize("length, overlap, match", [(0, 0, "at least 2 steps"), (3, 4, "overlap"), (3, -1, "overlap")])
 def test_bad_lengths_are_refused(length, overlap, match):
     with pytest.raises(ValueError, match=match):
-        TrajectoryStore(length, overlap)
+        TrajectoryStore(UnrollShape(length + 1, overlap))
 
 
 def _single(first: int, length: int = 3) -> Unroll:
@@ -169,7 +169,7 @@ def _assert_continues(earlier: Unroll, later: Unroll, overlap: int) -> None:
 
 @pytest.mark.parametrize("length, overlap", [(5, 3), (3, 1), (4, 0)])
 def test_consecutive_unrolls_of_a_slot_form_a_lineage_that_shares_overlap_steps(length, overlap):
-    store = TrajectoryStore(length, overlap)
+    store = TrajectoryStore(UnrollShape(length + 1, overlap))
     emitted: dict[int, list[Unroll]] = {1: [], 4: []}
     for t in range(30):
         for unroll in _collect(store, [1, 4], [t, t + 50]):
@@ -182,7 +182,7 @@ def test_consecutive_unrolls_of_a_slot_form_a_lineage_that_shares_overlap_steps(
 
 
 def test_a_reset_slot_starts_a_new_lineage_at_index_0():
-    store = TrajectoryStore(2, 1)
+    store = TrajectoryStore(UnrollShape(3, 1))
     before = [u for t in range(6) for u in _collect(store, [3], [t])]
     store.reset([3])
     after = [u for t in range(20, 26) for u in _collect(store, [3], [t])]
@@ -194,7 +194,7 @@ def test_a_reset_slot_starts_a_new_lineage_at_index_0():
 
 
 def test_compaction_keeps_lineages_and_their_counts():
-    store = TrajectoryStore(3, 2)
+    store = TrajectoryStore(UnrollShape(4, 2))
     first = [u for t in range(6) for u in _collect(store, [2, 6], [t, t + 10])]
     moved = np.full(8, -1, np.int64)
     moved[[2, 6]] = [1, 0]  # slot 2 -> 1, slot 6 -> 0; the others dropped
@@ -210,7 +210,7 @@ def test_compaction_keeps_lineages_and_their_counts():
 
 
 def test_batches_carry_lineage_and_index_through_select_concat_and_move():
-    store = TrajectoryStore(1, 1)
+    store = TrajectoryStore(UnrollShape(2, 1))
     _write(store, [0, 1, 2], [0, 0, 0])
     batch = _write(store, [0, 1, 2], [1, 1, 1])
     assert batch.lineage.tolist() == [0, 1, 2] and batch.index.tolist() == [0, 0, 0]

@@ -326,7 +326,7 @@ def _kl_after_default_steps(config: ImpalaConfig, envs, steps: int = 12) -> floa
 
     Each step trains on ``config.batch_size`` of the environments' unrolls, in turn.
     """
-    from seed_rl.bench.rollouts import collect_batch
+    from benchlib.rollouts import collect_batch
     from seed_rl.envs import env_spec
 
     torch.manual_seed(0)
@@ -404,7 +404,7 @@ def test_default_r2d2_atari_updates_reach_the_torso_and_core_on_pong():
     # Measured here (tools/update_ratios.py, CPU preset, real Pong frames): the first update moves the torso and the
     # LSTM by ~0.40 and ~0.32 of Adam's nominal step with the preset's epsilon 1e-6; the paper's 1e-3, which the
     # preset had before, moved them by 0.005 and 0.007 and the agent stayed at random play for 102 minutes.
-    from seed_rl.bench.update_ratios import measure
+    from benchlib.update_ratios import measure
 
     first, _ = measure("r2d2", "atari:Pong", {}, updates=2, batches=1, warmup=300, seed=0)
     assert first["update/torso_nominal"] > 0.2 and first["update/core_nominal"] > 0.15, first

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from seed_rl.agents.impala.optimizers import TFRMSprop
-from seed_rl.core.update_stats import network_part, snapshot, update_stats
+from seed_rl.learner.update_stats import network_part, snapshot, update_stats
 
 
 class Parts(nn.Module):

@@ -242,9 +242,9 @@ def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, 
     if kind == "noop":
         engine = NoOpEngine()
     else:
-        run = RunShape(total_frames=1, frames_per_step=4, total_envs=1, precision=precision)
-        agent = registry.build("impala", ImpalaConfig(torso=torso, unroll_length=unroll_length), spec, device, run).agent
-        engine = InferenceEngine(agent, unroll_length, lambda unrolls: None, threading.Lock())
+        run = RunShape(total_environment_frames=1, frames_per_step=4, total_envs=1, precision=precision)
+        built = registry.build("impala", ImpalaConfig(torso=torso, unroll_length=unroll_length), spec, device, run)
+        engine = InferenceEngine(built.agent, built.unroll, lambda unrolls: None, threading.Lock())
     batcher = DynamicBatcher(engine, max_batch_size=batch_size, timeout_s=0.01)
     streams = ActorStreams(ENV, batcher, engine, on_episodes=lambda r, l: None)
     server = LearnerServer("127.0.0.1:0", spec, streams, max_streams=max_streams)
@@ -330,7 +330,7 @@ def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], dev
 
 def measure_pong(args, device: torch.device) -> dict:
     """Real actor processes against each learner, and the same environments stepped with no learner."""
-    from seed_rl.bench.raw_rates import raw_rates
+    from benchlib.raw_rates import raw_rates
 
     total_envs = args.actors * args.envs_per_actor
     served = {}

@@ -8,13 +8,13 @@ Part A, the update (in-process). For each rank count N of ``--learners``, N
 processes (torch.multiprocessing's spawn, a gloo group over a file:// store,
 ``torch.set_num_threads(1)`` each) build each agent (IMPALA and R2D2 with the
 presets' networks for a CartPole-sized vector, or with ``--image`` MinAtar's
-10x10x4 planes and its torso) with ``Replicas(rank, N)``, so N > 1 trains
+10x10x4 planes and its torso) with ``LearnerRanks(rank, N)``, so N > 1 trains
 through DistributedDataParallel. Every rank takes its ``B / N`` share of one
 global batch of ``--batch_size`` sequences and times ``--updates`` of
 ``agent.train_step`` after a warm-up, between barriers. On the same ranks it
 times the gradient all-reduce in isolation (one ``dist.all_reduce`` of a flat
 float32 tensor with as many elements as the model has parameters) and
-``Replicas.exchange`` of 6 floats (the learner loop's control message per
+``LearnerRanks.exchange`` of 6 floats (the learner loop's control message per
 iteration).
 
 Part B, end to end. For each N: ``python -m seed_rl.train --learners=N`` on
@@ -54,10 +54,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # ``seed_rl`` in spawned ranks started from any directory
 
 from seed_rl.agents import registry  # noqa: E402
-from seed_rl.bench.scaling_report import parse_counts  # noqa: E402
-from seed_rl.bench.train_runs import read_metrics, wait_while_running  # noqa: E402
-from seed_rl.bench.train_batches import batch_share, preset_config, training_batch  # noqa: E402
-from seed_rl.core.replicas import Replicas, leave  # noqa: E402
+from benchlib.scaling_report import parse_counts  # noqa: E402
+from benchlib.train_runs import read_metrics, wait_while_running  # noqa: E402
+from benchlib.train_batches import batch_share, preset_config, training_batch  # noqa: E402
+from seed_rl.core.learner_ranks import LearnerRanks, leave  # noqa: E402
 from seed_rl.envs import EnvSpec  # noqa: E402
 
 AGENTS = ("impala", "r2d2")
@@ -89,44 +89,44 @@ class UpdateRow:
     exchange_s: float | None
 
 
-def build_agent(name: str, image: bool, batch_size: int, replicas: Replicas):
-    """Agent ``name`` as ``seed_rl.train`` builds it for the vector (or MinAtar) presets, for ``replicas``."""
+def build_agent(name: str, image: bool, batch_size: int, learner_ranks: LearnerRanks):
+    """Agent ``name`` as ``seed_rl.train`` builds it for the vector (or MinAtar) presets, for ``learner_ranks``."""
     spec, env_name = IMAGE if image else VECTOR
     config = preset_config(name, env_name, spec, "cpu", batch_size=batch_size)
-    torch.manual_seed(replicas.rank)  # DistributedDataParallel copies rank 0's weights to the others
-    run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=32, replicas=replicas)
+    torch.manual_seed(learner_ranks.rank)  # DistributedDataParallel copies rank 0's weights to the others
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=1, total_envs=32, ranks=learner_ranks)
     return registry.build(name, config, spec, torch.device("cpu"), run).agent, spec
 
 
-def _timed(step, repeats: int, replicas: Replicas) -> tuple[float, float]:
+def _timed(step, repeats: int, learner_ranks: LearnerRanks) -> tuple[float, float]:
     """Wall and CPU seconds per call of ``step()``, between barriers (the slowest rank's wall time)."""
-    replicas.barrier()
+    learner_ranks.barrier()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         step()
-    replicas.barrier()
+    learner_ranks.barrier()
     return (time.perf_counter() - wall0) / repeats, (time.process_time() - cpu0) / repeats
 
 
-def time_agent(name: str, args: argparse.Namespace, replicas: Replicas) -> UpdateRow:
+def time_agent(name: str, args: argparse.Namespace, learner_ranks: LearnerRanks) -> UpdateRow:
     """Times ``name``'s update on this rank's share, and the collectives on its model's size."""
-    agent, spec = build_agent(name, args.image, args.batch_size, replicas)
-    batch = batch_share(training_batch(agent, spec, seed=0), replicas.rank, replicas.world_size)
+    agent, spec = build_agent(name, args.image, args.batch_size, learner_ranks)
+    batch = batch_share(training_batch(agent, spec, seed=0), learner_ranks.rank, learner_ranks.world_size)
     lock = threading.Lock()
     for _ in range(args.warmup_updates):
         agent.train_step(batch, lock)
-    update_s, cpu_s = _timed(lambda: agent.train_step(batch, lock), args.updates, replicas)
-    total_cpu_s = replicas.exchange([cpu_s])[0]
+    update_s, cpu_s = _timed(lambda: agent.train_step(batch, lock), args.updates, learner_ranks)
+    total_cpu_s = learner_ranks.exchange([cpu_s])[0]
     parameters = sum(p.numel() for p in agent.model.parameters())
     all_reduce_s = exchange_s = None
-    if replicas.distributed:
+    if learner_ranks.distributed:
         flat = torch.zeros(parameters, dtype=torch.float32)
         for _ in range(3):
             dist.all_reduce(flat)
-        all_reduce_s = _timed(lambda: dist.all_reduce(flat), ALL_REDUCE_REPEATS, replicas)[0]
+        all_reduce_s = _timed(lambda: dist.all_reduce(flat), ALL_REDUCE_REPEATS, learner_ranks)[0]
         values = [0.0] * CONTROL_VALUES
-        exchange_s = _timed(lambda: replicas.exchange(values), EXCHANGE_REPEATS, replicas)[0]
-    return UpdateRow(name, replicas.world_size, batch["reward"].shape[1], update_s, total_cpu_s, parameters,
+        exchange_s = _timed(lambda: learner_ranks.exchange(values), EXCHANGE_REPEATS, learner_ranks)[0]
+    return UpdateRow(name, learner_ranks.world_size, batch["reward"].shape[1], update_s, total_cpu_s, parameters,
                      all_reduce_s, exchange_s)
 
 
@@ -137,8 +137,8 @@ def _rank_main(rank: int, ranks: int, workdir: str, args: argparse.Namespace) ->
         dist.init_process_group("gloo", init_method=f"file://{workdir}/store", rank=rank, world_size=ranks,
                                 timeout=datetime.timedelta(seconds=120))
     try:
-        replicas = Replicas(rank=rank, world_size=ranks, local_world_size=ranks)
-        rows = [asdict(time_agent(name, args, replicas)) for name in args.agent_names]
+        learner_ranks = LearnerRanks(rank=rank, world_size=ranks, local_world_size=ranks)
+        rows = [asdict(time_agent(name, args, learner_ranks)) for name in args.agent_names]
         if rank == 0:
             Path(workdir, "rows.json").write_text(json.dumps(rows))
     finally:

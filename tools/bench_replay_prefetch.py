@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from bench_replay_memory import CONFIG, OVERLAP, Sequences, record_pong
+from benchlib.pong_sequences import CONFIG, OVERLAP, Sequences, record_pong
 from seed_rl.agents.r2d2.replay_data import ReplayData
 from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.replay.prioritized import PrioritizedReplay

@@ -7,7 +7,7 @@ For each actor count N:
 
 1. ``python -m seed_rl.train --role=learner`` and N ``python -m seed_rl.actor``
    processes. ``--mode=netns`` (default) gives the learner and every actor
-   its own network namespace (a private "host", see ``seed_rl/bench/netns_hosts.py``) on a
+   its own network namespace (a private "host", see ``tools/benchlib/netns_hosts.py``) on a
    bridge, with addresses in 10.200.0.0/24, so actors reach the learner over a
    veth link through the learner's non-loopback address, as actors on other
    machines would. ``--mode=processes`` runs them as processes on loopback.
@@ -40,11 +40,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from seed_rl.bench.learner_flags import learner_security_flags
-from seed_rl.bench.netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason
-from seed_rl.bench.raw_rates import raw_rates
-from seed_rl.bench.train_runs import read_metrics, wait_while_running
-from seed_rl.bench.scaling_report import Point, format_table, parse_counts, summary_lines, window_rate
+from benchlib.learner_flags import learner_security_flags
+from benchlib.netns_hosts import NetnsUnavailable, PrivateHosts, remove_stale, unavailable_reason
+from benchlib.raw_rates import raw_rates
+from benchlib.train_runs import read_metrics, wait_while_running
+from benchlib.scaling_report import Point, format_table, parse_counts, summary_lines, window_rate
 from seed_rl.envs.factory import frames_per_step
 
 ROOT = Path(__file__).resolve().parent.parent

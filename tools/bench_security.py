@@ -83,6 +83,7 @@ def _client(address: str, security, num_envs: int, seconds: float, start, result
 
 def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
     from seed_rl.core.batcher import DynamicBatcher
+    from seed_rl.core.unroll import UnrollShape
     from seed_rl.learner.inference import InferenceEngine
     from seed_rl.transport.security import ClientSecurity, ServerSecurity
     from seed_rl.transport.grpc_server import LearnerServer
@@ -96,7 +97,7 @@ def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
     else:
         server_security = ServerSecurity(cert_file.read_bytes(), key_pem, TOKEN, str(cert_file))
         client_security = ClientSecurity(str(cert_file), None, TOKEN)
-    engine = InferenceEngine(ConstantAgent(), 20, lambda unroll: None, threading.Lock())
+    engine = InferenceEngine(ConstantAgent(), UnrollShape(21), lambda unroll: None, threading.Lock())
     batcher = DynamicBatcher(engine, args.clients * args.envs_per_client, 0.002)
     spec = EnvSpec(observation_shape=OBS_SHAPE, observation_dtype="uint8", num_actions=6)
     server = LearnerServer("127.0.0.1:0", spec, ActorStreams("bench", batcher, engine), security=server_security)

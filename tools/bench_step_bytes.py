@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from seed_rl.agents import registry
-from seed_rl.bench.train_batches import preset_config
+from benchlib.train_batches import preset_config
 from seed_rl.core.frame_stack import stack_frames
 from seed_rl.core.step import StepRequest
 from seed_rl.core.unroll import UnrollBatch
@@ -95,17 +95,16 @@ class Layout:
     def store_bytes(self, agent: str, done: np.ndarray) -> tuple[float, float, int]:
         """(resident store bytes per environment, unroll bytes per new step, unrolls handed over)."""
         config = preset_config(agent, "atari:Pong", self.spec)
-        run = registry.RunShape(total_frames=10**9, frames_per_step=4, total_envs=len(done[0]))
+        run = registry.RunShape(total_environment_frames=10**9, frames_per_step=4, total_envs=len(done[0]))
         built = registry.build(agent, config, self.spec, torch.device("cpu"), run)
         unrolls: list[UnrollBatch] = []
-        engine = InferenceEngine(built.agent, built.unroll_length, unrolls.append, threading.Lock(),
-                                 built.unroll_overlap)
+        engine = InferenceEngine(built.agent, built.unroll, unrolls.append, threading.Lock())
         for t in range(len(done)):
             engine([StepRequest(0, 0, step_request(self.observations[t], done[t]))])
         store = engine._store
         resident = nbytes(store._steps) + nbytes(store._outputs) + nbytes(store._start_states)
         handed = sum(len(batch) for batch in unrolls)
-        new_steps = handed * (built.unroll_length + 1 - built.unroll_overlap)
+        new_steps = handed * built.unroll.new_steps
         unroll_bytes = sum(nbytes(b.steps) + nbytes(b.agent_outputs) + nbytes(b.initial_core_state) for b in unrolls)
         return resident / store.capacity, unroll_bytes / max(1, new_steps), handed
 

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from seed_rl.bench.raw_rates import raw_rates
+from benchlib.raw_rates import raw_rates
 from seed_rl.envs.factory import frames_per_step
 
 

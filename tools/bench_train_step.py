@@ -31,7 +31,7 @@ import time
 
 import torch
 
-from seed_rl.bench.train_batches import build_agent, preset_config, random_observations, training_batch
+from benchlib.train_batches import build_agent, preset_config, random_observations, training_batch
 from seed_rl.core.agent import ActInputs
 from seed_rl.core.precision import resolve_precision
 from seed_rl.envs import EnvConfig, probe_spec

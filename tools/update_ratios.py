@@ -11,7 +11,7 @@ computed on this CPU; ``--set NAME=VALUE`` overrides a field, as a flag would), 
 own acting (past the first ``--warmup`` steps of each episode), then applies
 ``--updates`` default updates, cycling over those batches. Printed per part of
 the network (torso, core, heads), after the first update and after the last
-(see ``seed_rl/core/update_stats.py``): the update's norm over the weights',
+(see ``seed_rl/learner/update_stats.py``): the update's norm over the weights',
 the update over the nominal step (1: every entry moved by the learning rate),
 the fraction of entries whose second-moment root is below the optimizer's
 epsilon, and the per-entry gradient RMS of the first update.
@@ -23,8 +23,8 @@ import argparse
 
 import torch
 
-from seed_rl.bench.update_ratios import measure, parse_overrides
-from seed_rl.core.update_stats import PARTS
+from benchlib.update_ratios import measure, parse_overrides
+from seed_rl.learner.update_stats import PARTS
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ LAUNCHER_SET_FLAGS: Mapping[str, str] = {
     "learner_address": "the launcher chooses the learner's address (see its own options)",
     "actor_id": "the launcher numbers the actors",
 }
-# Old flag names -> their new names; an old name is refused in one line that names the new one.
+# SEED RL's flag names -> ours, for users who come from it; such a name is refused in one line naming ours.
 RENAMED_FLAGS: Mapping[str, str] = {"server_address": "learner_address"}
 
 

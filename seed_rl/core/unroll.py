@@ -15,6 +15,33 @@ from seed_rl.core.step import STEP_FIELD_NAMES, STEP_FIELDS
 TRAJECTORY_FIELDS: tuple[str, ...] = (*STEP_FIELD_NAMES, "action")
 
 
+@dataclass(frozen=True)
+class UnrollShape:
+    """How the learner cuts each environment's steps into unrolls: an agent's builder makes it, and the
+    inference engine, the trajectory store and the learner's frame count take it whole.
+
+    ``steps``: the steps each unroll holds (IMPALA: ``--unroll_length`` + 1, the last one bootstrapping;
+    R2D2: burn-in + ``--unroll_length`` + 1). ``overlap``: the steps it shares with its environment's
+    previous unroll (IMPALA 1; R2D2's sequences overlap by more). ``life_loss_ends_episode``: training
+    treats a lost life (``life_lost``) as the end of an episode.
+    """
+
+    steps: int
+    overlap: int = 1
+    life_loss_ends_episode: bool = False
+
+    def __post_init__(self):
+        if self.steps < 2:
+            raise ValueError(f"an unroll holds at least 2 steps, got {self.steps}")
+        if not 0 <= self.overlap < self.steps:
+            raise ValueError(f"unroll overlap must be in [0, {self.steps - 1}], got {self.overlap}")
+
+    @property
+    def new_steps(self) -> int:
+        """Steps each unroll adds to its environment's stream (those not shared with the previous one)."""
+        return self.steps - self.overlap
+
+
 @dataclass
 class Unroll:
     """``length + 1`` consecutive steps of one environment, as host arrays.

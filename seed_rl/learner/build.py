@@ -23,10 +23,10 @@ from absl import flags
 from seed_rl.agents import registry
 from seed_rl.config import presets, roles
 from seed_rl.config.flags import dataclass_from_flags, foreign_flags, given_fields
-from seed_rl.core import replicas as learner_ranks
+from seed_rl.core import learner_ranks
 from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import enable_tf32, learner_precision
-from seed_rl.core.replicas import Replicas
+from seed_rl.core.learner_ranks import LearnerRanks
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
@@ -58,7 +58,7 @@ class BuiltLearner:
     device: torch.device
     logdir: str
     lock: LogdirLock | None  # rank 0's, held until run_learner returns (or the process ends)
-    replicas: Replicas
+    ranks: LearnerRanks
 
 
 def default_logdir(env: str, agent: str) -> str:
@@ -156,19 +156,19 @@ def _agent_config(flag_values: flags.FlagValues, spec: EnvSpec, device: torch.de
     return dataclass_from_flags(config_cls, flag_values, preset_values)
 
 
-def _eval_envs(flag_values: flags.FlagValues, spec: EnvSpec, total_envs: int, replicas) -> EvalEnvs:
+def _eval_envs(flag_values: flags.FlagValues, spec: EnvSpec, total_envs: int, ranks) -> EvalEnvs:
     """The run's evaluation environments: ``--num_eval_envs``, or the family's preset for -1.
 
     Raises ValueError when they would leave no training environment (on some learner rank).
     """
     fv = flag_values
     if fv.num_eval_envs >= 0:
-        return _checked_eval_envs(EvalEnvs(total_envs, fv.num_eval_envs), fv, replicas)
+        return _checked_eval_envs(EvalEnvs(total_envs, fv.num_eval_envs), fv, ranks)
     # The preset's count where it leaves at least three quarters of the environments (and every rank some) to train.
     family = parse_env_name(fv.env)[0].preset_family(spec.observation_shape)
     setting = presets.eval_envs_preset(family)
     try:
-        eval_envs = _checked_eval_envs(EvalEnvs(total_envs, min(setting.value, total_envs // 4)), fv, replicas)
+        eval_envs = _checked_eval_envs(EvalEnvs(total_envs, min(setting.value, total_envs // 4)), fv, ranks)
     except ValueError:
         eval_envs = EvalEnvs(total_envs, 0)
     if eval_envs.num_eval_envs:
@@ -176,10 +176,10 @@ def _eval_envs(flag_values: flags.FlagValues, spec: EnvSpec, total_envs: int, re
     return eval_envs
 
 
-def _checked_eval_envs(eval_envs: EvalEnvs, flag_values: flags.FlagValues, replicas) -> EvalEnvs:
+def _checked_eval_envs(eval_envs: EvalEnvs, flag_values: flags.FlagValues, ranks) -> EvalEnvs:
     fv = flag_values
-    for rank in range(replicas.world_size):
-        actors = [i for i in range(fv.num_actors) if i % replicas.world_size == rank]
+    for rank in range(ranks.world_size):
+        actors = [i for i in range(fv.num_actors) if i % ranks.world_size == rank]
         if not sum(eval_envs.training_envs_of(i * fv.envs_per_actor, fv.envs_per_actor) for i in actors):
             raise ValueError(
                 f"--num_eval_envs={eval_envs.num_eval_envs} leaves learner rank {rank} no training environment "
@@ -198,18 +198,18 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     """
     fv = flag_values
     try:
-        replicas, device = learner_ranks.join(fv.device, fv.collective_timeout_s)
+        ranks, device = learner_ranks.join(fv.device, fv.collective_timeout_s)
     except ValueError as e:
         raise LearnerBuildError(f"{e}") from None
-    if replicas.distributed and fv.num_actors < replicas.world_size:
+    if ranks.distributed and fv.num_actors < ranks.world_size:
         raise LearnerBuildError(
-            f"--num_actors={fv.num_actors} leaves some of the {replicas.world_size} learner ranks without actors; "
-            f"give at least {replicas.world_size} (actor i is served by rank i % {replicas.world_size})"
+            f"--num_actors={fv.num_actors} leaves some of the {ranks.world_size} learner ranks without actors; "
+            f"give at least {ranks.world_size} (actor i is served by rank i % {ranks.world_size})"
         )
-    torch.manual_seed(fv.seed + replicas.rank)  # the ranks sample different actions; rank 0's weights are copied
-    own_actors = sum(replicas.owns_actor(i) for i in range(fv.num_actors))
+    torch.manual_seed(fv.seed + ranks.rank)  # the ranks sample different actions; rank 0's weights are copied
+    own_actors = sum(ranks.owns_actor(i) for i in range(fv.num_actors))
     local_actors = own_actors if fv.role == "local" else 0
-    cores = max(1, (os.cpu_count() or 1) // replicas.local_world_size)  # the ranks of a machine share its cores
+    cores = max(1, (os.cpu_count() or 1) // ranks.local_world_size)  # the ranks of a machine share its cores
     try:
         env_config = _env_config(fv)
         spec = probe_spec(fv.env, fv.seed, env_config)
@@ -222,7 +222,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     frames_per_step = env_frames_per_step(fv.env, env_config)
     total_envs = fv.num_actors * fv.envs_per_actor
     try:
-        eval_envs = _eval_envs(fv, spec, total_envs, replicas)
+        eval_envs = _eval_envs(fv, spec, total_envs, ranks)
     except ValueError as e:
         raise LearnerBuildError(f"{e}") from None
     try:
@@ -234,11 +234,11 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
                    else f"the cores {local_actors} local actor processes leave")
             log.info("%d torch thread(s): %s (--torch_threads overrides)", threads, why)
         run_shape = registry.RunShape(
-            fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, replicas,
+            fv.total_environment_frames, frames_per_step, total_envs, fv.seed, precision, ranks,
             num_eval_envs=eval_envs.num_eval_envs,
         )
         built = registry.build(fv.agent, config, spec, device, run_shape)
-        address = learner_address(fv.role, fv.learner_address, replicas.local_rank)
+        address = learner_address(fv.role, fv.learner_address, ranks.local_rank)
         security = server_security(address, fv.tls_cert_file, fv.tls_key_file, fv.auth_token_file, fv.insecure)
     except ValueError as e:  # SecurityConfigError included
         raise LearnerBuildError(f"{e}") from None
@@ -247,8 +247,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         logdir=logdir,
         env_name=fv.env,
         total_environment_frames=fv.total_environment_frames,
-        unroll_length=built.unroll_length,
-        unroll_overlap=built.unroll_overlap,
+        unroll=built.unroll,
         batch_size=built.batch_size,
         frames_per_step=frames_per_step,
         inference_batch_size=fv.inference_batch_size or roles.default_inference_batch(
@@ -259,7 +258,6 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         log_interval_s=fv.log_interval_s,
         max_skipped_updates=fv.max_skipped_updates,
         damaged_replay=fv.damaged_replay,
-        life_loss_ends_episode=built.life_loss_ends_episode,
         eval_envs=eval_envs,
     )
     serving = ServingSettings(
@@ -272,13 +270,13 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
     )
     lock = None
     try:
-        if replicas.is_main:  # rank 0 alone writes the logdir
+        if ranks.is_main:  # rank 0 alone writes the logdir
             lock = LogdirLock.acquire(logdir)
     except LogdirInUse as e:
         raise LearnerBuildError(f"{e}") from None
     try:
         learner = Learner(
-            built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config), replicas
+            built.agent, built.data, settings, RunConfig(fv.agent, fv.env, config, env_config), ranks
         )
     except CheckpointMismatch as e:
         _release(lock)
@@ -289,7 +287,7 @@ def build_learner(flag_values: flags.FlagValues, serve_shm: bool) -> BuiltLearne
         learner.close(save=False)
         _release(lock)
         raise LearnerBuildError(f"{e}; stop the other process or choose another --learner_address") from None
-    return BuiltLearner(learner, endpoints, security, device, logdir, lock, replicas)
+    return BuiltLearner(learner, endpoints, security, device, logdir, lock, ranks)
 
 
 def _release(lock: LogdirLock | None) -> None:
@@ -312,13 +310,13 @@ def run_learner(built: BuiltLearner, flag_values: flags.FlagValues, local_transp
         _release(built.lock)
         return None
     endpoints.start()
-    replicas = built.replicas
-    own_actors = [i for i in range(fv.num_actors) if replicas.owns_actor(i)]
+    ranks = built.ranks
+    own_actors = [i for i in range(fv.num_actors) if ranks.owns_actor(i)]
     log.info(
         "training %s on %s (%s): %d %s actors x %d envs, learner%s at %s, logdir %s",
         fv.agent, fv.env, built.device, len(own_actors), "local" if fv.role == "local" else "remote",
         fv.envs_per_actor,
-        f" rank {replicas.rank} of {replicas.world_size} (actors {_id_list(own_actors)})" if replicas.distributed
+        f" rank {ranks.rank} of {ranks.world_size} (actors {_id_list(own_actors)})" if ranks.distributed
         else "", endpoints.address, built.logdir,
     )
     fatal: list[str] = []

@@ -22,7 +22,7 @@ from seed_rl.core.agent import ActInputs, Agent
 from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.step import STEP_FIELD_NAMES, StepRequest
 from seed_rl.learner.env_state import EnvStateTable
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch, UnrollShape
 from seed_rl.learner.trajectories import TrajectoryStore
 
 
@@ -39,25 +39,22 @@ class InferenceEngine:
     def __init__(
         self,
         agent: Agent,
-        unroll_length: int,
+        unroll: UnrollShape,
         unroll_sink: Callable[[UnrollBatch], None],
         params_lock: threading.Lock,
-        unroll_overlap: int = 1,
-        life_loss_ends_episode: bool = False,
         eval_envs: EvalEnvs = NO_EVAL_ENVS,
     ):
         self.agent = agent
-        self.unroll_length = unroll_length
-        self.unroll_overlap = unroll_overlap
+        self.unroll = unroll
         # IMPALA Table G.1: during training an episode ends where a life is lost; the actors'
         # episode statistics still count whole games.
-        self.life_loss_ends_episode = life_loss_ends_episode
+        self.life_loss_ends_episode = unroll.life_loss_ends_episode
         self.eval_envs = eval_envs  # their steps are acted on, never written into trajectories
         self._sink = unroll_sink
         self._params_lock = params_lock
         self._lock = threading.Lock()  # guards the state table, the stream slots and the store
         self._states = EnvStateTable(agent.initial_core_state, agent.device)
-        self._store = TrajectoryStore(unroll_length, unroll_overlap, agent.device)
+        self._store = TrajectoryStore(unroll, agent.device)
         self._stream_slots: dict[int, np.ndarray] = {}
         self.env_steps = 0
         self.times = StageTimes()

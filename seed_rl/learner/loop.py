@@ -8,7 +8,7 @@ unrolls cross from inference to training, as batched tensors, through a queue
 bounded in unrolls, which is also the back-pressure that keeps actors from
 running far ahead of training.
 
-With several learner ranks (torchrun; ``core/replicas.py``) every rank runs
+With several learner ranks (torchrun; ``core/ranks.py``) every rank runs
 this loop over its own actors and its share of the batch. Each iteration ends
 in one small all-reduce, :class:`Agreement`: the ranks train only when every
 one has its share ready, stop together when any is asked to (or the global
@@ -30,17 +30,17 @@ import torch
 
 from seed_rl.learner import checkpoint
 from seed_rl.learner.checkpoint_loading import CheckpointReadError, DamagedReplay, newest_readable
-from seed_rl.core import update_stats
+from seed_rl.learner import update_stats
 from seed_rl.core.agent import Agent
 from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.core.batcher import DynamicBatcher
-from seed_rl.core.replicas import SINGLE, Replicas, weights_digest
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks, weights_digest
 from seed_rl.core.training_data import TrainingData
 from seed_rl.learner.inference import InferenceEngine
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.metrics import EpisodeInbox, EpisodeStats, MetricsWriter, console_line
 from seed_rl.transport.streams import ActorStreams
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch, UnrollShape
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,8 @@ class LearnerSettings:
     logdir: str
     env_name: str
     total_environment_frames: int
-    unroll_length: int
+    unroll: UnrollShape  # the agent builder's
     batch_size: int
-    unroll_overlap: int = 1  # steps shared by consecutive unrolls (IMPALA 1)
     frames_per_step: int = 1  # environment frames per agent step (Atari frame skip)
     inference_batch_size: int = 64
     inference_timeout_ms: float = 10.0
@@ -64,14 +63,13 @@ class LearnerSettings:
     checkpoint_interval_s: float = 300.0
     log_interval_s: float = 5.0
     max_skipped_updates: int = 100  # consecutive non-finite updates before training stops
-    life_loss_ends_episode: bool = False  # the agent trains on lost lives as episode ends (IMPALA on Atari)
     eval_envs: EvalEnvs = NO_EVAL_ENVS  # environments acted on but never trained on, logged as eval/...
     damaged_replay: DamagedReplay = "previous"  # a checkpoint whose replay alone is damaged: fall back, or drop it
 
     @property
     def frames_per_unroll(self) -> int:
         """New environment frames each unroll brings (its steps not shared with the previous one)."""
-        return (self.unroll_length + 1 - self.unroll_overlap) * self.frames_per_step
+        return self.unroll.new_steps * self.frames_per_step
 
 
 class UnrollQueue:
@@ -114,21 +112,21 @@ def mean_logs(per_rank: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([logs[key] for logs in per_rank if key in logs])) for key in sorted(keys)}
 
 
-def data_shards(state: dict, ranks: int) -> list[dict]:
-    """The training data states of a checkpoint (taken out of ``state``), one per rank of a run of ``ranks``.
+def data_shards(state: dict, world_size: int) -> list[dict]:
+    """The training data states of a checkpoint (taken out of ``state``), one per rank of a run of ``world_size``.
 
     A run resumed on another number of ranks keeps the shards that have a rank
     (the rest are dropped, with a warning) and starts the others empty.
     """
     shards = state.pop("data_shards", None) or [state.pop("data", {})]
     state.pop("data", None)
-    if len(shards) > ranks:
+    if len(shards) > world_size:
         log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: dropping %d",
-                    len(shards), ranks, len(shards) - ranks)
-    elif len(shards) < ranks:
+                    len(shards), world_size, len(shards) - world_size)
+    elif len(shards) < world_size:
         log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: the others start empty",
-                    len(shards), ranks)
-    return (list(shards) + [{}] * ranks)[:ranks]
+                    len(shards), world_size)
+    return (list(shards) + [{}] * world_size)[:world_size]
 
 
 @dataclass(frozen=True)
@@ -143,23 +141,23 @@ class Agreement:
     checkpoint: bool  # rank 0's checkpoint interval is up
 
     @staticmethod
-    def reached(replicas: Replicas, new_frames: int, ready: bool, stop: bool, veto: bool, log_due: bool,
+    def reached(ranks: LearnerRanks, new_frames: int, ready: bool, stop: bool, veto: bool, log_due: bool,
                 checkpoint_due: bool) -> "Agreement":
         """One exchange of each rank's view; ``log_due``/``checkpoint_due`` count from rank 0 only."""
-        main = replicas.is_main
-        sums = replicas.exchange([new_frames, ready, stop, veto, log_due and main, checkpoint_due and main])
+        main = ranks.is_main
+        sums = ranks.exchange([new_frames, ready, stop, veto, log_due and main, checkpoint_due and main])
         frames, ready_ranks, stops, vetoes, logs, checkpoints = sums
-        return Agreement(int(frames), ready_ranks == replicas.world_size, stops > 0, vetoes == 0, logs > 0,
+        return Agreement(int(frames), ready_ranks == ranks.world_size, stops > 0, vetoes == 0, logs > 0,
                          checkpoints > 0)
 
 
 class Learner:
     def __init__(
         self, agent: Agent, data: TrainingData, settings: LearnerSettings, run_config: RunConfig,
-        replicas: Replicas = SINGLE,
+        ranks: LearnerRanks = SINGLE,
     ):
         self.agent = agent
-        self.replicas = replicas
+        self.ranks = ranks
         self.data = data
         self.settings = settings
         self.run_config = run_config
@@ -176,8 +174,7 @@ class Learner:
         queue_size = settings.unroll_queue_size or 2 * settings.batch_size
         self.unrolls = UnrollQueue(queue_size)
         self.engine = InferenceEngine(
-            agent, settings.unroll_length, self._enqueue_unroll, self.params_lock, settings.unroll_overlap,
-            life_loss_ends_episode=settings.life_loss_ends_episode, eval_envs=settings.eval_envs,
+            agent, settings.unroll, self._enqueue_unroll, self.params_lock, eval_envs=settings.eval_envs,
         )
         self._batch_sizes: list[int] = []
         self.batcher = DynamicBatcher(
@@ -190,20 +187,20 @@ class Learner:
         # Several ranks: episodes wait in an inbox until rank 0 gathers them at the next summary.
         self._inbox = EpisodeInbox()
         self._eval_inbox = EpisodeInbox()
-        on_episodes = self._inbox.add if replicas.distributed else self.episodes.add
-        on_eval_episodes = self._eval_inbox.add if replicas.distributed else self.eval_episodes.add
+        on_episodes = self._inbox.add if ranks.distributed else self.episodes.add
+        on_eval_episodes = self._eval_inbox.add if ranks.distributed else self.eval_episodes.add
         self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=on_episodes,
                                     eval_envs=settings.eval_envs, on_eval_episodes=on_eval_episodes)
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()  # refuses another run's logdir before anything is written there
-        self.metrics = MetricsWriter(settings.logdir) if replicas.is_main else None
+        self.metrics = MetricsWriter(settings.logdir) if ranks.is_main else None
 
     def _restore(self) -> None:
         """Rank 0 reads the newest readable checkpoint; every rank loads the agent from it and its own data shard.
 
         Newer checkpoints that cannot be read are moved aside (``checkpoint_loading.newest_readable``).
         """
-        r = self.replicas
+        r = self.ranks
         path = state = shards = error = None
         if r.is_main:
             checkpoint.remove_unfinished_writes(self.settings.logdir)
@@ -225,8 +222,7 @@ class Learner:
         self.data.load_state_dict(r.scatter_from_main(shards))
         self.frames = state["frames"]
         self.train_steps = state["train_steps"]
-        if "episodes" in state:  # checkpoints from before the return window was kept start it empty
-            self.episodes.load_state_dict(state["episodes"])
+        self.episodes.load_state_dict(state["episodes"])
         if "eval_episodes" in state:
             self.eval_episodes.load_state_dict(state["eval_episodes"])
         log.info("resumed from %s at %d frames", path, self.frames)
@@ -238,8 +234,8 @@ class Learner:
         Several ranks: every rank calls this at the same iteration; rank 0 gathers
         their data shards (R2D2's replay) and writes one file.
         """
-        shards = self.replicas.gather_to_main(self.data.state_dict())
-        if not self.replicas.is_main:
+        shards = self.ranks.gather_to_main(self.data.state_dict())
+        if not self.ranks.is_main:
             return
         agent_state = checkpoint.detached_copy(self.agent.state_dict())
         bad = checkpoint.nonfinite_tensors(agent_state)
@@ -255,7 +251,7 @@ class Learner:
             "eval_episodes": self.eval_episodes.state_dict(),
             "run_config": self.run_config.to_dict(),
         }
-        if self.replicas.distributed:
+        if self.ranks.distributed:
             state["data_shards"] = shards
         else:
             state["data"] = shards[0]
@@ -295,7 +291,7 @@ class Learner:
                     unrolls = self.unrolls.get(timeout=0) if self.data.wants_data() else None
             now = time.monotonic()
             agreed = Agreement.reached(
-                self.replicas, new_frames, ready=not self.data.wants_data(), stop=self._stop.is_set(),
+                self.ranks, new_frames, ready=not self.data.wants_data(), stop=self._stop.is_set(),
                 veto=self._veto_save, log_due=now - last_log >= s.log_interval_s,
                 checkpoint_due=now - last_ckpt >= s.checkpoint_interval_s,
             )
@@ -316,7 +312,7 @@ class Learner:
     def _train(self, measure: bool = False) -> dict[str, float]:
         """One update on a sample of this rank's data; the logs of the agent's ``train_step``.
 
-        ``measure``: add how far the update moved each part of the network (``core/update_stats.py``),
+        ``measure``: add how far the update moved each part of the network (``learner/update_stats.py``),
         for the summary that follows it.
         """
         unrolls, extras, handle = self.data.sample()
@@ -363,34 +359,34 @@ class Learner:
             "actors_connected": self.streams.actors,
             "envs_connected": self.engine.num_envs,
         }
-        if self.replicas.distributed:  # checks that every rank holds the same weights
+        if self.ranks.distributed:  # checks that every rank holds the same weights
             with self.params_lock:
                 local["weights"] = weights_digest(self.agent.model)
-        ranks = self.replicas.gather_to_main(local)
-        if not self.replicas.is_main:
+        per_rank = self.ranks.gather_to_main(local)
+        if not self.ranks.is_main:
             return
-        for rank in ranks:
+        for rank in per_rank:
             for key, stats in (("episodes", self.episodes), ("eval_episodes", self.eval_episodes)):
                 returns, lengths = rank[key]
                 if returns:
                     stats.add(np.asarray(returns), np.asarray(lengths))
-        sizes = [size for rank in ranks for size in rank["batch_sizes"]]
+        sizes = [size for rank in per_rank for size in rank["batch_sizes"]]
         record = {
             "fps": fps,
             "train_steps": self.train_steps,
             "updates_skipped": self.updates_skipped,
             **self.episodes.summary(),
             **self._eval_summary(),
-            **mean_logs([rank["logs"] for rank in ranks]),
+            **mean_logs([rank["logs"] for rank in per_rank]),
             "inference_batch_size": sum(sizes) / len(sizes) if sizes else 0.0,
-            **{key: sum(rank[key] for rank in ranks)
+            **{key: sum(rank[key] for rank in per_rank)
                for key in ("unroll_queue", "inference_queue", "actors_connected", "envs_connected")},
         }
-        if self.replicas.distributed:
-            record["learner_ranks"] = self.replicas.world_size
+        if self.ranks.distributed:
+            record["learner_ranks"] = self.ranks.world_size
             # 1 while the ranks' weights are bit-identical; data parallelism has gone wrong where it is not.
-            record["replicas_identical"] = int(len({rank["weights"] for rank in ranks}) == 1)
-            if not record["replicas_identical"]:
+            record["ranks_identical"] = int(len({rank["weights"] for rank in per_rank}) == 1)
+            if not record["ranks_identical"]:
                 log.error("the learner ranks' weights differ at %d frames (update %d)", self.frames, self.train_steps)
         self.metrics.write(self.frames, record)
         log.info(console_line({"frames": self.frames, **record}))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seed_rl.core.unroll import UnrollBatch
+from seed_rl.core.unroll import UnrollBatch, UnrollShape
 
 # Indexed copies of whole rows. On the CPU, numpy's fancy indexing copies each
 # row as one block, 20-40x faster than torch's element-wise index_put and
@@ -49,9 +49,9 @@ def _carry(buffer: torch.Tensor, shift: int, slots: np.ndarray) -> None:
 
 
 class TrajectoryStore:
-    """Unrolls of ``length + 1`` steps for many environments, one slot each.
+    """Unrolls of ``shape.steps`` steps for many environments, one slot each.
 
-    Consecutive unrolls of a slot share ``overlap`` steps: 1 for IMPALA (the
+    Consecutive unrolls of a slot share ``shape.overlap`` steps: 1 for IMPALA (the
     bootstrap step), more for R2D2's overlapping sequences. Slots come from
     :class:`~seed_rl.learner.env_state.EnvStateTable`; :meth:`reset` starts a
     reused slot afresh.
@@ -62,12 +62,10 @@ class TrajectoryStore:
     :class:`~seed_rl.core.unroll.UnrollBatch`.
     """
 
-    def __init__(self, length: int, overlap: int = 1, device: torch.device | str = "cpu"):
-        if length < 1:
-            raise ValueError(f"unroll length must be >= 1, got {length}")
-        if not 0 <= overlap <= length:
-            raise ValueError(f"unroll overlap must be in [0, {length}], got {overlap}")
-        self.length = length
+    def __init__(self, shape: UnrollShape, device: torch.device | str = "cpu"):
+        length, overlap = shape.steps - 1, shape.overlap
+        self.shape = shape
+        self.last_row = length  # a buffer's rows are 0..last_row
         self.overlap = overlap
         self.device = torch.device(device)
         self._capacity = 0
@@ -133,7 +131,7 @@ class TrajectoryStore:
 
     def _allocate(self, capacity: int, step: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor],
                   state: tuple[torch.Tensor, ...]) -> None:
-        rows = self.length + 1
+        rows = self.last_row + 1
 
         def grown(old: torch.Tensor | None, like: torch.Tensor, leading: int) -> torch.Tensor:
             new = torch.zeros((leading, capacity) + tuple(like.shape[1:]), dtype=like.dtype, device=self.device)
@@ -181,11 +179,11 @@ class TrajectoryStore:
         for name, value in outputs.items():
             _put(self._outputs[name], (rows, slots), value.to(self.device))
         starts = rows % self.period == 0
-        last_row = (rows == self.length) & starts if self._last_row_starts else np.zeros(len(rows), bool)
+        last_row = (rows == self.last_row) & starts if self._last_row_starts else np.zeros(len(rows), bool)
         self._put_start_states(state_before, starts & ~last_row, rows // self.period, slots)
         rows = rows + 1
         self._position[slots] = rows
-        finished = slots[rows == self.length + 1]
+        finished = slots[rows == self.last_row + 1]
         if len(finished) == 0:
             return None
         unrolls = self._hand_over(finished)

@@ -12,7 +12,7 @@ from seed_rl.agents.impala.network import ActorCriticNet
 from seed_rl.agents.impala.optimizers import TFRMSprop
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.precision import FP32, Precision
-from seed_rl.core.replicas import SINGLE, Replicas
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.envs import EnvSpec
 
 
@@ -21,7 +21,7 @@ class ImpalaAgent:
 
     def __init__(
         self, spec: EnvSpec, config: ImpalaConfig, device: torch.device, total_train_steps: int,
-        precision: Precision = FP32, replicas: Replicas = SINGLE,
+        precision: Precision = FP32, ranks: LearnerRanks = SINGLE,
     ):
         config.validate()
         self.config = config
@@ -39,9 +39,9 @@ class ImpalaAgent:
         ).to(device)
         precision.prepare(self.model)
         # With several learner ranks each trains on an equal share of the batch, through a wrapper that
-        # averages the ranks' gradients in backward (core/replicas.py); one rank: the model itself.
-        self.replicas = replicas
-        self._data_parallel = replicas.wrap(self.model) if replicas.distributed else None
+        # averages the ranks' gradients in backward (core/ranks.py); one rank: the model itself.
+        self.ranks = ranks
+        self._data_parallel = ranks.wrap(self.model) if ranks.distributed else None
         if config.optimizer == "rmsprop_tf":
             self.optimizer = TFRMSprop(
                 self.model.parameters(), lr=config.learning_rate, decay=config.rmsprop_decay,
@@ -125,7 +125,7 @@ class ImpalaAgent:
         entries = actions.numel()
         # Adam: SEED's mean-reduced losses, for which --adam_epsilon is sized. The ranks' gradients are
         # averaged, so a loss summed over the global batch is world_size times each rank's sum.
-        total = summed / entries if cfg.optimizer == "adam" else summed * self.replicas.world_size
+        total = summed / entries if cfg.optimizer == "adam" else summed * self.ranks.world_size
         # Logged per step (means), so curves compare across unroll and batch sizes.
         logs = {
             "loss/total": summed.item() / entries,
@@ -151,7 +151,7 @@ class ImpalaAgent:
         with params_lock:
             self.optimizer.step()
             if self.model.value_statistics is not None:
-                self.model.value_statistics.update(targets, self.model.baseline, self.replicas.mean)
+                self.model.value_statistics.update(targets, self.model.baseline, self.ranks.mean)
         self.scheduler.step()
         return TrainResult(logs)
 

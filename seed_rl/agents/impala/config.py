@@ -13,7 +13,8 @@ epsilon together, so each optimizer follows one source for both:
   meaning of ``--rmsprop_epsilon``. (scalable_agent's TF1 RMSProp puts its
   epsilon 0.1 inside the square root, a different quantity.) With a mean over
   T*B = 640 entries instead, eps 0.01 would act like eps 6.4 on the sum and
-  updates shrink about 50x (measured on Pong batches: issue 9).
+  updates shrink about 50x (measured on Pong batches here; tools/update_ratios.py
+  prints how far an update moves each part of the network).
 - ``adam``: SEED RL's V-trace learner takes the **mean** of its losses with
   Adam (Football, DMLab), so with ``--optimizer=adam`` the summed loss is
   divided by T*B and ``--adam_epsilon`` means what SEED's flag means.

@@ -15,7 +15,7 @@ from seed_rl.agents.r2d2.targets import double_q_bootstrap, n_step_targets, trun
 from seed_rl.core.agent import ActInputs, ActResult, TrainResult, all_finite
 from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import FP32, Precision
-from seed_rl.core.replicas import SINGLE, Replicas
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.core.unroll import Unroll
 from seed_rl.envs import EnvSpec
 from seed_rl.agents.r2d2.priorities import sequence_priority
@@ -30,7 +30,7 @@ class R2D2Agent:
 
     def __init__(
         self, spec: EnvSpec, config: R2D2Config, device: torch.device, total_envs: int, precision: Precision = FP32,
-        replicas: Replicas = SINGLE, num_eval_envs: int = 0,
+        ranks: LearnerRanks = SINGLE, num_eval_envs: int = 0,
     ):
         config.validate()
         self.config = config
@@ -46,8 +46,8 @@ class R2D2Agent:
         ).to(device)
         precision.prepare(self.model)
         # Several learner ranks: each trains on its share of the batch through a wrapper that averages
-        # their gradients (core/replicas.py), so the online and target networks stay identical.
-        self._data_parallel = replicas.wrap(self.model) if replicas.distributed else None
+        # their gradients (core/ranks.py), so the online and target networks stay identical.
+        self._data_parallel = ranks.wrap(self.model) if ranks.distributed else None
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
         # SEED RL's R2D2 learner: the training environments get epsilon_i over their own ids; the

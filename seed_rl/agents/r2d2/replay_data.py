@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from seed_rl.core.replicas import SINGLE, Replicas
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
@@ -23,16 +23,9 @@ from seed_rl.replay.prioritized import PrioritizedReplay
 log = logging.getLogger(__name__)
 
 
-OLD_FORMAT_MESSAGE = (
-    "the checkpoint's R2D2 replay predates the compressed, deduplicated format (it holds full unrolls): "
-    "resume with --nocheckpoint_replay to load everything else and refill the replay from the actors, "
-    "or start a new --logdir"
-)
-
-
-def importance_weights(raw: np.ndarray, replicas: Replicas = SINGLE) -> np.ndarray:
+def importance_weights(raw: np.ndarray, ranks: LearnerRanks = SINGLE) -> np.ndarray:
     """Importance weights ``(N * P(i))^-beta`` over their maximum in the global batch (every rank's share), float32."""
-    largest = replicas.maximum(torch.tensor(float(raw.max()), dtype=torch.float64))
+    largest = ranks.maximum(torch.tensor(float(raw.max()), dtype=torch.float64))
     return (raw / float(largest)).astype(np.float32)
 
 
@@ -53,7 +46,7 @@ class ReplayData:
     contents unread. After loading, sampling gives the stored sequences; new
     sequences start new chunk chains (the resumed run's lineages are new).
 
-    With several learner ranks (``replicas``) this is one shard of the replay,
+    With several learner ranks (``ranks``) this is one shard of the replay,
     fed by the rank's own actors, as Ape-X's replay shards are: each samples
     its share of the batch from its own priorities (``P(i)`` and ``N`` are the
     shard's) and keeps its own replay ratio, but the importance weights are
@@ -79,7 +72,7 @@ class ReplayData:
         checkpoint_contents: bool = True,
         initial_priority: Callable[[Unroll], float] | None = None,
         sequence_overlap: int = 0,
-        replicas: Replicas = SINGLE,
+        ranks: LearnerRanks = SINGLE,
         prefetch: bool = False,
     ):
         self.replay = replay
@@ -92,7 +85,7 @@ class ReplayData:
         self.new_steps_per_sequence = new_steps_per_sequence
         self.checkpoint_contents = checkpoint_contents
         self.initial_priority = initial_priority
-        self.replicas = replicas
+        self.ranks = ranks
         self.inserted_steps = 0
         self.trained_steps = 0
         self.max_priority = 1.0
@@ -135,7 +128,7 @@ class ReplayData:
     def sample(self) -> tuple[UnrollBatch, dict[str, np.ndarray], Any]:
         unrolls, raw_weights, ids = self._next.result() if self._next is not None else self._draw()
         self._next = self._worker.submit(self._draw) if self._worker is not None else None
-        weights = importance_weights(raw_weights, self.replicas)
+        weights = importance_weights(raw_weights, self.ranks)
         self.trained_steps += self.batch_size * self.trained_steps_per_sequence
         return unrolls, {"importance_weights": weights}, ids
 
@@ -183,12 +176,6 @@ class ReplayData:
             log.info("--nocheckpoint_replay: not loading the checkpoint's replay contents; refilling from empty")
         else:
             replay = dict(state["replay"])
-            if "sequences" not in replay:
-                # Imported here: run_config imports the agent registry, which imports this module.
-                from seed_rl.learner.run_config import CheckpointMismatch
-
-                # The learner reports a CheckpointMismatch as its one error line.
-                raise CheckpointMismatch(OLD_FORMAT_MESSAGE)
             store = ChunkStore(self.store.overlap)
             replay["items"] = store.load_state_dict(replay.pop("sequences"))
             self.replay.load_state_dict(replay)

@@ -28,7 +28,7 @@ def preset_config(agent: str, env_name: str, spec: EnvSpec, device_type: str = "
 def build_agent(agent: str, config, spec: EnvSpec, device: torch.device, precision: Precision = FP32, seed: int = 0):
     """The agent alone (no replay), with weights from ``seed``."""
     torch.manual_seed(seed)
-    run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=32, seed=seed, precision=precision)
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=1, total_envs=32, seed=seed, precision=precision)
     return registry.build(agent, config, spec, device, run).agent
 
 

@@ -3,7 +3,7 @@
 The agent is built as ``seed_rl.train`` builds it (its defaults under the
 family's preset, for a CPU or a GPU learner), plays real environments with its
 own acting, and applies default updates to those batches; each update is
-measured with :func:`seed_rl.core.update_stats.update_stats`.
+measured with :func:`seed_rl.learner.update_stats.update_stats`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import threading
 import torch
 
 from seed_rl.agents import registry
-from seed_rl.bench.rollouts import collect_batch
-from seed_rl.bench.train_batches import preset_config
+from benchlib.rollouts import collect_batch
+from benchlib.train_batches import preset_config
 from seed_rl.config import presets
 from seed_rl.core.precision import learner_precision
-from seed_rl.core.update_stats import PARTS, network_part, snapshot, update_stats
+from seed_rl.learner.update_stats import PARTS, network_part, snapshot, update_stats
 from seed_rl.envs import EnvConfig, make_env, probe_spec
 from seed_rl.envs.families import parse_env_name
 
@@ -76,7 +76,7 @@ def measure(agent_name: str, env_name: str, overrides: dict, updates: int, batch
     device = torch.device("cpu")
     precision = learner_precision("auto", device, spec.observation_shape)  # as seed_rl.train
     torch.manual_seed(seed)
-    run = registry.RunShape(total_frames=10**9, frames_per_step=1, total_envs=config.batch_size, seed=seed,
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=1, total_envs=config.batch_size, seed=seed,
                             precision=precision)
     agent = registry.build(agent_name, config, spec, device, run).agent
     steps = config.sequence_length if hasattr(config, "sequence_length") else config.unroll_length + 1

@@ -18,18 +18,18 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from seed_rl.bench.train_batches import batch_share
-from seed_rl.core.replicas import SINGLE, Replicas, leave, weights_digest
+from benchlib.train_batches import batch_share
+from seed_rl.core.learner_ranks import SINGLE, LearnerRanks, leave, weights_digest
 
 LOCK = threading.Lock()
 
 
-def train_updates(make_agent: Callable, batches: list[dict], replicas: Replicas) -> dict:
-    """Builds the agent for ``replicas`` and applies one update per global batch; what it held after each."""
-    agent = make_agent(replicas)
+def train_updates(make_agent: Callable, batches: list[dict], learner_ranks: LearnerRanks) -> dict:
+    """Builds the agent for ``learner_ranks`` and applies one update per global batch; what it held after each."""
+    agent = make_agent(learner_ranks)
     digests, params, targets = [], [], []
     for batch in batches:
-        result = agent.train_step(batch_share(batch, replicas.rank, replicas.world_size), LOCK)
+        result = agent.train_step(batch_share(batch, learner_ranks.rank, learner_ranks.world_size), LOCK)
         assert not result.skipped
         digests.append(weights_digest(agent.model))
         params.append([p.detach().numpy().copy() for p in agent.model.parameters()])
@@ -44,7 +44,7 @@ def _worker(rank: int, ranks: int, init_file: str, job: Callable, results) -> No
                             timeout=datetime.timedelta(seconds=60))
     try:
         torch.manual_seed(1000 * rank)  # rank 1's own initial weights differ from rank 0's
-        results.put((rank, job(Replicas(rank=rank, world_size=ranks, local_world_size=ranks))))
+        results.put((rank, job(LearnerRanks(rank=rank, world_size=ranks, local_world_size=ranks))))
     except BaseException as e:
         results.put((rank, RuntimeError(f"rank {rank}: {e!r}")))  # fail the test now, not at the queue's timeout
         raise
@@ -53,7 +53,7 @@ def _worker(rank: int, ranks: int, init_file: str, job: Callable, results) -> No
 
 
 def run_ranks(job: Callable, ranks: int, tmp_dir: str) -> list:
-    """``job(replicas)`` on ``ranks`` processes of one gloo group; their results in rank order."""
+    """``job(learner_ranks)`` on ``ranks`` processes of one gloo group; their results in rank order."""
     context = mp.get_context("spawn")
     results = context.Queue()
     init_file = os.path.join(tmp_dir, "gloo-init")
@@ -80,9 +80,9 @@ def run_single(job: Callable) -> dict:
     return job(SINGLE)
 
 
-def shard_weights(replicas: Replicas) -> tuple[np.ndarray, np.ndarray]:
+def shard_weights(learner_ranks: LearnerRanks) -> tuple[np.ndarray, np.ndarray]:
     """Raw importance weights of one shard's sample (rank 1's ten times rank 0's) and R2D2's normalisation."""
     from seed_rl.agents.r2d2.replay_data import importance_weights
 
-    raw = np.array([1.0, 2.0, 4.0]) * (1 + 9 * replicas.rank)
-    return raw, importance_weights(raw, replicas)
+    raw = np.array([1.0, 2.0, 4.0]) * (1 + 9 * learner_ranks.rank)
+    return raw, importance_weights(raw, learner_ranks)

@@ -1,4 +1,4 @@
-"""The learner's replicas: one process per learner device, kept in step by ``torch.distributed``.
+"""The learner's ranks: one process per learner device, kept in step by ``torch.distributed``.
 
 ``torchrun --nproc_per_node=N -m seed_rl.train ...`` starts N learner ranks.
 Each serves its own actors and trains on ``batch_size / N`` of every global
@@ -7,7 +7,7 @@ backward pass, so every rank applies the same update to the same parameters
 (``DistributedDataParallel`` also copies rank 0's initial parameters to every
 rank). What else must be global goes through the few collectives below: the
 statistics of PopArt's targets, R2D2's importance-weight normalisation, and the
-learner loop's one control exchange per iteration (:meth:`Replicas.exchange`).
+learner loop's one control exchange per iteration (:meth:`LearnerRanks.exchange`).
 
 A single learner is :data:`SINGLE`: every method is then the identity, with no
 process group and no cost.
@@ -27,7 +27,7 @@ import torch.distributed as dist
 from torch import nn
 
 @dataclass(frozen=True)
-class Replicas:
+class LearnerRanks:
     """This process's place among the learner ranks."""
 
     rank: int = 0
@@ -130,11 +130,11 @@ class Replicas:
             dist.barrier(group=self.cpu_group)
 
 
-SINGLE = Replicas()
+SINGLE = LearnerRanks()
 
 
 def weights_digest(model: nn.Module) -> str:
-    """A hash of every parameter's and buffer's bytes: equal on every rank while the replicas are in step."""
+    """A hash of every parameter's and buffer's bytes: equal on every rank while the ranks are in step."""
     digest = hashlib.blake2b(digest_size=16)
     for name, tensor in model.state_dict().items():
         digest.update(name.encode())
@@ -151,8 +151,8 @@ def launched_by_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
 
 
-def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
-    """This process's :class:`Replicas` and learner device, joining torchrun's process group if there is one.
+def join(device_flag: str, timeout_s: float) -> tuple[LearnerRanks, torch.device]:
+    """This process's :class:`LearnerRanks` and learner device, joining torchrun's process group if there is one.
 
     Without torchrun (or with one rank): :data:`SINGLE` and ``device_flag``
     resolved (``auto``: CUDA if present). Under torchrun with several ranks:
@@ -175,7 +175,7 @@ def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
             f"--device={device_flag} names one device, but torchrun started {os.environ['WORLD_SIZE']} learner "
             f"ranks; use --device=auto (cuda:LOCAL_RANK, or the CPU) or --device=cpu"
         )
-    replicas = Replicas(
+    ranks = LearnerRanks(
         rank=int(os.environ["RANK"]),
         world_size=int(os.environ["WORLD_SIZE"]),
         local_rank=local_rank,
@@ -185,18 +185,18 @@ def join(device_flag: str, timeout_s: float) -> tuple[Replicas, torch.device]:
     if not dist.is_initialized():
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
-            store=_attempt_store(replicas, timeout),
-            rank=replicas.rank,
-            world_size=replicas.world_size,
+            store=_attempt_store(ranks, timeout),
+            rank=ranks.rank,
+            world_size=ranks.world_size,
             timeout=timeout,
             device_id=device if device.type == "cuda" else None,
         )
     if device.type == "cuda":
-        replicas = dataclasses.replace(replicas, cpu_group=dist.new_group(backend="gloo", timeout=timeout))
-    return replicas, device
+        ranks = dataclasses.replace(ranks, cpu_group=dist.new_group(backend="gloo", timeout=timeout))
+    return ranks, device
 
 
-def _attempt_store(replicas: Replicas, timeout: datetime.timedelta) -> dist.Store:
+def _attempt_store(ranks: LearnerRanks, timeout: datetime.timedelta) -> dist.Store:
     """torchrun's key-value store, under a prefix of this attempt (``TORCHELASTIC_RESTART_COUNT``).
 
     After torchrun restarted the ranks, the default ``env://`` store still held the
@@ -206,8 +206,8 @@ def _attempt_store(replicas: Replicas, timeout: datetime.timedelta) -> dist.Stor
     """
     agent_hosts_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), replicas.world_size,
-        is_master=replicas.is_main and not agent_hosts_store, timeout=timeout,
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), ranks.world_size,
+        is_master=ranks.is_main and not agent_hosts_store, timeout=timeout,
     )
     return dist.PrefixStore(f"seed_rl/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 

@@ -23,6 +23,8 @@ import math
 
 import torch
 
+from seed_rl.agents.impala.optimizers import TFRMSprop
+
 PARTS = ("torso", "core", "heads")
 
 
@@ -51,8 +53,6 @@ def second_moment_root(optimizer: torch.optim.Optimizer, parameter: torch.Tensor
     torch RMSprop: ``sqrt(square_avg)`` against ``eps``; TF RMSprop (``ms + eps``
     under the root): ``sqrt(ms)`` against ``sqrt(eps)``.
     """
-    from seed_rl.agents.impala.optimizers import TFRMSprop
-
     state = optimizer.state.get(parameter)
     group = _group_of(optimizer, parameter)
     if not state or group is None:
