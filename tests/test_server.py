@@ -18,6 +18,7 @@ import pytest
 
 from conftest import FAKE_ENV, Client, start_learner, wait_for
 from seed_rl.transport import protocol, wire
+from seed_rl.core.unroll import UnrollShape
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -407,7 +408,7 @@ def test_stream_that_never_sends_is_harmless(learner):
 
 def test_unrolls_reach_the_sink_with_the_steps_sent(learner):
     length = 3
-    h = learner(unroll_length=length)
+    h = learner(unroll=UnrollShape(length + 1))
     envs = ScriptedEnvs(stream=5, num_envs=2)
     record: list = []
     client = Client(h.address)
@@ -443,7 +444,7 @@ def test_unrolls_reach_the_sink_with_the_steps_sent(learner):
 
 
 def test_unrolls_of_concurrent_streams_are_not_mixed(learner):
-    h = learner(batch_size=16, timeout_s=0.005, unroll_length=5)
+    h = learner(batch_size=16, timeout_s=0.005, unroll=UnrollShape(6))
     run_streams(h.address, num_streams=4, steps=16, num_envs=2)
     assert len(h.unrolls) == 4 * 2 * 3  # steps 0..5, 5..10, 10..15 for each environment
     for unroll in h.unrolls:
@@ -578,7 +579,7 @@ def test_a_learner_whose_streams_all_step_tells_a_newcomer_to_retry(learner):
 def test_tables_shrink_after_a_huge_stream_leaves_and_live_environments_keep_their_state(learner):
     """An actor with 300 environments grows the slot tables; when it leaves they shrink, mid-unroll for others."""
     length = 5
-    h = learner(unroll_length=length)
+    h = learner(unroll=UnrollShape(length + 1))
     capacity = h.engine.slot_capacity
     envs, record = ScriptedEnvs(stream=5, num_envs=2), []
     honest = Client(h.address, actor_id="1")

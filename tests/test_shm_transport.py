@@ -16,7 +16,7 @@ import pytest
 
 from conftest import FAKE_ENV, FAKE_SPEC, Client, start_learner, wait_for
 from seed_rl.acting.shm_link import ShmConnection
-from seed_rl.core.unroll import TRAJECTORY_FIELDS
+from seed_rl.core.unroll import TRAJECTORY_FIELDS, UnrollShape
 from seed_rl.transport import shm, wire
 from seed_rl.transport.errors import Refused, Unavailable
 
@@ -71,7 +71,7 @@ def test_the_same_steps_make_the_same_unrolls_over_grpc_and_shared_memory(shm_le
     steps = list(_steps(13))
     results = {}
     for transport in ("grpc", "shm"):
-        h = shm_learner(unroll_length=4)
+        h = shm_learner(unroll=UnrollShape(5))
         actions = []
         if transport == "grpc":
             client = Client(h.address, actor_id="1")
@@ -138,7 +138,7 @@ def test_what_the_actor_writes_after_sending_never_reaches_the_learner(shm_learn
     """Copy, then validate: a write into the shared memory just after the step's check changes nothing."""
     from seed_rl.transport import protocol
 
-    h = shm_learner(unroll_length=2)
+    h = shm_learner(unroll=UnrollShape(3))
     conn = _connect(h)
     checked = protocol.validate_request
 
