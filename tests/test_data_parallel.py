@@ -218,4 +218,6 @@ def test_too_few_actors_for_the_ranks_is_one_clear_error(tmp_path):
     result = run_train(tmp_path, "--env=CartPole-v1", "--learners=2", "--num_actors=1", timeout=180)
     assert result.returncode != 0
     assert "--num_actors=1 leaves some of the 2 learner ranks without actors" in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("error: learner rank 0 (exit 3)")
+    # Both ranks refuse it (exit 3); whichever torchrun sees first, the other may be stopped (exit -15).
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: learner rank") and "(exit 3)" in last, last
