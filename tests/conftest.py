@@ -24,12 +24,6 @@ from seed_rl.transport.shm_server import ShmLearnerServer
 from seed_rl.transport.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
-def pytest_collection_modifyitems(config, items):
-    """Learning runs (``slow``, minutes each) first: on two workers (run_tests.sh) the longest tests then
-    start at once instead of one of them finishing the suite alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order otherwise
-
-
 FAKE_ENV = "FakeEnv-v0"
 FAKE_SPEC = EnvSpec(observation_shape=(3,), observation_dtype="float32", num_actions=5)
 
