@@ -8,7 +8,7 @@ unrolls cross from inference to training, as batched tensors, through a queue
 bounded in unrolls, which is also the back-pressure that keeps actors from
 running far ahead of training.
 
-With several learner ranks (torchrun; ``core/ranks.py``) every rank runs
+With several learner ranks (torchrun; ``core/learner_ranks.py``) every rank runs
 this loop over its own actors and its share of the batch. Each iteration ends
 in one small all-reduce, :class:`Agreement`: the ranks train only when every
 one has its share ready, stop together when any is asked to (or the global

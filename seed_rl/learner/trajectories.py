@@ -73,13 +73,13 @@ class TrajectoryStore:
         self._lineage = np.zeros(0, np.int64)  # per slot; -1: none yet, the next write starts one
         self._handed = np.zeros(0, np.int64)  # unrolls handed over in the slot's lineage
         self._next_lineage = 0
-        self._steps: dict[str, torch.Tensor] = {}  # field -> [T + 1, capacity, ...]
+        self._steps: dict[str, torch.Tensor] = {}  # field -> [steps, capacity, ...]
         self._outputs: dict[str, torch.Tensor] = {}
         # Unrolls start every ``period`` steps, so rows 0, period, 2 * period, ...
         # each become some unroll's first row: the state before those rows is
         # kept, [starts, capacity, ...] per state tensor, and nothing else.
-        self.period = length + 1 - overlap
-        self._starts = -(-(length + 1) // self.period)
+        self.period = shape.new_steps
+        self._starts = -(-shape.steps // self.period)
         # Where the last row is such a row (IMPALA's: row T starts the next unroll), its state is
         # written after the hand-over, straight to the entry the carry would move it to, so no
         # entry is kept for it: with frames stacked on the learner, that state holds 3 frames.

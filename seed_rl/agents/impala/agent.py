@@ -39,7 +39,7 @@ class ImpalaAgent:
         ).to(device)
         precision.prepare(self.model)
         # With several learner ranks each trains on an equal share of the batch, through a wrapper that
-        # averages the ranks' gradients in backward (core/ranks.py); one rank: the model itself.
+        # averages the ranks' gradients in backward (core/learner_ranks.py); one rank: the model itself.
         self.ranks = ranks
         self._data_parallel = ranks.wrap(self.model) if ranks.distributed else None
         if config.optimizer == "rmsprop_tf":

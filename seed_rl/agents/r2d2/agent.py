@@ -46,7 +46,7 @@ class R2D2Agent:
         ).to(device)
         precision.prepare(self.model)
         # Several learner ranks: each trains on its share of the batch through a wrapper that averages
-        # their gradients (core/ranks.py), so the online and target networks stay identical.
+        # their gradients (core/learner_ranks.py), so the online and target networks stay identical.
         self._data_parallel = ranks.wrap(self.model) if ranks.distributed else None
         self.target_model = copy.deepcopy(self.model).requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.learning_rate, eps=config.adam_epsilon)
