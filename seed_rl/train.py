@@ -30,7 +30,7 @@ from seed_rl.config.flags import define_dataclass_flags
 from seed_rl.core.precision import PRECISIONS
 from seed_rl.transport import protocol
 from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
-from seed_rl.launch.local_learners import run_learner_ranks
+from seed_rl.launch import learners
 from seed_rl.learner.serving import choose_transports
 from seed_rl.core.learner_ranks import launched_by_torchrun
 
@@ -126,15 +126,19 @@ def main(argv: list[str]) -> None:
         if getattr(FLAGS, name) < 1:
             exits.fail(f"--{name} must be >= 1, got {getattr(FLAGS, name)}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if FLAGS.learners > 1:
-        if launched_by_torchrun():
+    if launched_by_torchrun():  # a rank: torchrun chose the ranks and restarts them
+        if FLAGS.learners > 1:
             exits.fail("--learners starts torchrun itself; under torchrun leave it out (--nproc_per_node sets the ranks)")
-        fatal = run_learner_ranks(FLAGS.learners, FLAGS.learner_max_restarts, sys.argv[1:])
-        if fatal:
-            exits.fail(fatal)
-        return
-    if FLAGS.learners < 1:
-        exits.fail(f"--learners must be >= 1, got {FLAGS.learners}")
+    else:
+        try:
+            learners.check_learners(FLAGS.learners, FLAGS.learner_max_restarts)
+        except learners.LearnersError as e:
+            exits.fail(f"{e}")
+        if FLAGS.learners > 1:
+            fatal = learners.run_learner_ranks(FLAGS.learners, FLAGS.learner_max_restarts, sys.argv[1:])
+            if fatal:
+                exits.fail(fatal)
+            return
     try:
         serve_shm, local_transport = choose_transports(FLAGS.transport)
         built = build_learner(FLAGS, serve_shm)

@@ -27,6 +27,8 @@ from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.agents.r2d2.agent import R2D2Agent
 from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.core.learner_ranks import LearnerRanks
+from seed_rl.core.learner_rank_rule import actors_of_rank, rank_of_actor
+from seed_rl.launch.learners import learner_addresses
 from seed_rl.learner.build import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
@@ -47,6 +49,20 @@ def test_actor_i_connects_to_rank_i_mod_n():
     assert rank_address("127.0.0.1:8686", 5) == "127.0.0.1:8686"
     with pytest.raises(ValueError, match="names no learner"):
         rank_address(" , ", 0)
+
+
+def test_the_actor_the_launcher_addresses_is_the_one_the_rank_serves():
+    """Actors (roles.rank_address), ranks (LearnerRanks.owns_actor) and launchers (learner_addresses) agree."""
+    world_size, num_actors = 3, 7
+    addresses = learner_addresses("10.0.0.1", 9000, world_size)
+    for actor_id in range(num_actors):
+        rank = rank_of_actor(actor_id, world_size)
+        assert rank_address(addresses, actor_id) == f"10.0.0.1:{9000 + rank}"
+        assert LearnerRanks(rank=rank, world_size=world_size).owns_actor(actor_id)
+        assert actor_id in actors_of_rank(rank, world_size, num_actors)
+        assert learner_address("learner", "10.0.0.1:9000", local_rank=rank) == rank_address(addresses, actor_id)
+    assert sorted(sum((actors_of_rank(r, world_size, num_actors) for r in range(world_size)), [])) == list(
+        range(num_actors))
 
 
 def test_each_rank_of_a_machine_listens_on_its_own_port():

@@ -23,6 +23,9 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
         (("seed_rl.actor", "--envs_per_actor=x"), "--envs_per_actor"),
         (("seed_rl.evaluate", "--logdir=/nonexistent/run"), "no such logdir"),
         (("seed_rl.train", "--server_address=127.0.0.1:8686"), "--server_address is now --learner_address"),
+        # The same check as the Ray and Vertex AI launchers (seed_rl.launch.learners.check_learners).
+        (("seed_rl.train", "--learner_max_restarts=2"), "--learner_max_restarts=2 needs --learners > 1"),
+        (("seed_rl.train", "--learners=0"), "--learners=0: need at least one learner rank"),
     ],
 )
 def test_user_errors_end_with_one_line_and_the_user_error_code(argv, text):

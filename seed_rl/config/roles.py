@@ -29,6 +29,7 @@ from absl import flags
 from seed_rl import exits
 from seed_rl.config.flags import dataclass_from_flags, define_dataclass_flags
 from seed_rl.acting.settings import ActorSettings
+from seed_rl.core.learner_rank_rule import rank_of_actor
 from seed_rl.envs import EnvConfig
 
 
@@ -116,7 +117,7 @@ def rank_address(addresses: str, actor_id: int) -> str:
     entries = [entry.strip() for entry in addresses.split(",") if entry.strip()]
     if not entries:
         raise ValueError(f"--learner_address={addresses!r} names no learner; give host:port")
-    return entries[actor_id % len(entries)]
+    return entries[rank_of_actor(actor_id, len(entries))]
 
 
 def default_inference_batch(total_envs: int, double_buffer: bool) -> int:

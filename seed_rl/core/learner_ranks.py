@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from seed_rl.core.learner_rank_rule import rank_of_actor
+
 @dataclass(frozen=True)
 class LearnerRanks:
     """This process's place among the learner ranks."""
@@ -57,8 +59,8 @@ class LearnerRanks:
         return total // self.world_size
 
     def owns_actor(self, actor_id: int) -> bool:
-        """Actor ``actor_id`` is served by rank ``actor_id % world_size``."""
-        return actor_id % self.world_size == self.rank
+        """Whether this rank serves actor ``actor_id`` (``learner_rank_rule``)."""
+        return rank_of_actor(actor_id, self.world_size) == self.rank
 
     def wrap(self, model: nn.Module) -> nn.Module:
         """``model`` for the training forward pass: gradients averaged over the ranks in ``backward``.

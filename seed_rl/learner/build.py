@@ -27,6 +27,7 @@ from seed_rl.core import learner_ranks
 from seed_rl.core.eval_envs import EvalEnvs
 from seed_rl.core.precision import enable_tf32, learner_precision
 from seed_rl.core.learner_ranks import LearnerRanks
+from seed_rl.core.learner_rank_rule import actors_of_rank, rank_port
 from seed_rl.envs import EnvConfig, EnvError, EnvSpec, probe_spec
 from seed_rl.envs.families import parse_env_name
 from seed_rl.envs.factory import frames_per_step as env_frames_per_step
@@ -79,7 +80,7 @@ def learner_address(role: str, address: str | None, local_rank: int = 0) -> str:
             f"give a fixed port with --role=learner, e.g. --learner_address={LEARNER_ADDRESS}"
         )
     if local_rank and port.isdigit() and int(port) > 0:
-        return f"{host}:{int(port) + local_rank}"
+        return f"{host}:{rank_port(int(port), local_rank)}"
     return address
 
 
@@ -179,7 +180,7 @@ def _eval_envs(flag_values: flags.FlagValues, spec: EnvSpec, total_envs: int, ra
 def _checked_eval_envs(eval_envs: EvalEnvs, flag_values: flags.FlagValues, ranks) -> EvalEnvs:
     fv = flag_values
     for rank in range(ranks.world_size):
-        actors = [i for i in range(fv.num_actors) if i % ranks.world_size == rank]
+        actors = actors_of_rank(rank, ranks.world_size, fv.num_actors)
         if not sum(eval_envs.training_envs_of(i * fv.envs_per_actor, fv.envs_per_actor) for i in actors):
             raise ValueError(
                 f"--num_eval_envs={eval_envs.num_eval_envs} leaves learner rank {rank} no training environment "
