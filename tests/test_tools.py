@@ -2,12 +2,14 @@
 
 A benchmark that no test runs end to end can still rot (an import pasted at
 column 0 once made ``bench_security.py`` unparseable while three docs pages
-named it): this catches that in the suite.
+named it): this catches that in the suite. Benchmarks with no test of their own
+that are cheap at a tiny size also run end to end here.
 """
 
 from __future__ import annotations
 
 import py_compile
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,3 +39,19 @@ def test_python_tool_compiles_and_answers_help(path: Path, tmp_path: Path):
 def test_shell_tool_parses(path: Path):
     result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
+
+
+def test_bench_step_bytes_reports_todays_layout(tmp_path: Path):
+    """tools/bench_step_bytes.py end to end on a few real Pong steps (behaviour, not numbers)."""
+    pytest.importorskip("ale_py")
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / "bench_step_bytes.py"), "--envs=2", "--steps=30"],
+        capture_output=True, text=True, timeout=300, cwd=TOOLS.parent,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = re.search(r"1 frame, 4 stacked on the learner +([\d,]+) +([\d,]+) +([\d,]+) +([\d,]+) +\((\d+) unrolls\)",
+                    result.stdout)
+    assert row, result.stdout
+    grpc, shm, store, unrolls, handed = (int(v.replace(",", "")) for v in row.groups())
+    assert shm >= 84 * 84 > 0 and grpc > 0 and store > 0 and unrolls > 0 and handed > 0, result.stdout
+    assert "actor" not in result.stdout, result.stdout  # the actor-stacked layout it compared against is gone

@@ -1,22 +1,22 @@
 #!/usr/bin/env python3
-"""R2D2 replay memory on real Pong frames: full unroll copies (the old format) against compressed shared chunks.
+"""R2D2 replay memory on real Pong frames: compressed shared chunks, per step, per checkpoint and in a full replay.
 
     .venv/bin/python tools/bench_replay_memory.py [--capacity=100000] [--record_steps=20000]
 
 Records ``--record_steps`` real Atari Pong steps (random policy, ``--envs``
 environments; single 84x84 frames, the last of each 4-stacked observation),
-then, side by side in one run:
+then, in one run:
 
 - codecs: zstd, lz4 and blosc2 (those installed) on chunks of 40 real frames:
   ratio and compress / decompress speed on one thread;
-- (a) bytes per stored step and per sequence: the old format (each 121-step
-  sequence a full copy with 4-stacked frames, Q-values and state; a step is in
-  ~3 sequences) against the new (single frames, each step once in a zstd
-  chunk, plus the sequence's compressed initial state: 3 uint8 frames, LSTM h
-  and c as random float32, the previous action);
-- (b) checkpoint bytes per sequence: ``torch.save`` of ``--checkpoint_sequences``
-  sequences in each format;
-- (c) the RSS of a full new-format replay of ``--capacity`` sequences and the
+- (a) bytes per stored step and per sequence of the replay's format (single
+  frames, each step once in a zstd chunk, plus the sequence's compressed
+  initial state: 3 uint8 frames, LSTM h and c as random float32, the previous
+  action);
+- (b) checkpoint bytes per sequence: ``torch.save`` of the replay's
+  ``state_dict`` with ``--checkpoint_sequences`` sequences, and the time that
+  ``state_dict()`` takes on the training thread;
+- (c) the RSS of a full replay of ``--capacity`` sequences and the
   time to sample a 64-sequence batch from it. Recording 4M real steps takes too
   long here, so each lineage of sequences walks a real window of the recording
   from its own random start; every chunk is compressed separately and is its
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from seed_rl.agents.r2d2.replay_data import ReplayData
-from seed_rl.core.unroll import Unroll, UnrollBatch
+from seed_rl.core.unroll import UnrollBatch
 from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
 from benchlib.pong_sequences import CONFIG, LENGTH, OVERLAP, PERIOD, Sequences, record_pong
@@ -95,39 +95,20 @@ def compare_codecs(frames: np.ndarray, chunks: int) -> None:
         print(f"  ({', '.join(sorted(missing))} not installed: pip install {' '.join(sorted(missing))} to compare)")
 
 
-def unroll_bytes(unroll: Unroll) -> int:
-    arrays = [*unroll.steps.values(), *unroll.agent_outputs.values(), *unroll.initial_core_state]
-    return sum(np.asarray(a).nbytes for a in arrays)
-
-
-def memory_per_step(source: Sequences, sequences: int) -> tuple[float, float]:
-    old = np.mean([unroll_bytes(source.old(i % len(source.recordings), 40 * i % 1000)) for i in range(20)])
+def memory_per_step(source: Sequences, sequences: int) -> None:
     store = ChunkStore(OVERLAP)
     records = [store.add(u) for u in source.lineages(sequences)]
-    new = (store.chunk_bytes + sum(len(r.state) for r in records)) / len(records)
+    per_sequence = (store.chunk_bytes + sum(len(r.state) for r in records)) / len(records)
     print(f"\n(a) replay bytes (array payloads) per sequence of {LENGTH} steps and per stored step "
           f"(a sequence adds {PERIOD} new steps), over {len(records)} sequences:")
-    print(f"  {'format':54s} {'per sequence':>14s} {'per step':>10s}")
-    print(f"  {'old: full copies, 4-stacked frames, Q-values kept':54s} {old:14,.0f} {old / PERIOD:10,.0f}")
-    print(f"  {'new: single frames, shared zstd chunks, zstd state':54s} {new:14,.0f} {new / PERIOD:10,.0f}")
+    print(f"  {per_sequence:,.0f} B per sequence, {per_sequence / PERIOD:,.0f} B per stored step")
     states = sum(len(r.state) for r in records) / len(records)
-    print(f"  of which the new format's initial states: {states:,.0f} B per sequence (h and c are float32 noise "
+    print(f"  of which the initial states: {states:,.0f} B per sequence (h and c are float32 noise "
           f"here and barely compress); steps alone {store.chunk_bytes / len(records) / PERIOD:,.1f} B per step")
-    print(f"  old / new = {old / new:.1f}x (target: >= 10x)")
-    return old, new
 
 
 def checkpoint_bytes(source: Sequences, sequences: int, directory: str) -> None:
-    old_path, new_path = os.path.join(directory, "old.pt"), os.path.join(directory, "new.pt")
-    old_items = []
-    for i in range(sequences):
-        u = source.old(i % len(source.recordings), 40 * i % 1000)
-        old_items.append({**{k: torch.from_numpy(v) for k, v in u.steps.items()},
-                          "agent_outputs": {k: torch.from_numpy(v) for k, v in u.agent_outputs.items()},
-                          "initial_core_state": tuple(torch.from_numpy(np.asarray(s)) for s in u.initial_core_state)})
-    old_state = {**PrioritizedReplay(sequences).state_dict(), "items": old_items}
-    torch.save({"replay": old_state}, old_path)
-    del old_items, old_state
+    path = os.path.join(directory, "replay.pt")
     data = ReplayData(PrioritizedReplay(sequences), batch_size=64, replay_ratio=1.0, min_size=1,
                       trained_steps_per_sequence=CONFIG.unroll_length, new_steps_per_sequence=PERIOD,
                       sequence_overlap=OVERLAP)
@@ -142,11 +123,10 @@ def checkpoint_bytes(source: Sequences, sequences: int, directory: str) -> None:
     started = time.perf_counter()
     state = data.state_dict()
     snapshot = time.perf_counter() - started
-    torch.save(state, new_path)
-    old, new = os.path.getsize(old_path) / sequences, os.path.getsize(new_path) / sequences
-    print(f"\n(b) checkpoint bytes per sequence, torch.save of {sequences} sequences each way:")
-    print(f"  old: {old:12,.0f} B   new: {new:12,.0f} B   old / new = {old / new:.1f}x (target: >= 10x)")
-    print(f"  new state_dict() on the training thread: {snapshot * 1e3:.1f} ms for {sequences} sequences")
+    torch.save(state, path)
+    print(f"\n(b) checkpoint bytes per sequence, torch.save of the replay's state_dict with {sequences} sequences:")
+    print(f"  {os.path.getsize(path) / sequences:,.0f} B per sequence")
+    print(f"  state_dict() on the training thread: {snapshot * 1e3:.1f} ms for {sequences} sequences")
 
 
 def full_replay(source: Sequences, capacity: int, sample_batches: int, pool_threads: int) -> None:
@@ -168,7 +148,7 @@ def full_replay(source: Sequences, capacity: int, sample_batches: int, pool_thre
     gc.collect()
     after = rss_bytes()
     frames = sum(len(r) for r in source.recordings)
-    print(f"\n(c) a full replay of {len(replay):,} new-format Pong sequences ({store.live_chunks:,} chunks, "
+    print(f"\n(c) a full replay of {len(replay):,} Pong sequences ({store.live_chunks:,} chunks, "
           f"{store.continued:,} continued, {store.whole:,} whole; filled in {filling:.0f} s)")
     print(f"  fed by {frames:,} distinct real frames from {len(source.recordings)} environments: each lineage "
           "walks a real window of the recording from its own start; every chunk is compressed separately")
@@ -187,18 +167,6 @@ def full_replay(source: Sequences, capacity: int, sample_batches: int, pool_thre
         label = "on the calling thread" if threads == 0 else f"with {threads} decompression threads"
         print(f"  sample 64 sequences {label}: median {np.median(times) * 1e3:.1f} ms "
               f"(min {np.min(times) * 1e3:.1f}) over {sample_batches} batches")
-
-
-def old_sample_time(source: Sequences, batches: int) -> None:
-    """What today's sampling costs: stacking 64 full unrolls with 4-stacked frames."""
-    unrolls = [source.old(i % len(source.recordings), 40 * i % 1000) for i in range(64)]
-    times = []
-    for _ in range(batches):
-        started = time.perf_counter()
-        UnrollBatch.from_unrolls(unrolls, torch.device("cpu"))
-        times.append(time.perf_counter() - started)
-    print(f"  for comparison, the old format's sample of 64 (stacking full unrolls): median "
-          f"{np.median(times) * 1e3:.1f} ms")
 
 
 def main() -> None:
@@ -223,7 +191,6 @@ def main() -> None:
     compare_codecs(recordings[0], min(args.codec_chunks, len(recordings[0]) // PERIOD))
     source = Sequences(recordings, args.seed)
     full_replay(source, args.capacity, args.sample_batches, args.threads)
-    old_sample_time(source, min(5, args.sample_batches))
     memory_per_step(source, min(2000, args.capacity))
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
         checkpoint_bytes(source, args.checkpoint_sequences, directory)

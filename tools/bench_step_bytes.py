@@ -1,12 +1,10 @@
-"""Bytes per Atari step on the wire and in the learner's trajectory store: frames stacked on the actor vs the learner.
+"""Bytes per Atari step on the wire and in the learner's trajectory store, with frames stacked on the learner.
 
   .venv/bin/python tools/bench_step_bytes.py                 # IMPALA's Pong shapes (unroll 20)
   .venv/bin/python tools/bench_step_bytes.py --agent=r2d2    # R2D2's overlapping sequences
 
-Side by side in one run, for the same real Pong frames: the layout before
-frames moved to the learner (the actor sends 4 stacked 84x84 frames per step,
-``frame_stack`` 1 on the learner) and today's (one frame per step, the learner
-stacks 4). Printed per environment step:
+Feeds real Pong frames through today's layout (the actor sends one 84x84
+frame per step, the learner stacks 4). Printed per environment step:
 
 - wire: an encoded gRPC step request of ``--envs`` environments
   (``protocol.encode_request``) and a shared-memory step (``shm.ArrayLayout``);
@@ -29,7 +27,6 @@ import torch
 
 from seed_rl.agents import registry
 from benchlib.train_batches import preset_config
-from seed_rl.core.frame_stack import stack_frames
 from seed_rl.core.step import StepRequest
 from seed_rl.core.unroll import UnrollBatch
 from seed_rl.envs import EnvConfig, EnvSpec, make_env, probe_spec
@@ -57,13 +54,6 @@ def record_pong(num_envs: int, steps: int, seed: int) -> tuple[np.ndarray, np.nd
     return frames, done
 
 
-def stacked_on_actor(frames: np.ndarray, done: np.ndarray, stack: int) -> np.ndarray:
-    """The observations an actor-side stack sent: ``[steps, K, stack, 84, 84]`` (a new episode pads with its first)."""
-    previous = torch.zeros((frames.shape[1], stack - 1, *frames.shape[2:]), dtype=torch.uint8)
-    stacked, _ = stack_frames(previous, torch.from_numpy(frames), torch.from_numpy(done))
-    return stacked.numpy()
-
-
 def step_request(observations: np.ndarray, done: np.ndarray) -> dict[str, np.ndarray]:
     k = len(done)
     return {"observation": observations, "reward": np.zeros(k, np.float32), "done": done,
@@ -80,33 +70,29 @@ def nbytes(value) -> int:
     return 0
 
 
-class Layout:
-    """One way of sending Atari steps: the spec the learner serves and the observations actors send."""
+def wire_bytes(spec: EnvSpec, frames: np.ndarray, done: np.ndarray) -> tuple[float, float]:
+    """(encoded gRPC request bytes, shared-memory step bytes) per environment step."""
+    k = len(done[0])
+    request = protocol.encode_request(step_request(frames[0], done[0]))
+    layout = shm.ArrayLayout.for_step(k, spec.observation_shape, spec.observation_dtype)
+    return len(request) / k, layout.size / k
 
-    def __init__(self, name: str, spec: EnvSpec, observations: np.ndarray):
-        self.name, self.spec, self.observations = name, spec, observations
 
-    def wire_bytes(self, done: np.ndarray) -> tuple[float, float]:
-        k = len(done)
-        request = protocol.encode_request(step_request(self.observations[0], done[0]))
-        layout = shm.ArrayLayout.for_step(k, self.spec.observation_shape, self.spec.observation_dtype)
-        return len(request) / k, layout.size / k
-
-    def store_bytes(self, agent: str, done: np.ndarray) -> tuple[float, float, int]:
-        """(resident store bytes per environment, unroll bytes per new step, unrolls handed over)."""
-        config = preset_config(agent, "atari:Pong", self.spec)
-        run = registry.RunShape(total_environment_frames=10**9, frames_per_step=4, total_envs=len(done[0]))
-        built = registry.build(agent, config, self.spec, torch.device("cpu"), run)
-        unrolls: list[UnrollBatch] = []
-        engine = InferenceEngine(built.agent, built.unroll, unrolls.append, threading.Lock())
-        for t in range(len(done)):
-            engine([StepRequest(0, 0, step_request(self.observations[t], done[t]))])
-        store = engine._store
-        resident = nbytes(store._steps) + nbytes(store._outputs) + nbytes(store._start_states)
-        handed = sum(len(batch) for batch in unrolls)
-        new_steps = handed * built.unroll.new_steps
-        unroll_bytes = sum(nbytes(b.steps) + nbytes(b.agent_outputs) + nbytes(b.initial_core_state) for b in unrolls)
-        return resident / store.capacity, unroll_bytes / max(1, new_steps), handed
+def store_bytes(agent: str, spec: EnvSpec, frames: np.ndarray, done: np.ndarray) -> tuple[float, float, int]:
+    """(resident store bytes per environment, unroll bytes per new step, unrolls handed over)."""
+    config = preset_config(agent, "atari:Pong", spec)
+    run = registry.RunShape(total_environment_frames=10**9, frames_per_step=4, total_envs=len(done[0]))
+    built = registry.build(agent, config, spec, torch.device("cpu"), run)
+    unrolls: list[UnrollBatch] = []
+    engine = InferenceEngine(built.agent, built.unroll, unrolls.append, threading.Lock())
+    for t in range(len(done)):
+        engine([StepRequest(0, 0, step_request(frames[t], done[t]))])
+    store = engine._store
+    resident = nbytes(store._steps) + nbytes(store._outputs) + nbytes(store._start_states)
+    handed = sum(len(batch) for batch in unrolls)
+    new_steps = handed * built.unroll.new_steps
+    unroll_bytes = sum(nbytes(b.steps) + nbytes(b.agent_outputs) + nbytes(b.initial_core_state) for b in unrolls)
+    return resident / store.capacity, unroll_bytes / max(1, new_steps), handed
 
 
 def main() -> None:
@@ -118,26 +104,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     frames, done = record_pong(args.envs, args.steps, args.seed)
-    single = probe_spec("atari:Pong")  # one frame per step, stacked on the learner
-    stack = single.frame_stack
-    actor_stacked = EnvSpec(single.model_observation_shape, single.observation_dtype, single.num_actions)
-    layouts = [
-        Layout(f"{stack} frames stacked on the actor", actor_stacked, stacked_on_actor(frames, done, stack)),
-        Layout(f"1 frame, {stack} stacked on the learner", single, frames),
-    ]
+    spec = probe_spec("atari:Pong")  # one frame per step, stacked on the learner
     print(f"{args.agent} on Pong, {args.envs} environments x {args.steps} steps of real frames "
           f"(bytes per environment step; store: resident bytes per environment)")
     print(f"{'layout':38s} {'gRPC':>9s} {'shm':>9s} {'store':>11s} {'unrolls':>9s}")
-    rows = []
-    for layout in layouts:
-        grpc_bytes, shm_bytes = layout.wire_bytes(done)
-        resident, per_step, handed = layout.store_bytes(args.agent, done)
-        rows.append((grpc_bytes, shm_bytes, resident, per_step))
-        print(f"{layout.name:38s} {grpc_bytes:9,.0f} {shm_bytes:9,.0f} {resident:11,.0f} {per_step:9,.0f}"
-              f"   ({handed} unrolls)")
-    ratios = [old / new for old, new in zip(*rows)]
-    print(f"{'ratio (actor-stacked / learner-stacked)':38s} " + " ".join(
-        f"{r:8.2f}x" if i != 2 else f"{r:10.2f}x" for i, r in enumerate(ratios)))
+    grpc_bytes, shm_bytes = wire_bytes(spec, frames, done)
+    resident, per_step, handed = store_bytes(args.agent, spec, frames, done)
+    name = f"1 frame, {spec.frame_stack} stacked on the learner"
+    print(f"{name:38s} {grpc_bytes:9,.0f} {shm_bytes:9,.0f} {resident:11,.0f} {per_step:9,.0f}   ({handed} unrolls)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""R2D2 sequences cut from real Pong frames, in the replay's format and in the full-copy one it replaced.
+"""R2D2 sequences cut from real Pong frames, in the replay's format.
 
 Shared by ``tools/bench_replay_memory.py`` and ``tools/bench_replay_prefetch.py``.
 """
@@ -39,7 +39,7 @@ def record_pong(steps: int, envs: int, seed: int) -> list[np.ndarray]:
 
 
 class Sequences:
-    """R2D2 sequences cut from the recordings, in both formats, with deterministic small fields."""
+    """R2D2 sequences cut from the recordings, with deterministic small fields."""
 
     def __init__(self, recordings: list[np.ndarray], seed: int):
         self.recordings = recordings
@@ -63,17 +63,8 @@ class Sequences:
                       agent_outputs={}, initial_core_state=(before[:, None], *self._state()),
                       lineage=lineage, index=index)
 
-    def old(self, env: int, start: int) -> Unroll:
-        """Today's: a full copy with 4-stacked frames, the acting-time Q-values kept, (h, c, action) state."""
-        frames = self.recordings[env]
-        padded = np.concatenate([np.repeat(frames[:1], 3, 0), frames])  # stack t-3..t, the first repeated
-        stacked = np.lib.stride_tricks.sliding_window_view(padded[start : start + LENGTH + 3], 4, axis=0)
-        return Unroll(steps={"observation": np.ascontiguousarray(np.moveaxis(stacked, -1, 1)), **self._small(start)},
-                      agent_outputs={"q": self.rng.normal(size=(LENGTH, NUM_ACTIONS)).astype(np.float32)},
-                      initial_core_state=self._state())
-
     def lineages(self, count: int):
-        """``count`` new-format sequences: lineages that walk the recordings from random starts."""
+        """``count`` sequences: lineages that walk the recordings from random starts."""
         lineage = made = 0
         while made < count:
             env = lineage % len(self.recordings)
