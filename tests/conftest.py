@@ -18,10 +18,10 @@ from seed_rl.core.agent import ActInputs, ActResult
 from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.unroll import Unroll, UnrollShape
 from seed_rl.learner.inference import InferenceEngine
+from seed_rl.learner.serving import InferenceService
 from seed_rl.transport.security import ClientSecurity
 from seed_rl.transport.grpc_server import LearnerServer
 from seed_rl.transport.shm_server import ShmLearnerServer
-from seed_rl.transport.streams import ActorStreams
 from seed_rl.envs import EnvSpec
 
 FAKE_ENV = "FakeEnv-v0"
@@ -75,7 +75,8 @@ class CountingAgent:
 
 @dataclass
 class LearnerHarness:
-    """A real LearnerServer + DynamicBatcher + InferenceEngine around a fake agent."""
+    """A real LearnerServer in front of the learner's InferenceService (InferenceEngine, DynamicBatcher) around a
+    fake agent; its servers are built here, with the knobs transport tests turn."""
 
     server: LearnerServer
     batcher: DynamicBatcher
@@ -118,12 +119,13 @@ def start_learner(
     episodes: list = []
     batch_sizes: list[int] = []
     engine = InferenceEngine(agent, unroll, lambda batch: unrolls.extend(batch.unrolls()), threading.Lock())
-    batcher = DynamicBatcher(engine, batch_size, timeout_s, on_batch=batch_sizes.append)
+    service = InferenceService(engine, env_name, batch_size, timeout_s, on_batch=batch_sizes.append,
+                               on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())))
+    streams = service.streams
     try:
-        streams = ActorStreams(env_name, batcher, engine, on_episodes=lambda r, l: episodes.append((r.copy(), l.copy())))
         server = LearnerServer(address, spec, streams, **server_kwargs)
     except BaseException:
-        batcher.close()
+        service.close()
         raise
     server.start()
     shm_server = None
@@ -131,7 +133,7 @@ def start_learner(
         token = server.security.auth_token
         shm_server = ShmLearnerServer(server.port, spec, streams, auth_token=token, **(shm_kwargs or {}))
         shm_server.start()
-    return LearnerHarness(server, batcher, engine, agent, unrolls, episodes, batch_sizes, shm_server)
+    return LearnerHarness(server, service.batcher, engine, agent, unrolls, episodes, batch_sizes, shm_server)
 
 
 @pytest.fixture

@@ -64,12 +64,10 @@ from seed_rl.agents.impala.config import ImpalaConfig
 from seed_rl.acting.shm_link import ShmConnection
 from seed_rl.transport import protocol, shm
 from seed_rl.transport.errors import Unavailable
-from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.step import StepRequest, allocate_step
 from seed_rl.learner.inference import InferenceEngine
 from seed_rl.transport.security import ClientSecurity
-from seed_rl.transport.grpc_server import LearnerServer
-from seed_rl.transport.streams import ActorStreams
+from seed_rl.learner.serving import Endpoints, InferenceService, ServingSettings
 from seed_rl.envs import EnvConfig, make_env, probe_spec
 
 ENV = "atari:Pong"
@@ -223,17 +221,30 @@ class NoOpEngine:
 
 @dataclass
 class BenchLearner:
-    server: LearnerServer
-    shm_server: object  # ShmLearnerServer or None
-    batcher: DynamicBatcher
-    engine: object
-    streams: object
+    """The learner's own serving stack (InferenceService behind Endpoints), with no training behind it."""
+
+    service: InferenceService
+    endpoints: Endpoints
+
+    @property
+    def address(self) -> str:
+        return self.endpoints.address
+
+    @property
+    def engine(self):
+        return self.service.engine
+
+    @property
+    def batcher(self):
+        return self.service.batcher
+
+    @property
+    def streams(self):
+        return self.service.streams
 
     def close(self) -> None:
-        if self.shm_server is not None:
-            self.shm_server.stop()
-        self.server.stop(grace_s=0.2)
-        self.batcher.close()
+        self.endpoints.stop()
+        self.service.close()
 
 
 def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, unroll_length: int,
@@ -245,16 +256,14 @@ def start_learner(kind: str, torso: str, device: torch.device, batch_size: int, 
         run = RunShape(total_environment_frames=1, frames_per_step=4, total_envs=1, precision=precision)
         built = registry.build("impala", ImpalaConfig(torso=torso, unroll_length=unroll_length), spec, device, run)
         engine = InferenceEngine(built.agent, built.unroll, lambda unrolls: None, threading.Lock())
-    batcher = DynamicBatcher(engine, max_batch_size=batch_size, timeout_s=0.01)
-    streams = ActorStreams(ENV, batcher, engine, on_episodes=lambda r, l: None)
-    server = LearnerServer("127.0.0.1:0", spec, streams, max_streams=max_streams)
-    server.start()
-    shm_server = None
-    if serve_shm:
-        from seed_rl.transport.shm_server import ShmLearnerServer
-        shm_server = ShmLearnerServer(server.port, spec, streams, max_streams=max_streams)
-        shm_server.start()
-    return BenchLearner(server, shm_server, batcher, engine, streams)
+    service = InferenceService(engine, ENV, max_batch_size=batch_size, timeout_s=0.01, on_episodes=lambda r, l: None)
+    try:
+        endpoints = Endpoints(ServingSettings(max_streams=max_streams, serve_shm=serve_shm), spec, service.streams)
+    except BaseException:
+        service.close()
+        raise
+    endpoints.start()
+    return BenchLearner(service, endpoints)
 
 
 def _stop_all(stop, processes: list, learner: BenchLearner) -> None:
@@ -296,7 +305,7 @@ def measure_synthetic(kind: str, transport: str, args, recorded: list[dict], dev
     steps, stop = ctx.Value("q", 0), ctx.Event()
     actors = [
         ctx.Process(target=_synthetic_actor, daemon=True,
-                    args=(transport, learner.server.address, i, recorded, steps, stop))
+                    args=(transport, learner.address, i, recorded, steps, stop))
         for i in range(args.actors)
     ]
     try:
@@ -340,7 +349,7 @@ def measure_pong(args, device: torch.device) -> dict:
                                 serve_shm=transport == "shm", precision=args.resolved_precision)
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.server.address}",
+                [sys.executable, "-m", "seed_rl.actor", f"--learner_address={learner.address}",
                  f"--env={ENV}", f"--envs_per_actor={args.envs_per_actor}", f"--actor_id={i}",
                  f"--transport={transport}", f"--{'' if args.double_buffer else 'no'}double_buffer"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -387,7 +396,7 @@ def churn(args, recorded: list[dict], device: torch.device) -> dict:
     def spawn(worker: int):
         transport = args.transports[worker % len(args.transports)]
         p = ctx.Process(target=_churning_actor, daemon=True,
-                        args=(transport, learner.server.address, worker, recorded, steps, stop, connections))
+                        args=(transport, learner.address, worker, recorded, steps, stop, connections))
         p.start()
         return p
 

@@ -82,12 +82,10 @@ def _client(address: str, security, num_envs: int, seconds: float, start, result
 
 
 def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
-    from seed_rl.core.batcher import DynamicBatcher
     from seed_rl.core.unroll import UnrollShape
     from seed_rl.learner.inference import InferenceEngine
     from seed_rl.transport.security import ClientSecurity, ServerSecurity
-    from seed_rl.transport.grpc_server import LearnerServer
-    from seed_rl.transport.streams import ActorStreams
+    from seed_rl.learner.serving import Endpoints, InferenceService, ServingSettings
     from seed_rl.envs import EnvSpec
 
     if mode == "plaintext":
@@ -98,9 +96,9 @@ def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
         server_security = ServerSecurity(cert_file.read_bytes(), key_pem, TOKEN, str(cert_file))
         client_security = ClientSecurity(str(cert_file), None, TOKEN)
     engine = InferenceEngine(ConstantAgent(), UnrollShape(21), lambda unroll: None, threading.Lock())
-    batcher = DynamicBatcher(engine, args.clients * args.envs_per_client, 0.002)
+    service = InferenceService(engine, "bench", args.clients * args.envs_per_client, 0.002)
     spec = EnvSpec(observation_shape=OBS_SHAPE, observation_dtype="uint8", num_actions=6)
-    server = LearnerServer("127.0.0.1:0", spec, ActorStreams("bench", batcher, engine), security=server_security)
+    server = Endpoints(ServingSettings(security=server_security), spec, service.streams)
     server.start()
     context = multiprocessing.get_context("spawn")
     start, result = context.Event(), context.Queue()
@@ -115,8 +113,8 @@ def measure(mode: str, cert_file: Path, key_pem: bytes, args) -> float:
     total = sum(result.get() for _ in clients)
     for c in clients:
         c.join()
-    server.stop(0.5)
-    batcher.close()
+    server.stop()
+    service.close()
     return total / args.seconds
 
 

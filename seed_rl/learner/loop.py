@@ -33,13 +33,12 @@ from seed_rl.learner.checkpoint_loading import CheckpointReadError, DamagedRepla
 from seed_rl.learner import update_stats
 from seed_rl.core.agent import Agent
 from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
-from seed_rl.core.batcher import DynamicBatcher
 from seed_rl.core.learner_ranks import SINGLE, LearnerRanks, weights_digest
 from seed_rl.core.training_data import TrainingData
 from seed_rl.learner.inference import InferenceEngine
+from seed_rl.learner.serving import InferenceService
 from seed_rl.learner.run_config import CheckpointMismatch, RunConfig
 from seed_rl.learner.metrics import EpisodeInbox, EpisodeStats, MetricsWriter, console_line
-from seed_rl.transport.streams import ActorStreams
 from seed_rl.core.unroll import UnrollBatch, UnrollShape
 
 log = logging.getLogger(__name__)
@@ -177,20 +176,19 @@ class Learner:
             agent, settings.unroll, self._enqueue_unroll, self.params_lock, eval_envs=settings.eval_envs,
         )
         self._batch_sizes: list[int] = []
-        self.batcher = DynamicBatcher(
-            self.engine,
-            max_batch_size=settings.inference_batch_size,
-            timeout_s=settings.inference_timeout_ms / 1000.0,
-            on_batch=self._batch_sizes.append,
-        )
-        # What the transport endpoints (serving.py) hand each actor's stream to.
         # Several ranks: episodes wait in an inbox until rank 0 gathers them at the next summary.
         self._inbox = EpisodeInbox()
         self._eval_inbox = EpisodeInbox()
-        on_episodes = self._inbox.add if ranks.distributed else self.episodes.add
-        on_eval_episodes = self._eval_inbox.add if ranks.distributed else self.eval_episodes.add
-        self.streams = ActorStreams(settings.env_name, self.batcher, self.engine, on_episodes=on_episodes,
-                                    eval_envs=settings.eval_envs, on_eval_episodes=on_eval_episodes)
+        self.inference = InferenceService(
+            self.engine, settings.env_name,
+            max_batch_size=settings.inference_batch_size,
+            timeout_s=settings.inference_timeout_ms / 1000.0,
+            on_batch=self._batch_sizes.append,
+            on_episodes=self._inbox.add if ranks.distributed else self.episodes.add,
+            eval_envs=settings.eval_envs,
+            on_eval_episodes=self._eval_inbox.add if ranks.distributed else self.eval_episodes.add,
+        )
+        self.streams = self.inference.streams  # what the transport endpoints (serving.py) hand each actor's stream to
         self.checkpoints = checkpoint.CheckpointWriter(settings.logdir)
         self._restore()  # refuses another run's logdir before anything is written there
         self.metrics = MetricsWriter(settings.logdir) if ranks.is_main else None
@@ -355,7 +353,7 @@ class Learner:
             "eval_episodes": self._eval_inbox.drain(),
             "batch_sizes": batch_sizes,
             "unroll_queue": self.unrolls.qsize(),
-            "inference_queue": self.batcher.pending_requests(),
+            "inference_queue": self.inference.batcher.pending_requests(),
             "actors_connected": self.streams.actors,
             "envs_connected": self.engine.num_envs,
         }
@@ -410,6 +408,6 @@ class Learner:
             else:
                 self.checkpoints.wait()
         finally:
-            self.batcher.close()
+            self.inference.close()
             if self.metrics is not None:
                 self.metrics.close()

@@ -1,24 +1,58 @@
-"""The learner's transport endpoints: gRPC on the learner address and, beside it, shared memory.
+"""Serving actors: the inference stack behind their streams, and the transport endpoints in front of it.
 
-Built and stopped by what assembles a learner (``seed_rl.learner.build``), so
-that the training loop (``loop.py``) knows only the :class:`ActorStreams` the
-endpoints feed.
+:class:`InferenceService` is the one way to put an engine behind actor streams
+(engine -> dynamic batcher -> streams): the learner serves its agent with it,
+and the benchmarks and the tests' learner fixture serve theirs without training.
+:class:`Endpoints` (gRPC on the learner address and, beside it, shared memory)
+are built and stopped by what assembles a learner (``seed_rl.learner.build``),
+so that the training loop (``loop.py``) knows only the streams they feed.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from seed_rl.core.batcher import DynamicBatcher
+from seed_rl.core.eval_envs import NO_EVAL_ENVS, EvalEnvs
 from seed_rl.envs import EnvSpec
 from seed_rl.transport import shm
 from seed_rl.transport.protocol import RequestLimits
 from seed_rl.transport.grpc_server import LearnerServer
 from seed_rl.transport.security import ServerSecurity
 from seed_rl.transport.shm_server import ShmLearnerServer
-from seed_rl.transport.streams import ActorStreams
+from seed_rl.transport.streams import ActorStreams, EpisodeCallback
 
 log = logging.getLogger(__name__)
+
+
+class InferenceService:
+    """``engine`` behind actor streams: a dynamic batcher gathers their steps into the engine's batches.
+
+    ``engine`` runs a batch of steps (``seed_rl.learner.inference.InferenceEngine``, or a benchmark's
+    stand-in); finished episodes go to ``on_episodes``, an evaluation environment's to ``on_eval_episodes``.
+    """
+
+    def __init__(
+        self,
+        engine,
+        env_name: str,
+        max_batch_size: int,
+        timeout_s: float,
+        on_batch: Callable[[int], None] | None = None,
+        on_episodes: EpisodeCallback | None = None,
+        eval_envs: EvalEnvs = NO_EVAL_ENVS,
+        on_eval_episodes: EpisodeCallback | None = None,
+    ):
+        self.engine = engine
+        self.batcher = DynamicBatcher(engine, max_batch_size=max_batch_size, timeout_s=timeout_s, on_batch=on_batch)
+        self.streams = ActorStreams(env_name, self.batcher, engine, on_episodes=on_episodes, eval_envs=eval_envs,
+                                    on_eval_episodes=on_eval_episodes)
+
+    def close(self) -> None:
+        """Stops batching; stop the endpoints that feed :attr:`streams` first."""
+        self.batcher.close()
 
 
 @dataclass
