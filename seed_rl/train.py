@@ -29,7 +29,8 @@ from seed_rl.config import roles
 from seed_rl.config.flags import define_dataclass_flags
 from seed_rl.core.precision import PRECISIONS
 from seed_rl.transport import protocol
-from seed_rl.learner.build import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError, build_learner, run_learner
+from seed_rl.learner.build import build_learner, run_learner
+from seed_rl.learner.plan import LEARNER_ADDRESS, LOCAL_ADDRESS, LearnerBuildError
 from seed_rl.launch import learners
 from seed_rl.learner.serving import choose_transports
 from seed_rl.core.learner_ranks import launched_by_torchrun
@@ -144,7 +145,7 @@ def main(argv: list[str]) -> None:
         built = build_learner(FLAGS, serve_shm)
     except (ValueError, LearnerBuildError) as e:
         exits.fail(f"{e}")
-    fatal = run_learner(built, FLAGS, local_transport)
+    fatal = run_learner(built, local_transport)
     if fatal:
         exits.fail(f"{fatal}")
 

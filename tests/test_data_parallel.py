@@ -29,7 +29,7 @@ from seed_rl.agents.r2d2.config import R2D2Config
 from seed_rl.core.learner_ranks import LearnerRanks
 from seed_rl.core.learner_rank_rule import actors_of_rank, rank_of_actor
 from seed_rl.launch.learners import learner_addresses
-from seed_rl.learner.build import learner_address
+from seed_rl.learner.plan import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
 from rank_workers import run_ranks, run_single, shard_weights, train_updates

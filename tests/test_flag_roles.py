@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from absl import flags
 
@@ -92,18 +94,21 @@ def _train_flags(*argv: str) -> flags.FlagValues:
 
 
 def test_r2d2_on_atari_plays_all_18_actions_and_its_local_actors_are_told():
-    from seed_rl.learner.build import _env_config
+    from seed_rl.learner.plan import _env_config, shared_flags_argv_with
 
     values = _train_flags("--env=atari:Pong", "--agent=r2d2")
-    assert _env_config(values).full_action_space is True  # R2D2's preset (the paper, SEED RL)
-    argv = roles.shared_flags_argv(values)
-    assert "--full_action_space" in argv
+    env_config, preset_values = _env_config(values)
+    assert env_config.full_action_space is True  # R2D2's preset (the paper, SEED RL)
+    assert values["full_action_space"].value is None  # resolved into the config, not written back into the flags
+    argv = shared_flags_argv_with(values, preset_values)
+    assert "--full_action_space" in argv and "--full_action_space" not in roles.shared_flags_argv(values)
     assert roles.actor_settings(roles.parse_shared_flags(argv), learner_address="127.0.0.1:1", actor_id=0,
                                 transport="grpc").env_config.full_action_space is True
     # A given flag wins over the preset; IMPALA keeps each game's minimal set.
-    assert _env_config(_train_flags("--env=atari:Pong", "--agent=r2d2", "--nofull_action_space")).full_action_space is False
-    assert _env_config(_train_flags("--env=atari:Pong", "--agent=impala")).full_action_space is False
-    assert _env_config(_train_flags("--env=CartPole-v1", "--agent=r2d2")).full_action_space is False
+    given = _train_flags("--env=atari:Pong", "--agent=r2d2", "--nofull_action_space")
+    assert _env_config(given) == (dataclasses.replace(env_config, full_action_space=False), {})
+    assert _env_config(_train_flags("--env=atari:Pong", "--agent=impala"))[0].full_action_space is False
+    assert _env_config(_train_flags("--env=CartPole-v1", "--agent=r2d2"))[0].full_action_space is False
 
 
 def test_an_actor_given_actions_its_game_lacks_stops_with_the_flag_to_add():

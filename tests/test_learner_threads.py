@@ -2,7 +2,7 @@
 
 import torch
 
-from seed_rl.learner.build import learner_threads
+from seed_rl.learner.plan import learner_threads
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -23,7 +23,7 @@ def test_remote_actors_a_gpu_or_a_given_count_keep_their_choice():
 
 
 def test_only_large_frames_make_a_learner_bound_agent_take_every_core():
-    from seed_rl.learner.build import is_large_image
+    from seed_rl.learner.plan import is_large_image
 
     assert is_large_image((84, 84, 4)) and is_large_image((4, 84, 84))  # Atari, either layout
     assert not is_large_image((10, 10, 4))  # MinAtar: its actors' cores stay theirs
