@@ -33,6 +33,7 @@ from seed_rl.learner.plan import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
 from rank_workers import run_ranks, run_single, shard_weights, train_updates
+from test_replay_resharding import filled, resumed
 from test_train_e2e import CARTPOLE_FLAGS
 from train_helpers import ROOT, read_metrics, run_train, train_command
 from test_update_scaling import VECTOR, _impala_batch, _r2d2_batch
@@ -84,10 +85,15 @@ def test_logs_are_the_mean_over_ranks():
 
 
 def test_checkpoint_shards_follow_the_rank_count():
-    assert data_shards({"data_shards": [{"a": 0}, {"a": 1}]}, 2) == [{"a": 0}, {"a": 1}]
-    # One learner's checkpoint on two ranks: rank 0 keeps its data, rank 1 starts empty; and back.
-    assert data_shards({"data": {"a": 0}}, 2) == [{"a": 0}, {}]
-    assert data_shards({"data_shards": [{"a": 0}, {"a": 1}]}, 1) == [{"a": 0}]
+    def reshard(shards: list[dict], world_size: int) -> list[dict]:
+        return [{"from": shards}] * world_size
+
+    # Every rank's shard (or one learner's "data") goes to the training data, which deals it onto the new ranks.
+    assert data_shards({"data_shards": [{"a": 0}, {"a": 1}]}, 3, reshard) == [{"from": [{"a": 0}, {"a": 1}]}] * 3
+    assert data_shards({"data": {"a": 0}}, 2, reshard) == [{"from": [{"a": 0}]}] * 2
+    # Real replay shards, 2 -> 1 and 1 -> 2: every sequence moves (tests/test_replay_resharding.py has the rest).
+    assert [len(data.replay) for data in resumed(filled(2, 5), 1)] == [10]
+    assert [len(data.replay) for data in resumed(filled(1, 5), 2)] == [3, 2]
 
 
 # --------------------------------------------------------------------------

@@ -30,6 +30,10 @@ class TrainingData(Protocol):
 
     def load_state_dict(self, state: dict) -> None: ...
 
+    def reshard(self, states: list[dict], world_size: int) -> list[dict]:
+        """A checkpoint's :meth:`state_dict` of each rank of a run (any number), as ``world_size`` states:
+        one for each rank of this run, whose training data is built like this one."""
+
 
 class OnPolicyData:
     """Every unroll is trained on exactly once, in arrival order, in batches of ``batch_size``."""
@@ -62,3 +66,6 @@ class OnPolicyData:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def reshard(self, states: list[dict], world_size: int) -> list[dict]:
+        return [{} for _ in range(world_size)]  # nothing to move

@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -111,21 +112,22 @@ def mean_logs(per_rank: list[dict[str, float]]) -> dict[str, float]:
     return {key: float(np.mean([logs[key] for logs in per_rank if key in logs])) for key in sorted(keys)}
 
 
-def data_shards(state: dict, world_size: int) -> list[dict]:
+def data_shards(state: dict, world_size: int, reshard: Callable[[list[dict], int], list[dict]]) -> list[dict]:
     """The training data states of a checkpoint (taken out of ``state``), one per rank of a run of ``world_size``.
 
-    A run resumed on another number of ranks keeps the shards that have a rank
-    (the rest are dropped, with a warning) and starts the others empty.
+    ``reshard`` (the training data's ``TrainingData.reshard``) moves the shards of
+    a checkpoint written by another number of ranks onto this run's: R2D2's
+    replay contents are dealt over the new shards, none refused for a capacity.
     """
     shards = state.pop("data_shards", None) or [state.pop("data", {})]
     state.pop("data", None)
-    if len(shards) > world_size:
-        log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: dropping %d",
-                    len(shards), world_size, len(shards) - world_size)
-    elif len(shards) < world_size:
-        log.warning("the checkpoint holds %d data shards (replay) for %d learner ranks: the others start empty",
-                    len(shards), world_size)
-    return (list(shards) + [{}] * world_size)[:world_size]
+    if len(shards) != world_size:
+        log.info("the checkpoint holds %d data shards (replay) for %d learner ranks: moving their contents",
+                 len(shards), world_size)
+    try:
+        return reshard(list(shards), world_size)
+    except ValueError as e:  # raised on every rank (_restore), not on rank 0 alone
+        raise CheckpointReadError(f"cannot move the checkpoint's {len(shards)} data shards to {world_size}: {e}") from e
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,7 @@ class Learner:
                 if loaded is not None:
                     path, state = loaded.path, loaded.state
                     self.run_config.check_resumes(state.get("run_config", {}), path)
-                    shards = data_shards(state, r.world_size)
+                    shards = data_shards(state, r.world_size, self.data.reshard)
             except (CheckpointMismatch, CheckpointReadError) as e:
                 error = f"{e}"
         error = r.broadcast_from_main(error)

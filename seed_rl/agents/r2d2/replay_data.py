@@ -19,6 +19,7 @@ from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.core.unroll import Unroll, UnrollBatch
 from seed_rl.replay.chunk_store import ChunkStore
 from seed_rl.replay.prioritized import PrioritizedReplay
+from seed_rl.replay.resharding import reshard_replays
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,46 @@ def importance_weights(raw: np.ndarray, ranks: LearnerRanks = SINGLE) -> np.ndar
     """Importance weights ``(N * P(i))^-beta`` over their maximum in the global batch (every rank's share), float32."""
     largest = ranks.maximum(torch.tensor(float(raw.max()), dtype=torch.float64))
     return (raw / float(largest)).astype(np.float32)
+
+
+def _split(total: int, shards: int) -> list[int]:
+    return [total // shards + (j < total % shards) for j in range(shards)]
+
+
+def reshard_states(states: list[dict], world_size: int, capacity: int) -> list[dict]:
+    """:meth:`ReplayData.state_dict` outputs of a run's ranks (any number) as ``world_size`` states for
+    shards whose replays have ``capacity`` (``ceil(replay_capacity / world_size)``).
+
+    As many states of that capacity come back unchanged (an exact resume). Otherwise:
+
+    * the replay contents (:func:`~seed_rl.replay.resharding.reshard_replays`):
+      every sequence moves with its priority and its chunks; more sequences than
+      ``world_size * capacity`` keep the newest; the kept ones are dealt in
+      contiguous runs of (old shard, lineage, index), so each new shard gets an
+      equal share (within one). New shard ``j`` keeps old shard ``j``'s sampling
+      rng (a new shard gets a generator seeded from an old one's); each
+      replay's insertion count restarts at the number of sequences it holds.
+    * ``inserted_steps`` and ``trained_steps``: their sums over the old shards,
+      split evenly, so every shard holds the run's replay ratio as it stood;
+      ``max_priority``: the largest of the old shards'.
+    * States without contents (``--nocheckpoint_replay``) move only the
+      counters; empty states (``{}``) count as no steps.
+    """
+    if len(states) == world_size and all(not s or "replay" not in s or s["replay"]["capacity"] == capacity
+                                          for s in states):
+        return list(states)
+    present = [s for s in states if s]
+    if not present:
+        return [{} for _ in range(world_size)]
+    inserted = _split(sum(int(s["inserted_steps"]) for s in present), world_size)
+    trained = _split(sum(int(s["trained_steps"]) for s in present), world_size)
+    max_priority = max(float(s["max_priority"]) for s in present)
+    out = [{"inserted_steps": i, "trained_steps": t, "max_priority": max_priority} for i, t in zip(inserted, trained)]
+    replays = [s["replay"] for s in present if "replay" in s]
+    if replays:
+        for state, replay in zip(out, reshard_replays(replays, capacity, world_size)):
+            state["replay"] = replay
+    return out
 
 
 class ReplayData:
@@ -162,6 +203,13 @@ class ReplayData:
             replay["sequences"] = self.store.state_dict(replay.pop("items"))
             state["replay"] = replay
         return state
+
+    def reshard(self, states: list[dict], world_size: int) -> list[dict]:
+        """A checkpoint's shard states, from any number of ranks, for ``world_size`` shards like this one
+        (every rank's has this capacity): :func:`reshard_states`."""
+        if not self.checkpoint_contents:  # the contents would not be loaded: move only the counters
+            states = [{k: v for k, v in s.items() if k != "replay"} for s in states]
+        return reshard_states(states, world_size, self.replay.capacity)
 
     def load_state_dict(self, state: dict) -> None:
         if not state:
