@@ -86,3 +86,25 @@ def shard_weights(learner_ranks: LearnerRanks) -> tuple[np.ndarray, np.ndarray]:
 
     raw = np.array([1.0, 2.0, 4.0]) * (1 + 9 * learner_ranks.rank)
     return raw, importance_weights(raw, learner_ranks)
+
+
+def updates_with_rank_1_loss_infinite(make_agent: Callable, batches: list[dict], poisoned: int,
+                                      learner_ranks: LearnerRanks) -> dict:
+    """:func:`train_updates`, but at update ``poisoned`` rank 1's loss is +inf while the gradients (averaged
+    over the ranks) stay finite: a loss that overflows on one rank only. Whether each update was skipped,
+    and the weights' digest after it."""
+    agent = make_agent(learner_ranks)
+    compute_loss, update = agent.compute_loss, [0]
+
+    def overflowing_on_rank_1(batch):
+        loss, *rest = compute_loss(batch)
+        if learner_ranks.rank == 1 and update[0] == poisoned:
+            loss = loss + float("inf")  # a constant: the gradients stay as they were
+        return (loss, *rest)
+
+    agent.compute_loss = overflowing_on_rank_1
+    skipped, digests = [], []
+    for update[0], batch in enumerate(batches):
+        skipped.append(agent.train_step(batch_share(batch, learner_ranks.rank, learner_ranks.world_size), LOCK).skipped)
+        digests.append(weights_digest(agent.model))
+    return {"skipped": skipped, "digests": digests}

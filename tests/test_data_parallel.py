@@ -32,7 +32,7 @@ from seed_rl.launch.learners import learner_addresses
 from seed_rl.learner.plan import learner_address
 from seed_rl.learner.loop import data_shards, mean_logs
 from seed_rl.config.roles import rank_address
-from rank_workers import run_ranks, run_single, shard_weights, train_updates
+from rank_workers import run_ranks, run_single, shard_weights, train_updates, updates_with_rank_1_loss_infinite
 from test_replay_resharding import filled, resumed
 from test_train_e2e import CARTPOLE_FLAGS
 from train_helpers import ROOT, read_metrics, run_train, train_command
@@ -144,6 +144,23 @@ def test_r2d2_two_ranks_equal_one_learner_on_a_fixed_sample(tmp_path):
     batches = [_r2d2_batch(config, seed=s) for s in range(3)]
     single = _assert_data_parallel_equals_single(functools.partial(_r2d2, config), batches, tmp_path, 2e-5)
     assert single["targets"][0] != single["targets"][1]  # the target network was updated at step 2
+
+
+@pytest.mark.parametrize("agent", ["impala", "r2d2"])
+def test_a_loss_that_overflows_on_one_rank_is_skipped_by_every_rank(agent, tmp_path):
+    """The skip of a non-finite update is agreed by all ranks: one that steps while another skips would leave
+    their weights apart for good (DistributedDataParallel never copies them again)."""
+    if agent == "impala":
+        make_agent, batches = functools.partial(_impala, ImpalaConfig()), [_impala_batch(T=5, B=8, seed=s) for s in range(3)]
+    else:
+        config = R2D2Config(batch_size=8, unroll_length=4, burn_in=2, sequence_period=2, target_update_period=1,
+                            lstm_size=16, head_size=16)
+        make_agent, batches = functools.partial(_r2d2, config), [_r2d2_batch(config, seed=s) for s in range(3)]
+    rank0, rank1 = run_ranks(functools.partial(updates_with_rank_1_loss_infinite, make_agent, batches, 1), 2,
+                             str(tmp_path))
+    assert rank0["skipped"] == rank1["skipped"] == [False, True, False]
+    assert rank0["digests"] == rank1["digests"]
+    assert rank0["digests"][0] == rank0["digests"][1] != rank0["digests"][2]  # the skip kept the weights
 
 
 def test_importance_weights_are_normalised_over_the_global_batch(tmp_path):

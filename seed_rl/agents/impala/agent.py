@@ -145,7 +145,8 @@ class ImpalaAgent:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         logs["grad_norm"] = float(grad_norm)
         logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        if not all_finite(loss, grad_norm):  # weights, optimizer, PopArt and schedule stay as they were
+        # Weights, optimizer, PopArt and schedule stay as they were; every rank skips if any rank's loss is not finite.
+        if not self.ranks.all_agree(all_finite(loss, grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             return TrainResult(logs, skipped=True)
         with params_lock:

@@ -45,6 +45,7 @@ class R2D2Agent:
             head_size=config.head_size,
         ).to(device)
         precision.prepare(self.model)
+        self.ranks = ranks
         # Several learner ranks: each trains on its share of the batch through a wrapper that averages
         # their gradients (core/learner_ranks.py), so the online and target networks stay identical.
         self._data_parallel = ranks.wrap(self.model) if ranks.distributed else None
@@ -166,7 +167,8 @@ class R2D2Agent:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         logs["grad_norm"] = float(grad_norm)
-        if not all_finite(loss, grad_norm):  # weights, optimizer, target network and priorities stay as they were
+        # Weights, optimizer, target network and priorities stay as they were, on every rank if on any.
+        if not self.ranks.all_agree(all_finite(loss, grad_norm)):
             self.optimizer.zero_grad(set_to_none=True)
             return TrainResult(logs, skipped=True)
         with params_lock:
