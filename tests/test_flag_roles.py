@@ -74,13 +74,16 @@ def test_the_groups_are_what_train_and_actor_define():
     assert {"learner_address", "actor_id"} <= set(roles.LAUNCHER_SET_FLAGS)
 
 
-@pytest.mark.parametrize("module", ["seed_rl/train.py", "seed_rl/actor.py"])
-def test_entry_points_take_the_shared_flags_from_roles(module):
+@pytest.mark.parametrize("module, call", [
+    ("seed_rl/learner/train_flags.py", "roles.define_shared_flags(flag_values)"),  # seed_rl.train's flags
+    ("seed_rl/actor.py", "roles.define_shared_flags()"),
+])
+def test_entry_points_take_the_shared_flags_from_roles(module, call):
     import re
     from pathlib import Path
 
     source = (Path(__file__).resolve().parent.parent / module).read_text()
-    assert "roles.define_shared_flags()" in source
+    assert call in source
     defined_here = set(re.findall(r"DEFINE_\w+\(\s*\"(\w+)\"", source))
     assert not defined_here & roles.SHARED_FLAGS, f"{module} defines shared flags itself: {defined_here & roles.SHARED_FLAGS}"
 

@@ -8,26 +8,25 @@ import pytest
 import torch
 from absl import flags
 
-from seed_rl import train  # noqa: F401  (defines the train command's flags on flags.FLAGS)
 from seed_rl.config import presets, roles
 from seed_rl.core.learner_ranks import SINGLE, LearnerRanks
 from seed_rl.learner.plan import LearnerBuildError, plan_run
+from seed_rl.learner.train_flags import define_train_flags
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture
 def train_flags():
-    """``train_flags(*argv)``: the train command's flags parsed from ``argv``, unparsed again after the test."""
-    values = flags.FLAGS
+    """``train_flags(*argv)``: the train command's flags, on their own FlagValues, parsed from ``argv``."""
 
     def parse(*argv: str) -> flags.FlagValues:
-        values.unparse_flags()
+        values = flags.FlagValues()
+        define_train_flags(values)
         values(["train", *argv])
         return values
 
-    yield parse
-    values.unparse_flags()
+    return parse
 
 
 def _free_port() -> int:
