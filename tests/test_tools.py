@@ -55,3 +55,20 @@ def test_bench_step_bytes_reports_todays_layout(tmp_path: Path):
     grpc, shm, store, unrolls, handed = (int(v.replace(",", "")) for v in row.groups())
     assert shm >= 84 * 84 > 0 and grpc > 0 and store > 0 and unrolls > 0 and handed > 0, result.stdout
     assert "actor" not in result.stdout, result.stdout  # the actor-stacked layout it compared against is gone
+
+
+CHEAP_RUNS = {
+    # Serves fake clients through the learner's own serving stack (InferenceService behind Endpoints).
+    "bench_security.py": ["--seconds=1", "--repeats=1", "--clients=1", "--envs_per_client=2"],
+    "bench_sum_tree.py": ["--capacity=1000", "--batch-sizes", "8", "--iters=3", "--repeats=1"],
+    "bench_train_step.py": ["--env=CartPole-v1", "--agent=r2d2", "--variants=fp32", "--rounds=1", "--steps=1",
+                            "--warmup_steps=0", "--threads=1"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(CHEAP_RUNS))
+def test_cheap_benchmarks_run_end_to_end_at_a_tiny_size(script: str):
+    result = subprocess.run([sys.executable, str(TOOLS / script), *CHEAP_RUNS[script]], capture_output=True,
+                            text=True, timeout=300, cwd=TOOLS.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r"\d", result.stdout), result.stdout  # it printed measurements
