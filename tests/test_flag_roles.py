@@ -97,13 +97,13 @@ def _train_flags(*argv: str) -> flags.FlagValues:
 
 
 def test_r2d2_on_atari_plays_all_18_actions_and_its_local_actors_are_told():
-    from seed_rl.learner.plan import _env_config, shared_flags_argv_with
+    from seed_rl.learner.plan import _env_config
 
     values = _train_flags("--env=atari:Pong", "--agent=r2d2")
     env_config, preset_values = _env_config(values)
     assert env_config.full_action_space is True  # R2D2's preset (the paper, SEED RL)
     assert values["full_action_space"].value is None  # resolved into the config, not written back into the flags
-    argv = shared_flags_argv_with(values, preset_values)
+    argv = roles.shared_flags_argv(values, preset_values)
     assert "--full_action_space" in argv and "--full_action_space" not in roles.shared_flags_argv(values)
     assert roles.actor_settings(roles.parse_shared_flags(argv), learner_address="127.0.0.1:1", actor_id=0,
                                 transport="grpc").env_config.full_action_space is True

@@ -20,6 +20,7 @@ needed for it to reach every launcher's actors.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing
 from collections.abc import Mapping, Sequence
@@ -125,13 +126,22 @@ def default_inference_batch(total_envs: int, double_buffer: bool) -> int:
     return max(1, total_envs // 2) if double_buffer else total_envs
 
 
-def shared_flags_argv(flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
+def shared_flags_argv(flag_values: flags.FlagValues = flags.FLAGS, values: Mapping[str, typing.Any] = {}) -> list[str]:
     """This process's shared flags as a command line: what every actor of the run must be given.
 
+    ``values`` replace those flags' own (e.g. a preset resolved for the run); ``flag_values`` is not changed.
     A flag added to :data:`SHARED_FLAGS` is carried with no other edit; flags without a value
     (the EnvConfig fields that mean "the dataclass default") are left out.
     """
-    return [token for name in sorted(SHARED_FLAGS) if (token := flag_values[name].serialize())]
+    argv = []
+    for name in sorted(SHARED_FLAGS):
+        flag = flag_values[name]
+        if name in values:
+            flag = copy.deepcopy(flag)
+            flag.value = values[name]
+        if token := flag.serialize():
+            argv.append(token)
+    return argv
 
 
 def parse_shared_flags(argv: Sequence[str]) -> flags.FlagValues:

@@ -12,7 +12,6 @@ plan is a :class:`LearnerBuildError`, raised here in one line.
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import re
@@ -164,7 +163,7 @@ def _plan(fv: flags.FlagValues, ranks: LearnerRanks, device: torch.device, serve
         run_shape=run_shape,
         own_actors=own_actors,
         local_actors=local_actors,
-        actor_argv=tuple(shared_flags_argv_with(fv, env_preset)),
+        actor_argv=tuple(roles.shared_flags_argv(fv, env_preset)),
         serving=serving,
         logdir=fv.logdir or default_logdir(fv.env, fv.agent),
         total_environment_frames=fv.total_environment_frames,
@@ -231,19 +230,6 @@ def learner_threads(requested: int, device: torch.device, local_actors: int, cor
     if device.type != "cpu" or local_actors == 0:
         return 0
     return cores if learner_bound else max(1, cores - local_actors)
-
-
-def shared_flags_argv_with(flag_values: flags.FlagValues, values: dict[str, Any]) -> list[str]:
-    """:func:`roles.shared_flags_argv` with ``values`` in place of those flags' own (the flags are not changed)."""
-    argv = []
-    for name in sorted(roles.SHARED_FLAGS):
-        flag = flag_values[name]
-        if name in values:
-            flag = copy.deepcopy(flag)
-            flag.value = values[name]
-        if token := flag.serialize():
-            argv.append(token)
-    return argv
 
 
 def _refuse_foreign_flags(agent: str, flag_values: flags.FlagValues) -> None:
