@@ -91,11 +91,7 @@ class LearnerRanks:
     def all_agree(self, holds: bool) -> bool:
         """Whether ``holds`` is true on every rank: one all-reduce of one number. A decision that changes the
         weights (skipping a non-finite update) must be the same on every rank, or their weights part for good."""
-        if not self.distributed:
-            return holds
-        failed = torch.tensor([0.0 if holds else 1.0], dtype=torch.float64)
-        dist.all_reduce(failed, op=dist.ReduceOp.SUM, group=self.cpu_group)
-        return failed.item() == 0
+        return self.exchange([0.0 if holds else 1.0])[0] == 0
 
     def exchange(self, values: list[float]) -> list[float]:
         """The sums of a short list of numbers over the ranks: the learner loop's control message.
